@@ -1,0 +1,54 @@
+"""The `starch` command line.
+
+Every sub-command lives in the package that owns its logic and contributes an
+`add_parser(subparsers)` function; this module only wires them together and turns
+exceptions into one clear line (a traceback only with --debug).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from spaces import describe_cli
+
+
+class UserError(Exception):
+    """An error caused by the user's input: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="starch",
+        description="starch: spatiotemporal architecture search for video ConvNets.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `starch COMMAND --help` for the options and examples of each command.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    describe_cli.add_parser(sub)
+    try:  # trainers adds `starch data ...` once it exists
+        from trainers import data_cli
+    except ImportError:
+        data_cli = None
+    if data_cli is not None:
+        data_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("starch: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, UserError) as exc:
+        if args.debug:
+            raise
+        print(f"starch: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
