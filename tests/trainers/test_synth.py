@@ -1,0 +1,331 @@
+"""Tests for the synthetic motion benchmark (trainers/synth.py).
+
+The content checks assert the property the benchmark exists for: a single frame carries no class
+information, while the motion (direction and speed) is recoverable, also after x264 and decord.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import decord
+import numpy as np
+import pytest
+
+from trainers.synth import (
+    DIRECTIONS,
+    METADATA_FILE,
+    class_motions,
+    class_names,
+    generate_video,
+    write_synthetic_dataset,
+)
+
+# small but complete: both speeds; 1 test + 2 train videos per class
+SMALL = dict(classes=8, videos_per_class=3, frames=16, size=(32, 44), seed=3)
+
+
+def _decode(path: Path) -> np.ndarray:
+    reader = decord.VideoReader(str(path))
+    return reader.get_batch(list(range(len(reader)))).asnumpy()  # (T, H, W, 3) uint8
+
+
+def _luma(frames: np.ndarray) -> np.ndarray:
+    return frames.astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # (T, H, W)
+
+
+def estimate_motion(frames: np.ndarray) -> tuple[int, int]:
+    """Per-clip displacement (dx, dy) in px/frame by phase correlation of consecutive frames.
+
+    The temporal mean is removed (it is mostly the static background), the normalised
+    cross-power spectra of all consecutive pairs are summed, and the zero shift (whatever is left
+    of the background) is excluded; the peak is the shift of the moving layer.
+    """
+    y = _luma(frames)
+    y = y - y.mean(axis=0, keepdims=True)
+    spectra = np.fft.fft2(y)  # over the last two axes: (T, H, W)
+    cross = spectra[1:] * np.conj(spectra[:-1])
+    cross /= np.abs(cross) + 1e-9
+    surface = np.real(np.fft.ifft2(cross)).sum(axis=0)  # (H, W)
+    surface[0, 0] = -np.inf
+    iy, ix = np.unravel_index(np.argmax(surface), surface.shape)
+    height, width = surface.shape
+    dy = int(iy) if iy <= height // 2 else int(iy) - height
+    dx = int(ix) if ix <= width // 2 else int(ix) - width
+    return dx, dy
+
+
+def _expected(direction: str, speed: int) -> tuple[int, int]:
+    ux, uy = DIRECTIONS[direction]
+    return ux * speed, uy * speed
+
+
+def _frame_features(frame: np.ndarray) -> np.ndarray:
+    """What a per-frame model could see globally: mean and std per channel, luma histogram."""
+    pixels = frame.reshape(-1, 3).astype(np.float64)
+    hist, _ = np.histogram(_luma(frame[None]), bins=8, range=(0, 256), density=True)
+    return np.concatenate([pixels.mean(0), pixels.std(0), hist * 256])
+
+
+def _nearest_centroid_loo(features: np.ndarray, labels: np.ndarray) -> float:
+    """Leave-one-out accuracy of a nearest-centroid classifier on standardised features."""
+    z = (features - features.mean(0)) / (features.std(0) + 1e-9)
+    classes = np.unique(labels)
+    correct = 0
+    for i in range(len(z)):
+        keep = np.arange(len(z)) != i
+        centroids = np.stack([z[keep & (labels == c)].mean(0) for c in classes])
+        correct += classes[np.argmin(((centroids - z[i]) ** 2).sum(1))] == labels[i]
+    return correct / len(z)
+
+
+def _mtimes(root: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("synth") / "small"
+    return out, write_synthetic_dataset(out, **SMALL, workers=2)
+
+
+# --------------------------------------------------------------------------- classes
+
+
+def test_class_names_and_speeds():
+    assert class_names(4) == ["Down1", "Left1", "Right1", "Up1"]
+    assert class_names(8) == ["Down1", "Down3", "Left1", "Left3", "Right1", "Right3", "Up1", "Up3"]
+    assert len(class_names(16)) == 16 and "Right4" in class_names(16) and "Up2" in class_names(12)
+    assert class_motions(8)["Left3"] == ("left", 3)
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_layout_split_files_and_metadata(small):
+    out, meta = small
+    names = class_names(8)
+    lists = out / "ucfTrainTestlist"
+    assert (lists / "classInd.txt").read_text().splitlines() == [
+        f"{i} {n}" for i, n in enumerate(names, start=1)
+    ]
+    train = [line.split(" ") for line in (lists / "trainlist01.txt").read_text().splitlines()]
+    test = (lists / "testlist01.txt").read_text().splitlines()
+    assert len(train) == 8 * 2 and len(test) == 8 * 1
+    assert all(len(parts) == 2 for parts in train)
+    assert all(" " not in line for line in test)
+
+    def parse(rel: str) -> tuple[str, str]:  # (class folder, group)
+        folder, name = rel.split("/")
+        cls, group, clip = name.removeprefix("v_").removesuffix(".mp4").rsplit("_", 2)
+        assert cls == folder and group[0] == "g" and clip[0] == "c"
+        assert len(group) == 3 and len(clip) == 3  # two digits each
+        return folder, group
+
+    for rel, label in train:
+        assert names[int(label) - 1] == parse(rel)[0]
+    train_groups = {parse(rel) for rel, _ in train}
+    test_groups = {parse(rel) for rel in test}
+    assert not train_groups & test_groups  # whole groups go to one split, as in UCF101
+
+    listed = {rel for rel, _ in train} | set(test)
+    on_disk = {p.relative_to(out / "UCF-101").as_posix() for p in out.rglob("*.mp4")}
+    assert listed == on_disk
+    assert not [p for p in out.rglob("*") if "tmp" in p.name or p.name.startswith(".")]
+
+    saved = json.loads((out / METADATA_FILE).read_text())
+    assert saved == meta
+    assert saved["name"] == "starch-synthetic-motion"
+    assert saved["flip_preserves_label"] is False
+    assert saved["classes"] == names
+    assert saved["version"] == 1
+    assert saved["params"] == {
+        "classes": 8, "videos_per_class": 3, "frames": 16, "size": [32, 44], "seed": 3,
+        "test_fraction": 0.25,
+    }
+
+
+def test_every_file_decodes_with_decord(small):
+    out, _ = small
+    paths = sorted((out / "UCF-101").rglob("*.mp4"))
+    assert len(paths) == 24
+    for path in paths:
+        reader = decord.VideoReader(str(path))
+        assert len(reader) == 16, path
+        assert reader[0].shape == (32, 44, 3), path
+        assert reader.get_avg_fps() == pytest.approx(25)
+
+
+def test_default_split_is_ucf_like():
+    """200 videos per class: 50 test videos in g01-g07, 150 train videos in g08-g26."""
+    from trainers.synth import _split
+
+    rows = _split(200, 0.25)
+    test_groups = {g for s, g, _ in rows if s == "test"}
+    train_groups = {g for s, g, _ in rows if s == "train"}
+    assert sum(s == "test" for s, _, _ in rows) == 50
+    assert test_groups == set(range(1, 8)) and train_groups == set(range(8, 27))
+    assert max(c for _, _, c in rows) == 8
+
+
+# --------------------------------------------------------------------------- determinism, cache
+
+
+def test_generate_video_is_deterministic_per_seed():
+    def digest(seed: int) -> str:
+        video = generate_video(np.random.default_rng(seed), direction="up", speed=3, frames=16)
+        assert video.dtype == np.uint8 and video.shape == (16, 32, 44, 3)
+        return hashlib.sha256(video.tobytes()).hexdigest()
+
+    assert digest(7) == digest(7)
+    assert digest(7) != digest(8)
+
+
+def test_dataset_is_deterministic_across_runs_and_workers(small, tmp_path):
+    out, _ = small
+    again = tmp_path / "again"
+    write_synthetic_dataset(again, **SMALL, workers=1)
+    other = tmp_path / "other"
+    write_synthetic_dataset(other, **{**SMALL, "seed": 4}, workers=1)
+    for rel in ["Left3/v_Left3_g01_c01.mp4", "Up1/v_Up1_g03_c01.mp4"]:
+        first = _decode(out / "UCF-101" / rel)
+        np.testing.assert_array_equal(first, _decode(again / "UCF-101" / rel))
+        assert np.abs(first.astype(int) - _decode(other / "UCF-101" / rel)).mean() > 20
+
+
+def test_second_call_is_cached_and_mismatch_refused(tmp_path):
+    out = tmp_path / "ds"
+    kw = dict(classes=4, videos_per_class=2, frames=4, seed=1, test_fraction=0.5, workers=1)
+    first = write_synthetic_dataset(out, **kw)
+    before = _mtimes(out)
+    assert write_synthetic_dataset(out, **kw) == first
+    assert _mtimes(out) == before  # nothing rewritten
+
+    with pytest.raises(ValueError, match=r"other parameters.*frames=4 vs 6.*overwrite=True"):
+        write_synthetic_dataset(out, **{**kw, "frames": 6})
+    assert _mtimes(out) == before
+
+    meta = write_synthetic_dataset(out, **{**kw, "frames": 6}, overwrite=True)
+    assert meta["params"]["frames"] == 6
+    assert len(decord.VideoReader(str(next(out.rglob("*.mp4"))))) == 6
+
+
+def test_incomplete_or_interrupted_dataset_is_rewritten(tmp_path):
+    out = tmp_path / "ds"
+    kw = dict(classes=4, videos_per_class=2, frames=4, seed=1, test_fraction=0.5, workers=1)
+    write_synthetic_dataset(out, **kw)
+    victim = out / "UCF-101" / "Down1" / "v_Down1_g01_c01.mp4"
+    victim.unlink()
+    write_synthetic_dataset(out, **kw)
+    assert victim.is_file()
+
+    # a killed run: the partial marker is there, the metadata is not -> not complete, ours
+    (out / METADATA_FILE).unlink()
+    (out / ".starch_dataset.partial").write_text("{}\n")
+    write_synthetic_dataset(out, **kw)
+    assert (out / METADATA_FILE).is_file() and not (out / ".starch_dataset.partial").exists()
+
+
+def test_foreign_ucf_folder_is_never_touched(tmp_path):
+    real = tmp_path / "ucf" / "UCF-101" / "ApplyEyeMakeup"
+    real.mkdir(parents=True)
+    (real / "v_ApplyEyeMakeup_g01_c01.avi").write_bytes(b"not ours")
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="not written by write_synthetic_dataset"):
+            write_synthetic_dataset(tmp_path / "ucf", classes=4, videos_per_class=2,
+                                    test_fraction=0.5, frames=4, overwrite=overwrite)
+    assert (real / "v_ApplyEyeMakeup_g01_c01.avi").read_bytes() == b"not ours"
+
+
+# --------------------------------------------------------------------------- content
+
+
+def test_first_frame_is_identical_for_every_class():
+    """The random draws ignore the class: equal generators give an equal first frame."""
+    videos = {
+        name: generate_video(np.random.default_rng(11), direction=d, speed=s, frames=4)
+        for name, (d, s) in class_motions(16).items()
+    }
+    first = videos["Left1"]
+    for name, video in videos.items():
+        np.testing.assert_array_equal(video[0], first[0], err_msg=name)
+    assert not np.array_equal(videos["Left1"][1], videos["Right1"][1])
+    assert not np.array_equal(videos["Left1"][1], videos["Left3"][1])
+
+
+def test_single_frame_has_no_class_information_but_motion_does():
+    motions = class_motions(8)
+    features, motion_ok, labels = [], [], []
+    for label, (direction, speed) in enumerate(motions.values()):
+        for i in range(25):
+            video = generate_video(
+                np.random.default_rng([99, label, i]), direction=direction, speed=speed, frames=16
+            )
+            features.append(_frame_features(video[int(np.random.default_rng(i).integers(16))]))
+            motion_ok.append(estimate_motion(video) == _expected(direction, speed))
+            labels.append(label)
+    single_frame = _nearest_centroid_loo(np.array(features), np.array(labels))
+    assert single_frame < 0.25  # chance is 1/8; a separable statistic would be far above
+    assert np.mean(motion_ok) >= 0.95
+
+
+def test_motion_survives_x264(small):
+    """The mp4 files keep the motion: direction and speed recovered from decoded frames."""
+    out, meta = small
+    hits = []
+    for path in sorted((out / "UCF-101").rglob("*.mp4")):
+        motion = meta["motion"][path.parent.name]
+        hits.append(estimate_motion(_decode(path)) == _expected(motion["direction"], motion["speed"]))
+    assert np.mean(hits) >= 0.9, hits
+
+
+def test_x264_keeps_the_luma_texture(tmp_path):
+    """Decoded frames stay close to the source: luma PSNR well above what blurs 1-px texture."""
+    out = tmp_path / "q"
+    write_synthetic_dataset(out, classes=4, videos_per_class=2, frames=8, test_fraction=0.5,
+                            seed=5, workers=1)
+    from trainers.synth import _video_rng
+
+    path = out / "UCF-101" / "Right1" / "v_Right1_g01_c01.mp4"  # index 0 of Right1
+    source = generate_video(_video_rng(5, "right", 1, 0), direction="right", speed=1, frames=8)
+    error = _luma(_decode(path)) - _luma(source)
+    psnr = 10 * np.log10(255**2 / np.mean(error**2))
+    assert psnr > 28, psnr
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ({"classes": 6}, r"classes must be one of \[4, 8, 12, 16\]"),
+        ({"classes": 20}, "classes"),
+        ({"size": (32, 43)}, "size must be even"),
+        ({"size": (8, 8)}, "size"),
+        ({"size": 32}, "size"),
+        ({"frames": 0}, "frames"),
+        ({"videos_per_class": 1}, "videos_per_class"),
+        ({"test_fraction": 0.0}, "test_fraction"),
+        ({"test_fraction": 0.1, "videos_per_class": 3}, "test_fraction"),
+        ({"seed": -1}, "seed"),
+        ({"workers": 0}, "workers"),
+    ],
+)
+def test_invalid_arguments_name_the_field(tmp_path, override, field):
+    kw = {**dict(classes=4, videos_per_class=4, frames=4, workers=1), **override}
+    with pytest.raises(ValueError, match=field):
+        write_synthetic_dataset(tmp_path / "bad", **kw)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_generate_video_validates():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="direction"):
+        generate_video(rng, direction="north", speed=1)
+    with pytest.raises(ValueError, match="speed"):
+        generate_video(rng, direction="up", speed=-1)
+    with pytest.raises(ValueError, match="frames"):
+        generate_video(rng, direction="up", speed=1, frames=0)

@@ -1,0 +1,516 @@
+"""Synthetic motion benchmark: the embedded default dataset, written as real H.264 mp4 files.
+
+Every class is a *motion*: a direction (left, right, up, down) times a speed in pixels per frame
+(`Left1`, `Right3`, ...). Everything that a single frame shows is drawn independently of the class,
+so a per-frame 2D network stays at chance while 3D and (2+1)D networks learn the task, and classes
+that differ only in speed make the temporal sampling rate matter.
+
+One video (`generate_video`), drawn from a per-video random generator::
+
+    background (static)                          moving layer (wraps at the frame edges)
+    ├─ colour gradient between two colours       └─ 8 textured sprites, 4-8 px, moving together
+    ├─ ~40 flat rectangles                          by (dx, dy) = speed * direction per frame
+    └─ ~12 look-alike sprites (same textures, never moving)
+    + grey pixel noise, fresh in every frame
+
+Sprite textures (checker, stripes, binary noise) alternate a dark and a bright colour, so they live
+in luminance: x264's yuv420p halves the colour resolution but keeps the luma, and the motion stays
+visible at 32x44. Counts scale with the frame area and sprite sizes with min(H, W) / 32.
+
+The dataset on disk (`write_synthetic_dataset`) has the UCF101 layout, so the reader for real data
+reads it unchanged::
+
+    out/UCF-101/Left1/v_Left1_g08_c01.mp4            class folder, group gXX, clip cYY
+    out/ucfTrainTestlist/classInd.txt                "1 Down1" ... (alphabetical, like UCF101)
+    out/ucfTrainTestlist/trainlist01.txt             "Left1/v_Left1_g08_c01.mp4 3"
+    out/ucfTrainTestlist/testlist01.txt              "Left1/v_Left1_g01_c01.mp4"
+    out/starch_dataset.json                          written last: its presence means complete
+
+As in UCF101 split 1, the first groups (g01...) are the test set and the later ones the train set;
+the test set holds round(videos_per_class * test_fraction) videos of every class.
+
+Measured recipe (in-memory frames, 8 classes, clips of 8 frames at sampling rate 2, random 32x32
+crops): with 200 videos per class tiny R3D/MC3/MC4/rMC3 reach 95-100 % in ~1000 updates while the
+per-frame f-R2D stays at chance; with 50 videos per class every model memorises the backgrounds.
+"""
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DIRECTIONS",
+    "METADATA_FILE",
+    "SPEEDS",
+    "class_names",
+    "class_motions",
+    "generate_video",
+    "write_synthetic_dataset",
+]
+
+NAME = "starch-synthetic-motion"
+VERSION = 1  # bump when the frames or the encoding change: old caches then refuse to be reused
+METADATA_FILE = "starch_dataset.json"
+_PARTIAL_FILE = ".starch_dataset.partial"  # exists while a write is under way (or was killed)
+
+# direction -> unit displacement (dx, dy) in image coordinates (y grows downwards)
+DIRECTIONS: dict[str, tuple[int, int]] = {
+    "left": (-1, 0),
+    "right": (1, 0),
+    "up": (0, -1),
+    "down": (0, 1),
+}
+# speeds (px/frame) used for 4, 8, 12 and 16 classes: 1 and 3 first, so that 8 classes have two
+# clearly different speeds; 2 and 4 fill in for larger class counts.
+SPEEDS: tuple[int, ...] = (1, 3, 2, 4)
+VALID_CLASSES: tuple[int, ...] = tuple(4 * n for n in range(1, len(SPEEDS) + 1))
+
+# H.264 settings. CRF 20 keeps the 1-px textures and the 1 px/frame motion at 32x44 (see
+# tests/trainers/test_synth.py, which recovers the motion from the decoded files).
+FPS = 25
+CODEC = "libx264"
+PIX_FMT = "yuv420p"
+CRF = 20
+PRESET = "medium"
+
+# content at the reference size 32x44 (the measured recipe); scaled for other sizes
+_REF_AREA = 32 * 44
+_N_MOVING = 8
+_N_STATIC_SPRITES = 12
+_N_RECTS = 40
+_SPRITE_SIDE = (4, 8)  # inclusive, px at min(H, W) = 32
+_RECT_SIDE = (2, 12)
+_NOISE_AMPLITUDE = 8  # grey noise, uniform in [-a, a], fresh per frame
+
+
+# --------------------------------------------------------------------------- classes
+
+
+def _speeds_for(classes: int) -> tuple[int, ...]:
+    return SPEEDS[: classes // len(DIRECTIONS)]
+
+
+def class_motions(classes: int = 8) -> dict[str, tuple[str, int]]:
+    """Class name -> (direction, speed), in classInd order (alphabetical, like UCF101)."""
+    _check_classes(classes)
+    motions = {
+        f"{direction.capitalize()}{speed}": (direction, speed)
+        for direction in DIRECTIONS
+        for speed in _speeds_for(classes)
+    }
+    return dict(sorted(motions.items()))
+
+
+def class_names(classes: int = 8) -> list[str]:
+    """The class names, in classInd order: e.g. `Down1, Down3, Left1, Left3, Right1, ...`."""
+    return list(class_motions(classes))
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def _texture(rng: np.random.Generator, h: int, w: int, scale: float) -> np.ndarray:
+    """A binary (h, w) pattern: checker, stripes (horizontal, vertical, diagonal) or noise."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    kind = rng.integers(0, 5)
+    cell = max(1, round(int(rng.integers(1, 3)) * scale))  # 1 or 2 px at the reference size
+    if kind == 0:  # checker
+        return ((yy // cell + xx // cell) % 2).astype(bool)
+    if kind == 1:  # horizontal stripes
+        return ((yy // cell) % 2).astype(bool)
+    if kind == 2:  # vertical stripes
+        return ((xx // cell) % 2).astype(bool)
+    if kind == 3:  # diagonal stripes
+        return (((xx + yy) // cell) % 2).astype(bool)
+    return rng.random((h, w)) < 0.5  # binary noise
+
+
+def _sprite(rng: np.random.Generator, scale: float) -> np.ndarray:
+    """One textured sprite, (h, w, 3) float: a dark and a bright colour, so it lives in luma."""
+    lo, hi = (max(2, round(s * scale)) for s in _SPRITE_SIDE)
+    h, w = (int(v) for v in rng.integers(lo, hi + 1, size=2))
+    pattern = _texture(rng, h, w, scale)
+    dark = rng.uniform(0, 90, size=3)
+    bright = rng.uniform(165, 255, size=3)
+    if rng.random() < 0.5:
+        dark, bright = bright, dark
+    return np.where(pattern[..., None], bright, dark)
+
+
+def _paste(canvas: np.ndarray, mask: np.ndarray | None, patch: np.ndarray, y: int, x: int) -> None:
+    """Paste `patch` at (y, x) on the torus: it wraps at the edges of `canvas`."""
+    height, width = canvas.shape[:2]
+    rows = (y + np.arange(patch.shape[0])) % height
+    cols = (x + np.arange(patch.shape[1])) % width
+    canvas[np.ix_(rows, cols)] = patch
+    if mask is not None:
+        mask[np.ix_(rows, cols)] = True
+
+
+def generate_video(
+    rng: np.random.Generator,
+    *,
+    direction: str,
+    speed: int,
+    frames: int = 48,
+    size: tuple[int, int] = (32, 44),
+) -> np.ndarray:
+    """Draw one synthetic motion video: uint8 array (T, H, W, 3), RGB.
+
+    The random draws do not depend on `direction` or `speed` (they are consumed in the same order
+    for every class), so two calls with equally seeded generators give the same first frame for
+    every class: a single frame carries no class information. Frame t shows the moving layer
+    shifted by t * speed * DIRECTIONS[direction], wrapping at the edges.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
+    if not _is_int(speed) or speed < 0:
+        raise ValueError(f"speed must be a non-negative integer (px/frame), got {speed!r}")
+    _check_frames(frames)
+    height, width = _check_size(size, minimum=8)
+    scale = min(height, width) / 32
+    area = height * width / _REF_AREA
+
+    def count(n: int) -> int:
+        return max(1, round(n * area))
+
+    # background: gradient between two random colours along a random direction
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(angle) * xx / width + np.sin(angle) * yy / height
+    ramp = (ramp - ramp.min()) / max(np.ptp(ramp), 1e-9)
+    c0, c1 = rng.uniform(0, 255, size=(2, 3))
+    background = c0 + ramp[..., None] * (c1 - c0)
+
+    # flat rectangles (sides scale with the frame; they may wrap like everything else)
+    r_lo, r_hi = (max(1, round(s * scale)) for s in _RECT_SIDE)
+    for _ in range(count(_N_RECTS)):
+        h, w = (int(v) for v in rng.integers(r_lo, r_hi + 1, size=2))
+        y, x = int(rng.integers(0, height)), int(rng.integers(0, width))
+        colour = rng.uniform(0, 255, size=3)
+        _paste(background, None, np.broadcast_to(colour, (h, w, 3)), y, x)
+
+    # static look-alikes first, then the moving sprites: the same draws, so the same look
+    for _ in range(count(_N_STATIC_SPRITES)):
+        sprite = _sprite(rng, scale)
+        _paste(background, None, sprite, int(rng.integers(0, height)), int(rng.integers(0, width)))
+    layer = np.zeros((height, width, 3))
+    alpha = np.zeros((height, width), dtype=bool)
+    for _ in range(count(_N_MOVING)):
+        sprite = _sprite(rng, scale)
+        _paste(layer, alpha, sprite, int(rng.integers(0, height)), int(rng.integers(0, width)))
+
+    noise = rng.integers(-_NOISE_AMPLITUDE, _NOISE_AMPLITUDE + 1, size=(frames, height, width, 1))
+
+    dx, dy = DIRECTIONS[direction]
+    out = np.empty((frames, height, width, 3), dtype=np.uint8)
+    for t in range(frames):
+        shift = (t * speed * dy, t * speed * dx)
+        moved = np.roll(layer, shift, axis=(0, 1))
+        moved_alpha = np.roll(alpha, shift, axis=(0, 1))
+        frame = np.where(moved_alpha[..., None], moved, background) + noise[t]
+        out[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+    return out
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def encode_mp4(frames: np.ndarray, path: str | os.PathLike, *, fps: int = FPS, crf: int = CRF) -> None:
+    """Write (T, H, W, 3) uint8 RGB frames as an H.264 yuv420p mp4 with PyAV (H, W even).
+
+    The file appears atomically: it is written under a temporary name and renamed.
+    """
+    import av  # imported here: generating frames needs only numpy
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.mp4")
+    height, width = frames.shape[1:3]
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream(CODEC, rate=fps)
+            stream.width, stream.height, stream.pix_fmt = width, height, PIX_FMT
+            # one thread: we parallelise over videos, and a single-threaded x264 is deterministic
+            stream.codec_context.thread_count = 1
+            stream.codec_context.options = {"crf": str(crf), "preset": PRESET}
+            for array in frames:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+@dataclass(frozen=True)
+class _Job:
+    path: str
+    direction: str
+    speed: int
+    index: int  # video index within its class: part of the seed
+    seed: int
+    frames: int
+    size: tuple[int, int]
+
+
+def _video_rng(seed: int, direction: str, speed: int, index: int) -> np.random.Generator:
+    # keyed by (direction, speed), not by the class index: Left1's videos are the same whatever
+    # the number of classes
+    return np.random.default_rng([seed, list(DIRECTIONS).index(direction), speed, index])
+
+
+def _run_job(job: _Job) -> str:
+    rng = _video_rng(job.seed, job.direction, job.speed, job.index)
+    frames = generate_video(
+        rng, direction=job.direction, speed=job.speed, frames=job.frames, size=job.size
+    )
+    encode_mp4(frames, job.path)
+    return job.path
+
+
+def _split(videos_per_class: int, test_fraction: float) -> list[tuple[str, int, int]]:
+    """(split, group, clip) for every video of one class, UCF101-style.
+
+    Groups hold at most ceil(videos_per_class / 25) clips (UCF101 has 25 groups of 4-7 clips);
+    test groups come first (g01...), then train groups, and no group is in both splits.
+    """
+    n_test = round(videos_per_class * test_fraction)
+    per_group = math.ceil(videos_per_class / 25)
+    out: list[tuple[str, int, int]] = []
+    group = 0
+    for split, n in (("test", n_test), ("train", videos_per_class - n_test)):
+        for i in range(n):
+            if i % per_group == 0:
+                group += 1
+            out.append((split, group, i % per_group + 1))
+    return out
+
+
+def _layout(out: Path, params: dict[str, Any]) -> tuple[list[_Job], dict[str, list[str]], list[str]]:
+    """The jobs, the split lines and the class names for `params` (nothing is written)."""
+    motions = class_motions(params["classes"])
+    names = list(motions)
+    splits: dict[str, list[str]] = {"train": [], "test": []}
+    jobs: list[_Job] = []
+    for label, (name, (direction, speed)) in enumerate(motions.items(), start=1):
+        for index, (split, group, clip) in enumerate(
+            _split(params["videos_per_class"], params["test_fraction"])
+        ):
+            rel = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.mp4"
+            splits[split].append(f"{rel} {label}" if split == "train" else rel)
+            jobs.append(
+                _Job(
+                    path=str(out / "UCF-101" / rel),
+                    direction=direction,
+                    speed=speed,
+                    index=index,
+                    seed=params["seed"],
+                    frames=params["frames"],
+                    size=tuple(params["size"]),
+                )
+            )
+    return jobs, splits, names
+
+
+def _is_complete(out: Path, jobs: list[_Job]) -> bool:
+    lists = out / "ucfTrainTestlist"
+    needed = [lists / n for n in ("classInd.txt", "trainlist01.txt", "testlist01.txt")]
+    return all(p.is_file() for p in needed) and all(
+        os.path.isfile(j.path) and os.path.getsize(j.path) > 0 for j in jobs
+    )
+
+
+def write_synthetic_dataset(
+    out: str | os.PathLike,
+    *,
+    classes: int = 8,
+    videos_per_class: int = 200,
+    frames: int = 48,
+    size: tuple[int, int] = (32, 44),
+    seed: int = 0,
+    test_fraction: float = 0.25,
+    workers: int = 2,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write the synthetic motion dataset to `out` in the UCF101 layout; return its metadata.
+
+    classes           4, 8, 12 or 16: the four directions times the first classes/4 of SPEEDS
+                      (1, 3, 2, 4 px/frame); 8 gives Left1, Left3, Right1, ...
+    videos_per_class  at least 2; 200 is what the 2D-vs-3D gap needs (50 gets memorised)
+    frames            frames per video (25 fps)
+    size              (H, W), both even (yuv420p), at least 16
+    seed              the same seed gives the same frames
+    test_fraction     share of each class in testlist01 (whole groups, as in UCF101)
+    workers           processes encoding in parallel; does not change the output
+    overwrite         replace a dataset written here before with other parameters
+
+    If `out` already holds a complete dataset with the same parameters it is returned as is. A
+    dataset with other parameters raises ValueError unless `overwrite`; a folder holding a UCF101
+    layout not written by this function is never touched. The metadata file is written last.
+    """
+    params = _check_params(
+        classes=classes,
+        videos_per_class=videos_per_class,
+        frames=frames,
+        size=size,
+        seed=seed,
+        test_fraction=test_fraction,
+    )
+    if not _is_int(workers) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    out = Path(out)
+    meta_path = out / METADATA_FILE
+    jobs, splits, names = _layout(out, params)
+    metadata: dict[str, Any] = {
+        "name": NAME,
+        "flip_preserves_label": False,  # a horizontal flip turns Left into Right
+        "classes": names,
+        "params": params,
+        "version": VERSION,
+        "motion": {n: {"direction": d, "speed": s} for n, (d, s) in class_motions(classes).items()},
+        "videos": {"train": len(splits["train"]), "test": len(splits["test"])},
+        "encoding": {"codec": CODEC, "pix_fmt": PIX_FMT, "crf": CRF, "preset": PRESET, "fps": FPS},
+    }
+
+    if meta_path.is_file():
+        try:
+            existing = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{meta_path} is unreadable ({exc}); delete it or pick another folder")
+        same = (
+            existing.get("name") == NAME
+            and existing.get("version") == VERSION
+            and existing.get("params") == params
+        )
+        if same and _is_complete(out, jobs):
+            return existing
+        if not same and not overwrite:
+            raise ValueError(
+                f"{out} holds a synthetic dataset with other parameters "
+                f"({_describe_difference(existing, params)}); pass overwrite=True to replace it "
+                "or pick another folder"
+            )
+    elif not (out / _PARTIAL_FILE).exists() and any(
+        (out / d).exists() for d in ("UCF-101", "ucfTrainTestlist")
+    ):
+        raise ValueError(
+            f"{out} already holds a UCF-101 layout that was not written by write_synthetic_dataset; "
+            "pick an empty folder"
+        )
+
+    # ours (complete, stale or interrupted) or nothing: rewrite from scratch
+    out.mkdir(parents=True, exist_ok=True)
+    (out / _PARTIAL_FILE).write_text(json.dumps(params) + "\n")
+    meta_path.unlink(missing_ok=True)
+    for d in ("UCF-101", "ucfTrainTestlist"):
+        shutil.rmtree(out / d, ignore_errors=True)
+    for name in names:
+        (out / "UCF-101" / name).mkdir(parents=True)
+
+    if workers == 1:
+        for job in jobs:
+            _run_job(job)
+    else:
+        # spawn: safe under threads (torch, Ray) where fork is not
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for _ in pool.imap_unordered(_run_job, jobs, chunksize=8):
+                pass
+
+    lists = out / "ucfTrainTestlist"
+    lists.mkdir()
+    _write_text(lists / "classInd.txt", [f"{i} {n}" for i, n in enumerate(names, start=1)])
+    _write_text(lists / "trainlist01.txt", splits["train"])
+    _write_text(lists / "testlist01.txt", splits["test"])
+    _write_text(meta_path, [json.dumps(metadata, indent=2)])
+    (out / _PARTIAL_FILE).unlink()
+    return metadata
+
+
+def _write_text(path: Path, lines: list[str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines))
+    os.replace(tmp, path)
+
+
+def _describe_difference(existing: dict[str, Any], params: dict[str, Any]) -> str:
+    if existing.get("name") != NAME:
+        return f"name {existing.get('name')!r}, not {NAME!r}"
+    if existing.get("version") != VERSION:
+        return f"version {existing.get('version')!r}, not {VERSION}"
+    old = existing.get("params") or {}
+    diffs = [f"{k}={old.get(k)!r} vs {v!r}" for k, v in params.items() if old.get(k) != v]
+    return ", ".join(diffs) or "unknown difference"
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_classes(classes: Any) -> None:
+    if not _is_int(classes) or classes not in VALID_CLASSES:
+        raise ValueError(
+            f"classes must be one of {list(VALID_CLASSES)} (4 directions x 1-{len(SPEEDS)} "
+            f"speeds from {list(SPEEDS)} px/frame), got {classes!r}"
+        )
+
+
+def _check_frames(frames: Any) -> None:
+    if not _is_int(frames) or frames < 2:
+        raise ValueError(f"frames must be an integer >= 2 (motion needs two frames), got {frames!r}")
+
+
+def _check_size(size: Any, *, minimum: int) -> tuple[int, int]:
+    try:
+        height, width = size
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (H, W), got {size!r}") from None
+    if not (_is_int(height) and _is_int(width)) or min(height, width) < minimum:
+        raise ValueError(f"size must be two integers >= {minimum} (H, W), got {size!r}")
+    return int(height), int(width)
+
+
+def _check_params(**kw: Any) -> dict[str, Any]:
+    """Validate the arguments that define the content; return them JSON-ready."""
+    _check_classes(kw["classes"])
+    vpc = kw["videos_per_class"]
+    if not _is_int(vpc) or vpc < 2:
+        raise ValueError(
+            f"videos_per_class must be an integer >= 2 (one train, one test), got {vpc!r}"
+        )
+    _check_frames(kw["frames"])
+    height, width = _check_size(kw["size"], minimum=16)
+    if height % 2 or width % 2:
+        raise ValueError(f"size must be even in H and W for yuv420p H.264, got {kw['size']!r}")
+    if not _is_int(kw["seed"]) or kw["seed"] < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {kw['seed']!r}")
+    tf = kw["test_fraction"]
+    if not isinstance(tf, (int, float)) or isinstance(tf, bool) or not 0 < tf < 1:
+        raise ValueError(f"test_fraction must be a number in (0, 1), got {tf!r}")
+    n_test = round(vpc * tf)
+    if not 1 <= n_test <= vpc - 1:
+        raise ValueError(
+            f"test_fraction={tf} with videos_per_class={vpc} leaves {n_test} test and "
+            f"{vpc - n_test} train videos per class; both must be >= 1"
+        )
+    return {
+        "classes": int(kw["classes"]),
+        "videos_per_class": int(vpc),
+        "frames": int(kw["frames"]),
+        "size": [height, width],
+        "seed": int(kw["seed"]),
+        "test_fraction": float(tf),
+    }
