@@ -1,0 +1,148 @@
+"""Resolve an ArchSpec into its blocks: every rule of the papers is applied here, once.
+
+`blueprint(spec)` decides, for every convolution slot, its kind, channels, kernel, stride and the
+intermediate width of a factorised convolution. The builder (`spaces.build`) turns the slots into
+modules and the cost model (`spaces.cost`) into numbers; both read the same blueprint, and a
+property test checks that the module they describe really has those numbers.
+
+Rules (with the paper they come from):
+- conv1 is t×d×d, stride 1×s×s (s = 2), d by crop: 5 at 56, 7 at 112, 11 at 224 (Res3D §3.4).
+- conv3_1, conv4_1, conv5_1 halve space, and halve time while it is still > 1 (Res3D §3.2; SR18 at
+  4 frames gets 1×2×2 at conv5_1). `temporal_stride="conv"` only halves time in stages whose
+  convolution is temporal (R(2+1)D §4.1); `"all"` halves it in 2D stages too (Res3D Table 13).
+- The shortcut is a 1×1×1 convolution + BN whenever the shape changes (Res3D §3.2).
+- Bottleneck blocks put the stride on their first 1×1×1 convolution, as the P3D release does.
+- P3D-mixed cycles A → B → C over the blocks of the whole network (P3D Figure 4).
+- `stem_pool` (2D ResNets, P3D) max-pools 3×3/2 in space and, with more than one frame, 2/2 in
+  time, as the P3D release's (2, 3, 3) pool after conv1.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from spaces.arch import ArchSpec, TEMPORAL_KINDS
+
+FACTORISED_KINDS = ("2plus1d", "2.5d")
+
+
+@dataclass(frozen=True)
+class Conv:
+    """One convolution slot: a kind standing in for a t×d×d convolution from cin to cout."""
+
+    kind: str  # 3d, 2d, fold, 2plus1d, 2.5d, p3d-a, p3d-b, p3d-c
+    cin: int
+    cout: int
+    t: int  # temporal kernel (1 for a 2D slot)
+    d: int  # spatial kernel
+    stride: tuple[int, int] = (1, 1)  # (temporal, spatial)
+    mid: int = 0  # intermediate channels of a factorised (2+1)D / 2.5D slot
+
+    @property
+    def label(self) -> str:
+        """Paper-style text, e.g. '3×3×3, 64' or '1×3×3+3×1×1, 144→64'."""
+        kernel = f"{self.t}×{self.d}×{self.d}"
+        if self.kind in FACTORISED_KINDS:
+            return f"1×{self.d}×{self.d}, {self.mid} + {self.t}×1×1, {self.cout}"
+        if self.kind.startswith("p3d"):
+            return f"P3D-{self.kind[-1].upper()} 1×{self.d}×{self.d} & {self.t}×1×1, {self.cout}"
+        if self.kind == "fold":
+            return f"{self.cin}ch (3×L) 1×{self.d}×{self.d}, {self.cout}"
+        return f"{kernel}, {self.cout}"
+
+
+@dataclass(frozen=True)
+class Block:
+    stage: int  # 2 … 5 (conv2_x … conv5_x)
+    index: int  # 1-based position in the stage
+    type: str  # basic | bottleneck
+    convs: tuple[Conv, ...]
+    shortcut: Conv | None  # 1×1×1 projection when the shape changes, else identity
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    spec: ArchSpec
+    stem: Conv
+    stages: tuple[tuple[Block, ...], ...]  # conv2_x … conv5_x
+    features: int  # channels into the fc layer
+
+
+def factorised_mid(kind: str, cin: int, cout: int, t: int, d: int) -> int:
+    """Intermediate channels that give a factorised conv about the parameters of a t×d×d one.
+
+    R(2+1)D §3.5: M_i = ⌊t d² N_{i−1} N_i / (d² N_{i−1} + t N_i)⌋.
+    Res3D §3.5 (2.5D, t = 3): i = ⌈3 m n d² / (n d² + 3 m)⌉ with n in and m out channels.
+    """
+    num, den = t * d * d * cin * cout, d * d * cin + t * cout
+    if kind == "2plus1d":
+        return max(1, num // den)
+    if kind == "2.5d":
+        return max(1, math.ceil(num / den))
+    raise ValueError(f"factorised_mid: kind must be one of {FACTORISED_KINDS}, got {kind!r}")
+
+
+def make_conv(kind: str, cin: int, cout: int, *, t: int, d: int, stride=(1, 1), mid: int | None = None) -> Conv:
+    """A slot of `kind`; temporal extent collapses to 1 for 2D kinds, mid is solved if factorised."""
+    if kind in ("2d", "fold"):
+        t = 1
+    if kind in FACTORISED_KINDS:
+        mid = factorised_mid(kind, cin, cout, t, d) if mid is None else mid
+    return Conv(kind, cin, cout, t, d, tuple(stride), mid or 0)
+
+
+def stem_pool_geometry(frames: int) -> tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]:
+    """(kernel, stride, padding) of the max-pool after conv1 for a clip of `frames` frames."""
+    if frames > 1:
+        return (2, 3, 3), (2, 2, 2), (0, 1, 1)
+    return (1, 3, 3), (1, 2, 2), (0, 1, 1)
+
+
+def blueprint(spec: ArchSpec) -> Blueprint:
+    widths = spec.stage_widths
+    stem_kind = spec.convs[0]
+    stem_cin = 3 * spec.frames if stem_kind == "fold" else 3
+    stem = make_conv(
+        stem_kind, stem_cin, widths[0], t=3, d=spec.stem_kernel_size, stride=(1, spec.stem_stride), mid=spec.stem_mid
+    )
+    frames = 1 if stem_kind == "fold" else spec.frames
+    if spec.stem_pool and frames > 1:
+        frames = (frames - 2) // 2 + 1
+    cin = widths[0]
+    stages: list[tuple[Block, ...]] = []
+    global_index = 0  # P3D-mixed cycles over all blocks of the network
+    for stage, (kind, n_blocks, cout) in enumerate(zip(spec.convs[1:], spec.blocks, widths[1:]), start=2):
+        halves_time = frames > 1 and stage > 2 and (spec.temporal_stride == "all" or kind in TEMPORAL_KINDS)
+        stride = (2 if halves_time else 1, 1 if stage == 2 else 2)
+        if halves_time:
+            frames = (frames + 1) // 2
+        blocks = []
+        for index in range(1, n_blocks + 1):
+            block_kind = kind
+            if kind == "p3d-mixed":
+                block_kind = "p3d-" + "abc"[global_index % 3]
+            blocks.append(_block(spec, stage, index, block_kind, cin, cout, stride))
+            cin, stride = cout, (1, 1)
+            global_index += 1
+        stages.append(tuple(blocks))
+    return Blueprint(spec, stem, tuple(stages), cin)
+
+
+def _block(spec: ArchSpec, stage: int, index: int, kind: str, cin: int, cout: int, stride) -> Block:
+    t = 1 if kind == "2d" else 3
+    if spec.block == "basic":
+        convs = (
+            make_conv(kind, cin, cout, t=t, d=3, stride=stride),
+            make_conv(kind, cout, cout, t=t, d=3),
+        )
+    else:
+        planes = cout // 4
+        convs = (
+            make_conv("3d", cin, planes, t=1, d=1, stride=stride),
+            make_conv(kind, planes, planes, t=t, d=3),
+            make_conv("3d", planes, cout, t=1, d=1),
+        )
+    shortcut = None
+    if stride != (1, 1) or cin != cout:
+        shortcut = make_conv("3d", cin, cout, t=1, d=1, stride=stride)
+    return Block(stage, index, spec.block, convs, shortcut)
