@@ -2,7 +2,7 @@
 
 Every good video encodes its frame index in its brightness: frame i is a flat grey frame of level
 `frame_level(i)`, so a test can check WHICH frames a reader returned, not only how many:
-`decoded_index(frame)` inverts it (H.264/MPEG-4 keep flat frames within ±2 grey levels).
+`decoded_index(frame)` inverts it (H.264/MPEG-4 keep flat frames within ±2 grey levels, also after resizing).
 
     write_video(path, frames=32, size=(32, 44), fps=25, codec="h264")   # mp4 / H.264
     write_video(path.with_suffix(".avi"), codec="mpeg4")                  # avi / MPEG-4 part 2
@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-LEVEL_BASE, LEVEL_STEP = 16, 4  # frame i has grey level 16 + 4*i (mod the usable range)
+LEVEL_BASE, LEVEL_STEP = 18, 5  # frame i has grey level 18 + 5*i (mod the usable range)
 _LEVELS = (235 - LEVEL_BASE) // LEVEL_STEP  # distinct levels before wrapping
 
 
@@ -26,7 +26,7 @@ def frame_level(index: int) -> int:
 
 
 def decoded_index(frame: np.ndarray) -> int:
-    """The frame index (mod 54) that a decoded (H, W, 3) frame of `write_video` encodes."""
+    """The frame index (mod 43) that a decoded (H, W, 3) frame of `write_video` encodes."""
     return int(round((float(frame.mean()) - LEVEL_BASE) / LEVEL_STEP)) % _LEVELS
 
 

@@ -374,6 +374,11 @@ def _with_native_log(reason: str, mark: int) -> str:
     lines = []
     for line in text.splitlines():
         line = _DECORD_PREFIX.sub("", re.sub(r"^\[[\w,]+ @ 0x[0-9a-f]+\] ", "", line.strip())).strip()
+        line = re.sub(r"^ERROR opening: .*?, ", "", line)  # decord repeats the path we already name
         if line and line not in lines and line not in reason:
             lines.append(line)
-    return reason if not lines else f"{reason} [{'; '.join(lines[:4])}]"[:500]
+    if not lines:
+        return reason
+    if reason.startswith("Error reading "):  # decord's generic open failure: ffmpeg says why
+        return "; ".join(lines[:4])[:500]
+    return f"{reason} [{'; '.join(lines[:4])}]"[:500]
