@@ -372,10 +372,11 @@ def _folder(spec: DataSpec, root: Path, subset: str):
     base = Path(spec.video_root).expanduser() if spec.video_root else root
     aliases = ("train", "training") if subset == "train" else ("test", "val", "validate", "validation")
     subset_dir = _first_dir(*(base / a for a in aliases))
+    if subset_dir is None and _first_dir(*(base / a for a in ("train", "test", "val", "validate"))):
+        raise FileNotFoundError(f"folder: {str(base)!r} has subset folders but none for {subset!r} "
+                                f"(looked for {', '.join(aliases)})")
     class_root = subset_dir or base
     classes = sorted(d.name for d in class_root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if subset_dir is None:  # no subset folders: a fixed 70/30 split by file-name hash
-        classes = [c for c in classes if c not in ("train", "test", "val")]
     listed = []
     for label, name in enumerate(classes):
         for p in _walk_videos(class_root / name):
