@@ -25,13 +25,16 @@ Bad-data design (decord's failure modes: #25 a corrupt H.264 stream aborts the p
   come back as the decoder's message plus what ffmpeg printed.
 - A failed sample is returned as a `Skipped` record instead of a clip; `collate_clips` drops it
   from the batch and hands it to the main process, which warns ONCE per file (file + reason),
-  counts it, and tells the next epoch's workers to skip the file without decoding it again.
+  counts it, and from the next epoch on marks the file's items as known-bad in the sampler, so
+  workers skip it without decoding (within an epoch, a worker remembers its own failures: the
+  10 eval clips of a hanging video cost one timeout, not ten).
   A batch whose samples all failed is not yielded at all.
 - Videos shorter than a clip under the `drop` policy are Skipped(kind="short"): counted and
   summarised in one warning per epoch, not per file.
 
 Cost: one pickled clip crosses a pipe per sample (~0.5 MB for 16×128×171×3), well under the
 decode time; the child keeps one reader open, so the 10 clips of a video in eval open it once.
+Workers are persistent, so workers and decode children start once per loader, not per epoch.
 Determinism: the temporal jitter and the crop/flip of item i in epoch e come from
 np.random.default_rng([seed, e, i]) — independent of which worker gets the item — and the
 shuffle order from a torch.Generator seeded with (seed, e).
@@ -46,7 +49,7 @@ from typing import Iterator, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from trainers.cache import FrameCache, should_cache
 from trainers.clips import clip_span, clips_per_video, pick_clip
@@ -100,9 +103,9 @@ class ClipDataset(Dataset):
         self.num_clips = clips_per_video(mode, num_clips)
         self.short_policy, self.resize = short_policy, resize
         self.transform, self.timeout_s, self.cache, self.seed = transform, timeout_s, cache, seed
-        self.epoch = 0
-        self.skip: frozenset[str] = frozenset()  # known-bad files, set by the main process each epoch
+        self.epoch = 0  # used when indexed by a plain int; ClipLoader passes (epoch, i, known_bad)
         self._decoder: DecodeProcess | None = None
+        self._failed: dict[str, str] = {}  # this process's failed files: eval's 10 clips fail once
         self._cache_warned = False
 
     def __len__(self) -> int:
@@ -113,15 +116,19 @@ class ClipDataset(Dataset):
         state["_decoder"] = None
         return state
 
-    def __getitem__(self, i: int) -> dict | Skipped:
+    def __getitem__(self, item: int | tuple[int, int, bool]) -> dict | Skipped:
+        epoch, i, known_bad = item if isinstance(item, tuple) else (self.epoch, item, False)
         video_id, clip_id = divmod(i, self.num_clips)
         path, label = self.index.videos[video_id]
-        if path in self.skip:
+        if known_bad:
             return Skipped(path, "already reported", kind="known")
-        seed = [self.seed, self.epoch, i]
+        if path in self._failed:
+            return Skipped(path, self._failed[path])
+        seed = [self.seed, epoch, i]
         try:
             frames, num_frames = self._read(path, clip_id, seed)  # (T, H, W, 3) uint8
         except VideoDecodeError as exc:
+            self._failed[path] = exc.reason
             return Skipped(path, exc.reason)
         if frames is None:
             return Skipped(path, f"{num_frames} frames < clip span "
@@ -191,17 +198,35 @@ def collate_clips(items: list[dict | Skipped]) -> dict:
     }
 
 
-def _seed_worker(worker_id: int, *, seed: int, epoch: int) -> None:
+def _seed_worker(worker_id: int, *, seed: int) -> None:
     """Seed every RNG a worker might touch (ours use explicit per-item generators anyway)."""
-    worker_seed = (seed * 1_000_003 + epoch * 1_009 + worker_id) % 2**32
+    worker_seed = (seed * 1_000_003 + worker_id) % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)
     torch.manual_seed(worker_seed)
 
 
+class _EpochSampler(Sampler):
+    """Runs in the main process: yields (epoch, item, known_bad) so persistent workers learn the
+    epoch (for the per-item seeds) and skip files already reported, without being restarted."""
+
+    def __init__(self, dataset: ClipDataset):
+        # no reference back to the ClipLoader: a reference cycle would leave the DataLoader's
+        # shutdown to the garbage collector, which then waits 5 s per worker
+        self.videos, self.per_video = dataset.index.videos, dataset.num_clips
+        self.epoch, self.order, self.skip = 0, [], frozenset()
+
+    def __iter__(self):
+        for i in self.order:
+            yield self.epoch, i, self.videos[i // self.per_video][0] in self.skip
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
 class ClipLoader:
-    """Iterable of batches over a ClipDataset; one DataLoader per epoch (fresh workers, so they see
-    the epoch number and the files already known to be bad). Records skipped samples."""
+    """Iterable of batches over a ClipDataset: one DataLoader with persistent workers (each keeps
+    its decode child across epochs), an epoch-aware sampler, and the record of skipped samples."""
 
     def __init__(self, dataset: ClipDataset, *, batch_size: int, num_workers: int, shuffle: bool,
                  seed: int = 0, drop_last: bool = False):
@@ -213,6 +238,8 @@ class ClipLoader:
         self.short_videos: dict[str, int] = {}  # path → number of frames (dropped)
         self.skipped_samples = 0
         self.yielded_samples = 0
+        self._sampler = _EpochSampler(dataset)
+        self._loader: DataLoader | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -230,17 +257,18 @@ class ClipLoader:
 
     def __iter__(self) -> Iterator[dict]:
         epoch, self.epoch = self.epoch, self.epoch + 1
-        self.dataset.epoch = epoch
-        self.dataset.skip = frozenset(self.bad_videos) | frozenset(self.short_videos)
-        workers = self.num_workers
-        loader = DataLoader(
-            self.dataset, batch_size=self.batch_size, sampler=self.order(epoch),
-            num_workers=workers, collate_fn=collate_clips, drop_last=self.drop_last,
-            worker_init_fn=_WorkerInit(self.seed, epoch) if workers else None,
-            persistent_workers=False, prefetch_factor=2 if workers else None,
-        )
+        self._sampler.epoch, self._sampler.order = epoch, self.order(epoch)
+        self._sampler.skip = frozenset(self.bad_videos) | frozenset(self.short_videos)
+        if self._loader is None:
+            workers = self.num_workers
+            self._loader = DataLoader(
+                self.dataset, batch_size=self.batch_size, sampler=self._sampler,
+                num_workers=workers, collate_fn=collate_clips, drop_last=self.drop_last,
+                worker_init_fn=_WorkerInit(self.seed) if workers else None,
+                persistent_workers=workers > 0, prefetch_factor=2 if workers else None,
+            )
         new_short = 0
-        for batch in loader:
+        for batch in self._loader:
             new_short += self._record(batch.pop("skipped"))
             if batch["video"] is None:
                 continue
@@ -279,17 +307,19 @@ class ClipLoader:
         }
 
     def close(self) -> None:
+        """Stop the workers (their decode children exit with them) and our own decode child."""
+        self._loader = None
         self.dataset.close()
 
 
 class _WorkerInit:
     """Picklable worker_init_fn (a lambda would break the 'spawn' start method)."""
 
-    def __init__(self, seed: int, epoch: int):
-        self.seed, self.epoch = seed, epoch
+    def __init__(self, seed: int):
+        self.seed = seed
 
     def __call__(self, worker_id: int) -> None:
-        _seed_worker(worker_id, seed=self.seed, epoch=self.epoch)
+        _seed_worker(worker_id, seed=self.seed)
 
 
 def make_loader(
