@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from spaces import describe_cli
+from trainers import data_cli, train_cli
 
 
 class UserError(Exception):
@@ -26,12 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     describe_cli.add_parser(sub)
-    try:  # trainers adds `starch data ...` once it exists
-        from trainers import data_cli
-    except ImportError:
-        data_cli = None
-    if data_cli is not None:
-        data_cli.add_parser(sub)
+    train_cli.add_parser(sub)
+    data_cli.add_parser(sub)
     return parser
 
 

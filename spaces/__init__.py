@@ -1,6 +1,6 @@
 """spaces: what an architecture is, what it costs, which ones to try.
 
-    ArchSpec ──► build(spec) -> nn.Module      (spaces.build; the only torch import)
+    ArchSpec ──► build(spec) -> nn.Module      (spaces.builder; the only torch import)
              └─► cost(spec)  -> Cost            (params, MACs, activations; no module built)
     solve_width(spec, budget, rule) -> k        (the Res3D parameter-budget protocol)
 """
@@ -13,6 +13,6 @@ __all__ = ["ArchSpec", "Cost", "NETWORKS", "PROTOCOLS", "build", "cost", "named"
 
 def build(spec: ArchSpec):
     """Build the nn.Module for `spec` (imports torch lazily so cost-only users never load it)."""
-    from spaces.build import build as _build
+    from spaces.builder import build as _build
 
     return _build(spec)

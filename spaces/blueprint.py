@@ -1,7 +1,7 @@
 """Resolve an ArchSpec into its blocks: every rule of the papers is applied here, once.
 
 `blueprint(spec)` decides, for every convolution slot, its kind, channels, kernel, stride and the
-intermediate width of a factorised convolution. The builder (`spaces.build`) turns the slots into
+intermediate width of a factorised convolution. The builder (`spaces.builder`) turns the slots into
 modules and the cost model (`spaces.cost`) into numbers; both read the same blueprint, and a
 property test checks that the module they describe really has those numbers.
 

@@ -105,7 +105,7 @@ class _Walker:
         return shape
 
     def slot(self, name: str, slot: Conv, shape: Shape, in_block: bool = False) -> Shape:
-        """Expand one slot exactly as spaces.build's module for its kind does."""
+        """Expand one slot exactly as spaces.builder's module for its kind does."""
         ts, ss = slot.stride
         d, t = slot.d, slot.t
         if slot.kind in ("3d", "2d"):

@@ -1,0 +1,130 @@
+"""The training loop on the synthetic benchmark: learning, resume, divergence, `starch train`."""
+import json
+import math
+
+import pytest
+import torch
+
+import spaces
+
+from search.cli import main
+from spaces import named
+from trainers import checkpoint
+from trainers.datasets import DataSpec
+from trainers.recipe import Recipe
+from trainers.trial import TrialConfig, resolve, run_trial
+
+TINY = dict(width=8, frames=8, crop=32, sampling_rate=2, blocks=(1, 1, 1, 1))
+
+
+def config(root, **recipe) -> TrialConfig:
+    data = DataSpec(format="ucf101", root=str(root), resize=None, num_workers=0, batch_size=8, eval_clips=2)
+    recipe = {"epochs": 6, "lr": 0.05, "schedule": "constant", "eval_every": 3, **recipe}
+    return TrialConfig(named("r3d_18", **TINY), data, Recipe(**recipe))
+
+
+def collect(cfg, **kw):
+    records, states = [], []
+    result = run_trial(cfg, lambda r, s: (records.append(r), states.append(s)), **kw)
+    return result, records, states
+
+
+def test_tiny_network_learns_and_reports_every_epoch(synth_root):
+    result, records, states = collect(config(synth_root))
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert result["status"] == "completed" and records[-1] is result
+    losses = [r["train_loss"] for r in records]
+    assert min(losses[-2:]) < 0.85 * losses[0], losses  # it learns (chance is ln 4 = 1.39)
+    evaluated = [r for r in records if "video@1" in r]
+    assert [r["epoch"] for r in evaluated] == [3, 6]
+    for r in evaluated:
+        assert 0 <= r["clip@1"] <= 1 and 0 <= r["video@1"] <= r["video@5"] <= 1
+        assert "2 evenly spaced clips" in r["eval_protocol"]
+    first = records[0]
+    assert first["params"] == sum(p.numel() for p in spaces.build(
+        named("r3d_18", **TINY, num_classes=4)).parameters())
+    assert first["arch"]["num_classes"] == 4 and first["width"] == 8 and first["gflops"] > 0
+    assert first["train_clips"] == 48 and first["train_clips_per_s"] > 0 and first["bad_videos"] == 0
+    assert all({"model", "optimizer", "rng", "epoch"} <= s.keys() for s in states)
+
+
+def test_resume_from_epoch_checkpoint_equals_uninterrupted(synth_root, tmp_path):
+    cfg = config(synth_root, epochs=3, eval_every=1, schedule="step", lr_step_epochs=1)
+    _, full, _ = collect(cfg)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first_epoch(record, state):
+        checkpoint.save(tmp_path, state)
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_trial(cfg, stop_after_first_epoch)
+    state = checkpoint.load(tmp_path)  # weights_only loading
+    assert state["epoch"] == 1
+    _, resumed, _ = collect(cfg, state=state)
+    assert [r["epoch"] for r in resumed] == [2, 3]
+    for a, b in zip(full[1:], resumed):
+        for key in ("train_loss", "train_acc", "clip@1", "video@1", "video@5", "test_loss", "lr"):
+            assert a[key] == b[key], key
+
+
+def test_divergence_is_a_status_not_an_exception(synth_root):
+    result, records, states = collect(config(synth_root, lr=1e30, epochs=3))
+    assert result["status"] == "diverged"
+    assert "loss became" in result["reason"] and result["epoch"] >= 1
+    assert records[-1] is result and states[-1] == {}
+
+
+def test_budget_resolves_width():
+    cfg = config("/nonexistent")
+    d = {**cfg.to_dict(), "budget": "1M", "width_rule": "under"}
+    d["arch"] = named("r3d_18", **{**TINY, "width": 1}).to_dict()
+    assert resolve(d).arch.width > 8
+
+
+def test_recipe_schedule_and_validation():
+    r = Recipe(lr=0.01, lr_step_epochs=10, epochs=45)
+    assert [r.lr_at(e) for e in (0, 9, 10, 20)] == pytest.approx([0.01, 0.01, 0.001, 0.0001])
+    cos = Recipe(lr=0.1, schedule="cosine", epochs=10, warmup_epochs=2)
+    assert cos.lr_at(0) == pytest.approx(0.01) and cos.lr_at(2) == pytest.approx(0.1)
+    assert cos.lr_at(9) < cos.lr_at(5) < 0.1
+    for bad, field in (({"lr": -1}, "lr"), ({"epochs": 0}, "epochs"), ({"schedule": "poly"}, "schedule"),
+                       ({"precision": "fp8"}, "precision"), ({"lr": math.nan}, "lr")):
+        with pytest.raises(ValueError, match=f"Recipe.{field}"):
+            Recipe(**bad)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / checkpoint.FILENAME).write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot be loaded safely"):
+        checkpoint.load(tmp_path)
+
+
+def test_starch_train_writes_metrics_and_resumes(synth_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--arch", "r3d_18", "--width", "4", "--data", f"ucf101:{synth_root}", "--frames", "8",
+            "--sampling-rate", "2", "--crop", "32", "--resize", "native", "--epochs", "1", "--batch-size", "8",
+            "--eval-clips", "2", "--workers", "0", "--out", str(out)]
+    assert main(argv) == 0
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2"]) == 0
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [1, 2] and lines[1]["status"] == "completed"
+    assert checkpoint.load(out / "checkpoint")["epoch"] == 2
+    # an existing run is never overwritten
+    assert main(argv) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "nothing"), "--resume"]) == 2
+    assert main(["train", "--arch", "r3d_18", "--data", "ucf101", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_runtime_is_cpu_fp32_here_and_bf16_on_request():
+    from trainers.device import Runtime
+
+    rt = Runtime.select("auto")
+    if not torch.cuda.is_available():
+        assert (rt.device.type, rt.precision, rt.scaler) == ("cpu", "fp32", None)
+        assert Runtime.select("bf16").precision == "bf16"
+        with pytest.raises(ValueError, match="fp16"):
+            Runtime.select("fp16")

@@ -1,0 +1,101 @@
+"""One trial: an ArchSpec trained on a DataSpec with a Recipe. No Ray here.
+
+    TrialConfig = (arch, data, recipe) ── run_trial(cfg, report) ──► fit(...) ──► report(record, state)
+
+The architecture drives the clips: the data spec's clip length, sampling rate and crop are taken
+from the ArchSpec (frames, sampling_rate, crop) and the number of classes from the dataset, so the
+two can never disagree. Every record carries params, GFLOPs, width k and the whole ArchSpec, so
+analysis never rebuilds a model.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import torch
+
+from spaces import ArchSpec, build, cost
+from trainers.datasets import DataSpec, VideoIndex, build_index
+from trainers.device import Runtime
+from trainers.loader import make_loader
+from trainers.loop import Report, fit
+from trainers.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    arch: ArchSpec
+    data: DataSpec
+    recipe: Recipe
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch.to_dict(), "data": self.data.to_dict(), "recipe": self.recipe.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrialConfig":
+        unknown = sorted(set(d) - {"arch", "data", "recipe"})
+        if unknown:
+            raise ValueError(f"trial config: unknown section(s) {unknown}; valid: arch, data, recipe")
+        return cls(ArchSpec.from_dict(d["arch"]), DataSpec.from_dict(d["data"]), Recipe.from_dict(d.get("recipe", {})))
+
+
+def align(arch: ArchSpec, data: DataSpec, num_classes: int) -> tuple[ArchSpec, DataSpec]:
+    """The clip geometry comes from the architecture, the class count from the dataset."""
+    data = dataclasses.replace(data, clip_len=arch.frames, sampling_rate=arch.sampling_rate, crop=arch.crop)
+    return arch.replace(num_classes=num_classes), data
+
+
+def protocol_text(data: DataSpec) -> str:
+    return (f"clip@1: 1 centre clip × 1 centre crop per video; video@k: {data.eval_clips} evenly spaced clips × "
+            f"1 centre crop, softmax averaged; clips {data.clip_len}×{data.crop}×{data.crop}, "
+            f"sampling rate {data.sampling_rate}")
+
+
+def run_trial(
+    cfg: TrialConfig,
+    report: Report,
+    *,
+    state: dict[str, Any] | None = None,
+    indexes: dict[str, VideoIndex] | None = None,  # pre-built (e.g. shared by tune.with_parameters)
+    progress: Callable[[Iterable], Iterable] | None = None,
+    static: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    indexes = indexes or {}
+    train_index = indexes.get("train") or build_index(cfg.data, "train")
+    test_index = indexes.get("test") or build_index(cfg.data, "test")
+    arch, data = align(cfg.arch, cfg.data, train_index.num_classes)
+    seed = cfg.recipe.seed
+    torch.manual_seed(seed)
+    model = build(arch)
+    c = cost(arch)
+    static = {**(static or {}), "arch_name": arch.name, "width": arch.width, "params": c.params,
+              "gflops": c.flops / 1e9, "arch": arch.to_dict()}
+    loaders = {
+        "train": make_loader(data, "train", seed=seed, index=train_index),
+        "clip": make_loader(data, "test", seed=seed, index=test_index, eval_mode="clip"),
+        "video": make_loader(data, "test", seed=seed, index=test_index, eval_mode="video"),
+    }
+    try:
+        return fit(model, train_loader=loaders["train"], eval_loaders={"clip": loaders["clip"], "video": loaders["video"]},
+                   recipe=cfg.recipe, runtime=Runtime.select(cfg.recipe.precision), report=report, state=state,
+                   static=static, protocol=protocol_text(data), progress=progress)
+    finally:
+        for loader in loaders.values():
+            loader.close()
+
+
+def resolve(config: dict[str, Any]) -> TrialConfig:
+    """A Ray Tune trial config (or experiment entry) → TrialConfig, solving k from a budget.
+
+    config = {"arch": {...ArchSpec fields...}, "data": {...}, "recipe": {...},
+              "budget": "33.2M" | None, "width_rule": "nearest" | "under"}
+    """
+    from spaces.width import solve_width
+
+    config = dict(config)
+    budget, rule = config.pop("budget", None), config.pop("width_rule", "nearest")
+    cfg = TrialConfig.from_dict(config)
+    if budget is not None:
+        cfg = dataclasses.replace(cfg, arch=cfg.arch.replace(width=solve_width(cfg.arch, budget, rule)))
+    return cfg
