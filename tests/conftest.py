@@ -22,3 +22,22 @@ def synth_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     write_synthetic_dataset(root, classes=4, videos_per_class=16, frames=24, size=(32, 44), seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One Ray instance for the whole session: a simulated cluster whose head has 2 CPUs and no GPU.
+
+    Tests that need more nodes or logical GPUs add them with `ray_cluster.add_node(num_cpus=…,
+    num_gpus=…)` and remove them again (`ray_cluster.remove_node(node)`); drivers started in
+    subprocesses connect with `--address ray_cluster.address`.
+    """
+    import ray
+    from ray.cluster_utils import Cluster
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0})
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
