@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import decord
@@ -19,6 +18,7 @@ from trainers.synth import (
     METADATA_FILE,
     class_motions,
     class_names,
+    encode_mp4,
     generate_video,
     write_synthetic_dataset,
 )
@@ -168,6 +168,10 @@ def test_default_split_is_ucf_like():
     assert sum(s == "test" for s, _, _ in rows) == 50
     assert test_groups == set(range(1, 8)) and train_groups == set(range(8, 27))
     assert max(c for _, _, c in rows) == 8
+    # small counts: at least one video on each side, halves rounded up
+    assert [s for s, _, _ in _split(2, 0.25)] == ["test", "train"]
+    assert sum(s == "test" for s, _, _ in _split(10, 0.25)) == 3
+    assert sum(s == "test" for s, _, _ in _split(4, 0.9)) == 3
 
 
 # --------------------------------------------------------------------------- determinism, cache
@@ -184,20 +188,38 @@ def test_generate_video_is_deterministic_per_seed():
 
 
 def test_dataset_is_deterministic_across_runs_and_workers(small, tmp_path):
+    """Same seed: byte-identical files whatever the number of workers; other seed: other frames."""
     out, _ = small
     again = tmp_path / "again"
     write_synthetic_dataset(again, **SMALL, workers=1)
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    for rel in files:
+        assert (out / rel).read_bytes() == (again / rel).read_bytes(), rel
+
     other = tmp_path / "other"
     write_synthetic_dataset(other, **{**SMALL, "seed": 4}, workers=1)
     for rel in ["Left3/v_Left3_g01_c01.mp4", "Up1/v_Up1_g03_c01.mp4"]:
         first = _decode(out / "UCF-101" / rel)
-        np.testing.assert_array_equal(first, _decode(again / "UCF-101" / rel))
         assert np.abs(first.astype(int) - _decode(other / "UCF-101" / rel)).mean() > 20
+
+
+def test_encoding_is_byte_identical_when_repeated(tmp_path):
+    """Regression: with mbtree, x264 read uninitialised memory and the bytes varied run to run."""
+    rng = np.random.default_rng
+    video = generate_video(rng(1), direction="left", speed=3, frames=24)
+    digests = set()
+    for i in range(6):
+        other = generate_video(rng(100 + i), direction="up", speed=1, frames=24)
+        encode_mp4(other, tmp_path / "other.mp4")  # leaves different memory behind
+        encode_mp4(video, tmp_path / "video.mp4")
+        digests.add(hashlib.sha256((tmp_path / "video.mp4").read_bytes()).hexdigest())
+    assert len(digests) == 1
 
 
 def test_second_call_is_cached_and_mismatch_refused(tmp_path):
     out = tmp_path / "ds"
-    kw = dict(classes=4, videos_per_class=2, frames=4, seed=1, test_fraction=0.5, workers=1)
+    kw = dict(classes=4, videos_per_class=2, frames=4, seed=1, workers=1)
     first = write_synthetic_dataset(out, **kw)
     before = _mtimes(out)
     assert write_synthetic_dataset(out, **kw) == first
@@ -214,18 +236,49 @@ def test_second_call_is_cached_and_mismatch_refused(tmp_path):
 
 def test_incomplete_or_interrupted_dataset_is_rewritten(tmp_path):
     out = tmp_path / "ds"
-    kw = dict(classes=4, videos_per_class=2, frames=4, seed=1, test_fraction=0.5, workers=1)
+    kw = dict(classes=4, videos_per_class=2, frames=4, seed=1, workers=1)
     write_synthetic_dataset(out, **kw)
     victim = out / "UCF-101" / "Down1" / "v_Down1_g01_c01.mp4"
     victim.unlink()
     write_synthetic_dataset(out, **kw)
     assert victim.is_file()
 
-    # a killed run: the partial marker is there, the metadata is not -> not complete, ours
-    (out / METADATA_FILE).unlink()
-    (out / ".starch_dataset.partial").write_text("{}\n")
+
+def test_run_that_dies_midway_does_not_look_complete(tmp_path, monkeypatch):
+    import trainers.synth as synth
+
+    out = tmp_path / "ds"
+    kw = dict(classes=4, videos_per_class=2, frames=4, seed=1, workers=1)
+    real_encode, written = synth.encode_mp4, []
+
+    def dying_encode(frames, path, **options):
+        if len(written) == 5:
+            raise KeyboardInterrupt  # as if the run were killed after five videos
+        real_encode(frames, path, **options)
+        written.append(path)
+
+    monkeypatch.setattr(synth, "encode_mp4", dying_encode)
+    with pytest.raises(KeyboardInterrupt):
+        write_synthetic_dataset(out, **kw)
+    assert len(list(out.rglob("*.mp4"))) == 5
+    assert not (out / METADATA_FILE).exists()  # so no reader or cache takes it for complete
+
+    monkeypatch.setattr(synth, "encode_mp4", real_encode)
+    meta = write_synthetic_dataset(out, **kw)  # ours (partial marker): rewritten, not refused
+    assert len(list(out.rglob("*.mp4"))) == 8 and (out / METADATA_FILE).is_file()
+    assert not (out / ".starch_dataset.partial").exists() and meta["videos"] == {"train": 4, "test": 4}
+
+
+def test_encoding_change_invalidates_the_cache(tmp_path, monkeypatch):
+    import trainers.synth as synth
+
+    out = tmp_path / "ds"
+    kw = dict(classes=4, videos_per_class=2, frames=4, seed=1, workers=1)
     write_synthetic_dataset(out, **kw)
-    assert (out / METADATA_FILE).is_file() and not (out / ".starch_dataset.partial").exists()
+    monkeypatch.setattr(synth, "CRF", synth.CRF + 1)
+    with pytest.raises(ValueError, match="encoding"):
+        write_synthetic_dataset(out, **kw)
+    assert write_synthetic_dataset(out, **kw, overwrite=True)["encoding"]["crf"] == synth.CRF
 
 
 def test_foreign_ucf_folder_is_never_touched(tmp_path):
@@ -234,8 +287,14 @@ def test_foreign_ucf_folder_is_never_touched(tmp_path):
     (real / "v_ApplyEyeMakeup_g01_c01.avi").write_bytes(b"not ours")
     for overwrite in (False, True):
         with pytest.raises(ValueError, match="not written by write_synthetic_dataset"):
-            write_synthetic_dataset(tmp_path / "ucf", classes=4, videos_per_class=2,
-                                    test_fraction=0.5, frames=4, overwrite=overwrite)
+            write_synthetic_dataset(tmp_path / "ucf", classes=4, videos_per_class=2, frames=4,
+                                    overwrite=overwrite)
+    assert (real / "v_ApplyEyeMakeup_g01_c01.avi").read_bytes() == b"not ours"
+
+    (tmp_path / "ucf" / METADATA_FILE).write_text('{"name": "ucf101", "flip_preserves_label": true}')
+    with pytest.raises(ValueError, match="not a dataset written by write_synthetic_dataset"):
+        write_synthetic_dataset(tmp_path / "ucf", classes=4, videos_per_class=2, frames=4,
+                                overwrite=True)
     assert (real / "v_ApplyEyeMakeup_g01_c01.avi").read_bytes() == b"not ours"
 
 
@@ -284,8 +343,7 @@ def test_motion_survives_x264(small):
 def test_x264_keeps_the_luma_texture(tmp_path):
     """Decoded frames stay close to the source: luma PSNR well above what blurs 1-px texture."""
     out = tmp_path / "q"
-    write_synthetic_dataset(out, classes=4, videos_per_class=2, frames=8, test_fraction=0.5,
-                            seed=5, workers=1)
+    write_synthetic_dataset(out, classes=4, videos_per_class=2, frames=8, seed=5, workers=1)
     from trainers.synth import _video_rng
 
     path = out / "UCF-101" / "Right1" / "v_Right1_g01_c01.mp4"  # index 0 of Right1
@@ -309,7 +367,7 @@ def test_x264_keeps_the_luma_texture(tmp_path):
         ({"frames": 0}, "frames"),
         ({"videos_per_class": 1}, "videos_per_class"),
         ({"test_fraction": 0.0}, "test_fraction"),
-        ({"test_fraction": 0.1, "videos_per_class": 3}, "test_fraction"),
+        ({"test_fraction": 1.0}, "test_fraction"),
         ({"seed": -1}, "seed"),
         ({"workers": 0}, "workers"),
     ],
