@@ -10,6 +10,8 @@ analysis never rebuilds a model.
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -69,7 +71,8 @@ def run_trial(
     torch.manual_seed(seed)
     model = build(arch)
     c = cost(arch)
-    static = {**(static or {}), "arch_name": arch.name, "width": arch.width, "params": c.params,
+    static = {**(static or {}), "hostname": socket.gethostname(),
+              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "arch_name": arch.name, "width": arch.width, "params": c.params,
               "gflops": c.flops / 1e9, "arch": arch.to_dict()}
     loaders = {
         "train": make_loader(data, "train", seed=seed, index=train_index),
@@ -86,16 +89,30 @@ def run_trial(
 
 
 def resolve(config: dict[str, Any]) -> TrialConfig:
-    """A Ray Tune trial config (or experiment entry) → TrialConfig, solving k from a budget.
+    """A Ray Tune trial config (or `starch train` config) → TrialConfig.
 
-    config = {"arch": {...ArchSpec fields...}, "data": {...}, "recipe": {...},
-              "budget": "33.2M" | None, "width_rule": "nearest" | "under"}
+    The architecture comes in one of three forms:
+        {"arch": {...ArchSpec...}, "budget": "33.2M" | None, "width_rule": "nearest"}   k solved if budget
+        {"candidate": {"arch": {...}, "axes": {...}}}          a grid point the driver already resolved
+        {"axes": {...}, "space": {...Space.to_dict()...}}     a searcher's sample (k solved here)
+    plus "data", "recipe" and optionally "repeat" (added to the recipe's seed).
     """
+    from spaces.space import Space
     from spaces.width import solve_width
 
     config = dict(config)
+    if "candidate" in config:
+        config.update(config.pop("candidate"))
+    axes, space = config.pop("axes", None), config.pop("space", None)
+    if "arch" not in config:
+        if axes is None or space is None:
+            raise ValueError("trial config needs 'arch', 'candidate' or 'axes' + 'space'")
+        config["arch"] = Space.from_dict(space).to_arch(axes).to_dict()
     budget, rule = config.pop("budget", None), config.pop("width_rule", "nearest")
+    repeat = config.pop("repeat", 0)
     cfg = TrialConfig.from_dict(config)
     if budget is not None:
         cfg = dataclasses.replace(cfg, arch=cfg.arch.replace(width=solve_width(cfg.arch, budget, rule)))
+    if repeat:
+        cfg = dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, seed=cfg.recipe.seed + int(repeat)))
     return cfg
