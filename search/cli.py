@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from spaces import describe_cli
+from search import search_cli
 from trainers import data_cli, train_cli
 
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     describe_cli.add_parser(sub)
     train_cli.add_parser(sub)
+    search_cli.add_parsers(sub)
     data_cli.add_parser(sub)
     return parser
 

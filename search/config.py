@@ -1,0 +1,195 @@
+"""The experiment file: YAML validated into a typed config at the edge, trusted inside.
+
+    name: conv-mixture
+    space:        {network: [mc2, mc3, sr18], frames: 4, budget: 33.0M}   # axes (scalars = fixed)
+    width_rule:   under
+    constraints:  {budget_tolerance: 0.05, max_gflops: 50, max_activation_gb: 16}
+    data:         {format: ucf101, root: /data/ucf101, split: 1, batch_size: 20}
+    schedule:     {epochs: 15, lr: 0.01, lr_step_epochs: 3}               # trainers.Recipe
+    search:       {algorithm: grid, num_samples: 1, metric: video@1, mode: max, repeats: 1, seed: 0}
+    scheduler:    {type: asha, grace_period: 1, reduction_factor: 3}
+    resources:    {gpus_per_trial: 1, cpus_per_trial: 4, workers_per_trial: 1, max_concurrent_trials: null}
+    cluster:      {address: null, storage: runs}
+    failures:     {max_failures: 2}
+
+Every error names the field path, the bad value and what is valid; unknown keys are errors.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from spaces.space import AXES, Space
+from trainers.datasets import DataSpec
+from trainers.recipe import Recipe
+
+PRESET_DIR = Path(__file__).with_name("presets")
+METRICS = ("video@1", "video@5", "clip@1", "train_acc", "train_loss", "test_loss", "gflops", "params")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Constraints(_Strict):
+    budget_tolerance: float | None = Field(None, gt=0, lt=1, description="params within ±this fraction of the budget")
+    max_gflops: float | None = Field(None, gt=0)
+    max_params: float | None = Field(None, gt=0)
+    max_activation_gb: float | None = Field(None, gt=0, description="activations of one training batch, float32")
+
+
+class SearchConfig(_Strict):
+    algorithm: Literal["grid", "random", "tpe", "nsga2"] = "grid"
+    num_samples: int = Field(1, ge=1, description="grid: passes over the grid; others: sampled trials")
+    metric: str = "video@1"
+    mode: Literal["max", "min"] = "max"
+    # NSGA-II: the extra objectives, e.g. [gflops] with modes [min]
+    objectives: list[str] = Field(default_factory=lambda: ["gflops"])
+    objective_modes: list[Literal["max", "min"]] = Field(default_factory=lambda: ["min"])
+    repeats: int = Field(1, ge=1, description="seeds per configuration (grid), to show noise")
+    seed: int = Field(0, ge=0)
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v: str) -> str:
+        if v not in METRICS:
+            raise ValueError(f"metric {v!r} is not reported; valid: {', '.join(METRICS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _objectives(self):
+        if len(self.objectives) != len(self.objective_modes):
+            raise ValueError("objectives and objective_modes must have the same length")
+        for m in self.objectives:
+            if m not in METRICS:
+                raise ValueError(f"objective {m!r} is not reported; valid: {', '.join(METRICS)}")
+        return self
+
+
+class SchedulerConfig(_Strict):
+    type: Literal["fifo", "asha", "hyperband"] = "fifo"
+    grace_period: int = Field(1, ge=1, description="epochs before ASHA may stop a trial")
+    reduction_factor: float = Field(3, gt=1)
+
+
+class Resources(_Strict):
+    gpus_per_trial: float = Field(0, ge=0, description="fractional values pack trials onto one GPU")
+    cpus_per_trial: float = Field(1, gt=0)
+    workers_per_trial: int = Field(1, ge=1, description="data-parallel workers (DDP) per trial")
+    max_concurrent_trials: int | None = Field(None, ge=1)
+
+
+class Cluster(_Strict):
+    address: str | None = None  # None: start a local Ray; "auto" or ray://host:10001 joins a cluster
+    storage: str = "runs"  # local folder, NFS path or a URI Ray Tune accepts (s3://…)
+
+
+class Failures(_Strict):
+    max_failures: int = Field(2, ge=-1, description="retries per trial from its last checkpoint (-1: forever)")
+
+
+class Experiment(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    space: dict[str, Any]
+    width_rule: Literal["nearest", "under"] = "nearest"
+    constraints: Constraints = Constraints()
+    data: dict[str, Any]
+    schedule: dict[str, Any] = Field(default_factory=dict)
+    search: SearchConfig = SearchConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    resources: Resources = Resources()
+    cluster: Cluster = Cluster()
+    failures: Failures = Failures()
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - set(AXES))
+        if unknown:
+            raise ValueError(f"unknown axis {unknown}; valid axes: {', '.join(AXES)}")
+        return {k: _choices(k, x) for k, x in v.items()}
+
+    @model_validator(mode="after")
+    def _deep(self):
+        # Validate the nested dataclass sections with their own messages.
+        self.to_space()
+        self.to_data()
+        self.to_recipe()
+        return self
+
+    def to_space(self) -> Space:
+        return Space(axes=self.space, width_rule=self.width_rule)
+
+    def to_data(self) -> DataSpec:
+        return DataSpec.from_dict(self.data)
+
+    def to_recipe(self) -> Recipe:
+        return Recipe.from_dict({"seed": self.search.seed, **self.schedule})
+
+
+def _choices(axis: str, value: Any) -> list[Any]:
+    """A scalar is one fixed choice; a list is the choices (blocks: a list of 4 ints is one value)."""
+    if axis == "blocks" and isinstance(value, list) and value and all(isinstance(x, int) for x in value):
+        return [value]
+    if isinstance(value, list):
+        if not value:
+            raise ValueError(f"axis {axis!r} has an empty list of choices")
+        return value
+    return [value]
+
+
+def format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        shown = err.get("input")
+        value = "" if isinstance(shown, dict) or err["type"] == "missing" else f" (got {shown!r})"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (typo?)"
+        lines.append(f"{source}: {loc}: {msg}{value}")
+    return "\n".join(lines)
+
+
+def load_experiment(source: str | Path, *, overrides: dict[str, Any] | None = None) -> Experiment:
+    """Read an experiment YAML file or a preset name, apply CLI overrides, validate."""
+    path = resolve_source(source)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: an experiment file must be a mapping of sections, got {type(raw).__name__}")
+    for key, value in (overrides or {}).items():
+        section, _, field = key.partition(".")
+        if field:
+            raw.setdefault(section, {})
+            if not isinstance(raw[section], dict):
+                raise ValueError(f"{path}: {section} must be a mapping to override {key}")
+            raw[section] = {**raw[section], field: value}
+        else:
+            raw[key] = value
+    try:
+        return Experiment.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(format_errors(exc, str(path))) from None
+
+
+def resolve_source(source: str | Path) -> Path:
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"experiment file {str(path)!r} does not exist")
+        return path
+    preset = PRESET_DIR / f"{source}.yaml"
+    if preset.is_file():
+        return preset
+    raise FileNotFoundError(f"{str(source)!r} is neither an experiment file nor a preset; presets: {', '.join(list_presets())}")
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))

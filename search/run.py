@@ -1,0 +1,88 @@
+"""Running an experiment end to end: Ray up, Tuner.fit() or Tuner.restore(), files and report."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from search.config import Experiment
+from search.tuner import TRIALS_FILE, Plan, make_tuner, plan, read_experiment, restore_tuner, run_dir, write_experiment
+
+log = logging.getLogger(__name__)
+DATA_PLACEHOLDER = "<--data>"
+
+
+def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    """Join a cluster (address 'auto' or ray://…) or start a local Ray whose dashboard stays on localhost."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, dashboard_host="127.0.0.1", include_dashboard=False,
+                 log_to_driver=False)
+
+
+def check_resources(exp: Experiment) -> None:
+    import ray
+
+    total = ray.cluster_resources()
+    need_gpu = exp.resources.gpus_per_trial * (1 if exp.resources.workers_per_trial == 1 else exp.resources.workers_per_trial)
+    if need_gpu > total.get("GPU", 0):
+        raise ValueError(f"resources.gpus_per_trial = {exp.resources.gpus_per_trial} but the Ray cluster has "
+                         f"{total.get('GPU', 0):g} GPU(s); use a GPU cluster (--address) or set "
+                         f"--set resources.gpus_per_trial=0 to train on CPUs")
+    if exp.resources.cpus_per_trial > total.get("CPU", 0):
+        raise ValueError(f"resources.cpus_per_trial = {exp.resources.cpus_per_trial:g} but the cluster has "
+                         f"{total.get('CPU', 0):g} CPU(s)")
+
+
+def driver_indexes(exp: Experiment) -> dict | None:
+    """The video index, built once on the driver and shared with every trial (tune.with_parameters).
+
+    Fails early on missing videos. When the data is not visible from the driver (Ray Client, data
+    only on the workers) the trials build it themselves.
+    """
+    from trainers.datasets import build_index
+
+    data = exp.to_data()
+    if data.root == DATA_PLACEHOLDER:
+        raise ValueError(f"experiment {exp.name!r} names no dataset: pass --data FORMAT:ROOT (e.g. ucf101:/data/ucf101)")
+    if not Path(data.root).expanduser().exists():
+        log.warning("dataset root %s is not visible from the driver; each trial will index it itself", data.root)
+        return None
+    return {"train": build_index(data, "train"), "test": build_index(data, "test")}
+
+
+def with_dataset_classes(exp: Experiment, indexes: dict | None) -> Experiment:
+    """Solve widths for the dataset's real class count (the fc layer is part of the budget)."""
+    if not indexes:
+        return exp
+    return exp.model_copy(update={"space": {**exp.space, "num_classes": [indexes["train"].num_classes]}})
+
+
+def fit(exp: Experiment, *, storage: str | None = None, callbacks: list | None = None, p: Plan | None = None):
+    indexes = driver_indexes(exp)
+    exp = with_dataset_classes(exp, indexes)
+    directory = run_dir(exp, storage)
+    check_resources(exp)
+    write_experiment(exp, directory)
+    tuner = make_tuner(exp, storage=storage, indexes=indexes, p=p, callbacks=callbacks)
+    return directory, tuner.fit()
+
+
+def resume(directory: str | os.PathLike, *, callbacks: list | None = None):
+    directory = str(Path(directory).expanduser().resolve()) if "://" not in str(directory) else str(directory)
+    exp = read_experiment(directory)  # saved with the dataset's class count already applied
+    indexes = driver_indexes(exp)
+    check_resources(exp)
+    tuner = restore_tuner(directory, exp, indexes=indexes)
+    return directory, tuner.fit()
+
+
+def summary(results) -> dict[str, Any]:
+    errors = [r for r in results if r.error is not None]
+    return {"trials": len(results), "errored": len(errors)}

@@ -1,0 +1,180 @@
+"""`starch search`, `starch resume`, `starch status`."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from search.config import list_presets, load_experiment, resolve_source
+
+SEARCH_EXAMPLES = """examples:
+  starch search --list-presets
+  starch search res3d-conv-mixture --data ucf101:/data/ucf101 --dry-run
+  starch search res3d-conv-mixture --data ucf101:/data/ucf101 --address auto --storage /nfs/runs
+  starch search experiments/my_study.yaml --set search.algorithm=tpe --set search.num_samples=40
+  ray job submit --address http://head:8265 -- starch search joint --data ucf101:/data/ucf101 --address auto
+
+Without --address a local Ray starts (dashboard on localhost only). Ctrl-C stops the run; it can be
+continued with `starch resume RUN_DIR`. When the run ends the report is written to RUN_DIR/report/.
+"""
+
+
+def add_parsers(subparsers) -> None:
+    p = subparsers.add_parser("search", help="run an architecture search (a Ray Tune experiment)",
+                              description="Validate an experiment (YAML file or preset name), expand its space "
+                              "and run every trial as a Ray Tune trial.", epilog=SEARCH_EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", nargs="?", help="experiment YAML file or preset name")
+    p.add_argument("--list-presets", action="store_true", help="list the presets (the papers' sweeps) and exit")
+    p.add_argument("--data", metavar="FORMAT:ROOT", help="dataset, e.g. ucf101:/data/ucf101 (overrides data.format/root)")
+    p.add_argument("--address", help="Ray cluster to join: auto or ray://host:10001 (default: start a local Ray)")
+    p.add_argument("--storage", metavar="PATH_OR_URI", help="where runs are written (NFS or s3://… for clusters)")
+    p.add_argument("--name", help="experiment name (the run folder is STORAGE/NAME)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one field, e.g. search.num_samples=20 (value parsed as YAML)")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the trial list, start nothing")
+    p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    p.set_defaults(func=run_search)
+
+    r = subparsers.add_parser("resume", help="continue a search whose driver stopped or was killed",
+                              description="Restore a run with Tuner.restore: unfinished trials continue from "
+                              "their last checkpoint, errored ones are retried, the searcher keeps its history.",
+                              epilog="example:\n  starch resume runs/res3d-conv-mixture --address auto",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("run_dir", help="the run folder (STORAGE/NAME)")
+    r.add_argument("--address", help="Ray cluster to join (default: start a local Ray)")
+    r.add_argument("--no-report", action="store_true")
+    r.set_defaults(func=run_resume)
+
+    s = subparsers.add_parser("status", help="list the trials of a run: state, epoch, metric, errors",
+                              epilog="example:\n  starch status runs/res3d-conv-mixture",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("run_dir")
+    s.add_argument("--json", action="store_true", help="one JSON object per trial")
+    s.set_defaults(func=run_status)
+
+
+def overrides_from_args(args) -> dict:
+    import yaml
+
+    out: dict = {}
+    if args.data:
+        fmt, sep, root = args.data.partition(":")
+        if not sep or not root:
+            raise ValueError(f"--data must look like FORMAT:ROOT (e.g. ucf101:/data/ucf101), got {args.data!r}")
+        out["data.format"], out["data.root"] = fmt, root
+    if args.name:
+        out["name"] = args.name
+    if args.storage:
+        out["cluster.storage"] = args.storage
+    if args.address:
+        out["cluster.address"] = args.address
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ValueError(f"--set needs SECTION.KEY=VALUE (e.g. search.num_samples=20), got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def print_plan(exp) -> None:
+    from search.tuner import plan
+    from spaces import cost
+
+    space = exp.to_space()
+    p = plan(exp)
+    print(f"experiment {exp.name}: {exp.search.algorithm} search over {space.size} point(s) "
+          f"({', '.join(space.varying()) or 'no varying axis'}), scheduler {exp.scheduler.type}")
+    if exp.search.algorithm == "grid":
+        print(f"{p.feasible} trial(s) ({exp.search.repeats} repeat(s) each), {len(p.infeasible)} infeasible point(s)")
+        rows = [(c.axes, c.arch, None) for c in p.candidates if c.repeat == 0]
+    else:
+        from search.constraints import check_point
+
+        print(f"{exp.search.num_samples} trial(s) will be sampled from these points:")
+        rows = [(pt, *check_point(exp, space, pt)) for pt in space.grid()]
+    rows += [(i["axes"], None, i["reason"]) for i in p.infeasible]
+    varying = space.varying()
+    print(f"{'#':>3}  {'network':12s} {'axes':28s} {'k':>5s} {'params':>9s} {'GFLOPs':>8s}  status")
+    for n, (axes, arch, why) in enumerate(rows, 1):
+        shown = " ".join(f"{a}={axes[a]}" for a in varying if a != "network")
+        if arch is None:
+            arch = _arch_or_none(space, axes)
+        c = cost(arch) if arch is not None else None
+        print(f"{n:>3}  {str(axes['network']):12s} {shown:28s} {arch.width if arch else '-':>5} "
+              f"{(f'{c.mparams:.2f}M' if c else '-'):>9s} {(f'{c.gflops:.2f}' if c else '-'):>8s}  "
+              f"{'infeasible: ' + why if why else 'ok'}")
+
+
+def _arch_or_none(space, axes):
+    try:
+        return space.to_arch(axes)
+    except ValueError:
+        return None
+
+
+def run_search(args) -> int:
+    if args.list_presets:
+        for name in list_presets():
+            exp = load_experiment(name)
+            print(f"{name:22s} {exp.description.splitlines()[0] if exp.description else ''}")
+        return 0
+    if not args.experiment:
+        raise ValueError("starch search needs an experiment file or preset name (see --list-presets)")
+    exp = load_experiment(args.experiment, overrides=overrides_from_args(args))
+    if args.dry_run:
+        print_plan(exp)
+        return 0
+    return _execute(lambda cb: __import__("search.run", fromlist=["fit"]).fit(exp, callbacks=cb), exp,
+                    address=exp.cluster.address, report=not args.no_report)
+
+
+def run_resume(args) -> int:
+    from search.tuner import read_experiment
+
+    exp = read_experiment(args.run_dir)
+    from search import run
+
+    return _execute(lambda cb: run.resume(args.run_dir, callbacks=cb), exp, address=args.address,
+                    report=not args.no_report)
+
+
+def _execute(start, exp, *, address: str | None, report: bool) -> int:
+    from search import run
+    from search.progress import ProgressPrinter
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    run.init_ray(address)
+    directory, results = start([ProgressPrinter(exp.search.metric)])
+    errored = [r for r in results if r.error is not None]
+    unfinished = _unfinished(directory)
+    print(f"\nrun folder: {directory}")
+    print(f"{len(results)} trial(s), {len(errored)} errored")
+    if unfinished:
+        print(f"{unfinished} trial(s) did not finish (interrupted?); continue with: starch resume {directory}")
+    if report:
+        _report(directory, exp.search.metric)
+    return 0 if not unfinished else 130
+
+
+def _unfinished(directory: str) -> int:
+    from search.tuner import TRIALS_FILE
+
+    path = Path(directory) / TRIALS_FILE
+    if not path.is_file():
+        return 0
+    return sum(t["status"] not in ("TERMINATED", "ERROR") for t in json.loads(path.read_text()))
+
+
+def _report(directory: str, metric: str) -> None:
+    try:
+        from analysis.report import write_report
+    except ImportError:
+        return
+    out = write_report([directory], Path(directory) / "report", metric=metric)
+    print(f"report: {out}")
+
+
+def run_status(args) -> int:
+    raise ValueError("starch status is not wired yet")

@@ -1,0 +1,200 @@
+"""One function turns an Experiment into a Ray Tune Tuner; `restore` brings a killed one back.
+
+    exp ──plan()──► Plan (feasible grid candidates or an Optuna searcher, infeasible list)
+        ──make_tuner()──► Tuner(trainable, TuneConfig(search_alg, scheduler), RunConfig(storage, failures))
+
+The run folder (STORAGE/NAME) holds Ray Tune's experiment state and one folder per trial, plus:
+    starch_experiment.json   the validated experiment (what `starch resume` rebuilds from)
+    starch_infeasible.json   samples rejected by the constraints before any training
+    starch_trials.json       every trial's status, error and whether ASHA stopped it early
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from search.config import Experiment
+from search.constraints import ConstrainedSearcher, OptunaSpace, check_point, constraints_of, write_infeasible
+
+log = logging.getLogger(__name__)
+EXPERIMENT_FILE = "starch_experiment.json"
+TRIALS_FILE = "starch_trials.json"
+
+
+@dataclass
+class Candidate:
+    axes: dict[str, Any]
+    arch: Any  # ArchSpec
+    repeat: int = 0
+
+
+@dataclass
+class Plan:
+    candidates: list[Candidate] = field(default_factory=list)  # grid only
+    infeasible: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def feasible(self) -> int:
+        return len(self.candidates)
+
+
+def _jsonable(point: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in point.items()}
+
+
+def plan(exp: Experiment) -> Plan:
+    """Expand a grid and check every point against the constraints (other algorithms sample lazily)."""
+    out = Plan()
+    if exp.search.algorithm != "grid":
+        return out
+    space = exp.to_space()
+    for point in space.grid():
+        arch, why = check_point(exp, space, point)
+        if why is not None:
+            out.infeasible.append({"axes": _jsonable(point), "arch": arch.to_dict() if arch else None, "reason": why})
+            continue
+        for repeat in range(exp.search.repeats):
+            out.candidates.append(Candidate(_jsonable(point), arch, repeat))
+    return out
+
+
+def run_dir(exp: Experiment, storage: str | None = None) -> str:
+    storage = storage or exp.cluster.storage
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    return f"{storage.rstrip('/')}/{exp.name}"
+
+
+def param_space(exp: Experiment, p: Plan) -> dict[str, Any]:
+    from ray import tune
+
+    base = {"data": exp.to_data().to_dict(), "recipe": exp.to_recipe().to_dict()}
+    if exp.search.algorithm == "grid":
+        if not p.candidates:
+            raise ValueError(f"experiment {exp.name!r}: every point of the space is infeasible "
+                             f"({len(p.infeasible)} rejected, e.g. {p.infeasible[0]['reason'] if p.infeasible else '-'})")
+        return {**base, "candidate": tune.grid_search(
+            [{"axes": c.axes, "arch": c.arch.to_dict(), "repeat": c.repeat} for c in p.candidates])}
+    return {**base, "space": exp.to_space().to_dict()}
+
+
+def make_searcher(exp: Experiment, record_dir: str | None):
+    """None for grid (Tune's BasicVariantGenerator); otherwise Optuna behind the constraint filter."""
+    if exp.search.algorithm == "grid":
+        return None
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    seed = exp.search.seed
+    # Optuna >= 5 reads constraints set on the trial; older versions need constraints_func.
+    legacy = {} if hasattr(optuna.trial.Trial, "set_constraint") else {"constraints_func": constraints_of}
+    if exp.search.algorithm == "random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    elif exp.search.algorithm == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=seed, **legacy)
+    else:
+        sampler = optuna.samplers.NSGAIISampler(seed=seed, **legacy)
+    metric: Any = exp.search.metric
+    mode: Any = exp.search.mode
+    if exp.search.algorithm == "nsga2":
+        metric = [exp.search.metric, *exp.search.objectives]
+        mode = [exp.search.mode, *exp.search.objective_modes]
+    inner = OptunaSearch(space=OptunaSpace(exp), metric=metric, mode=mode, sampler=sampler)
+    return ConstrainedSearcher(inner, exp, record_dir)
+
+
+def make_scheduler(exp: Experiment):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
+
+    s, epochs = exp.scheduler, exp.to_recipe().epochs
+    if s.type == "asha":
+        return ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=min(s.grace_period, epochs),
+                             reduction_factor=s.reduction_factor)
+    if s.type == "hyperband":
+        return HyperBandScheduler(time_attr="epoch", max_t=epochs, reduction_factor=s.reduction_factor)
+    return FIFOScheduler()
+
+
+def make_trainable(exp: Experiment, indexes: dict | None):
+    from ray import tune
+
+    from trainers.ray_adapter import trainable
+
+    r = exp.resources
+    fn = tune.with_parameters(trainable, indexes=indexes) if indexes else trainable
+    return tune.with_resources(fn, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
+
+
+def trial_dirname(trial) -> str:
+    cand = trial.config.get("candidate") or {}
+    label = (cand.get("arch") or {}).get("name", "")
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "" for ch in label)
+    return f"{trial.trial_id}_{safe}" if safe else trial.trial_id
+
+
+def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | None = None, p: Plan | None = None,
+               callbacks: list | None = None):
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from search.progress import TrialsFileCallback
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # JSON + CSV, no TensorBoard
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # non-eval epochs lack the metric
+    p = p or plan(exp)
+    directory = run_dir(exp, storage)
+    local_dir = None if "://" in directory else directory
+    write_infeasible(local_dir, p.infeasible)
+    searcher = make_searcher(exp, local_dir)
+    grid = exp.search.algorithm == "grid"
+    tune_config = tune.TuneConfig(
+        metric=None if exp.search.algorithm == "nsga2" else exp.search.metric,
+        mode=None if exp.search.algorithm == "nsga2" else exp.search.mode,
+        search_alg=searcher,
+        scheduler=make_scheduler(exp),
+        num_samples=exp.search.num_samples,
+        max_concurrent_trials=exp.resources.max_concurrent_trials,
+        trial_dirname_creator=trial_dirname,
+        reuse_actors=True,
+    )
+    run_config = tune.RunConfig(
+        name=exp.name,
+        storage_path=directory.rsplit("/", 1)[0],
+        failure_config=tune.FailureConfig(max_failures=exp.failures.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), TrialsFileCallback(local_dir), *(callbacks or [])],
+        verbose=0,
+    )
+    if not grid and exp.search.algorithm == "nsga2" and exp.scheduler.type != "fifo":
+        raise ValueError("scheduler: ASHA/HyperBand need one metric; use scheduler.type: fifo with nsga2")
+    return tune.Tuner(make_trainable(exp, indexes), param_space=param_space(exp, p),
+                      tune_config=tune_config, run_config=run_config)
+
+
+def write_experiment(exp: Experiment, directory: str) -> None:
+    if "://" in directory:
+        return
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    (Path(directory) / EXPERIMENT_FILE).write_text(json.dumps(exp.model_dump(mode="json"), indent=2))
+
+
+def read_experiment(directory: str | Path) -> Experiment:
+    path = Path(directory) / EXPERIMENT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(directory)!r} is not a starch run folder (no {EXPERIMENT_FILE})")
+    return Experiment.model_validate(json.loads(path.read_text()))
+
+
+def restore_tuner(directory: str, exp: Experiment, *, indexes: dict | None = None):
+    from ray import tune
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    if not tune.Tuner.can_restore(directory):
+        raise FileNotFoundError(f"{directory!r} holds no Ray Tune experiment state to resume")
+    return tune.Tuner.restore(directory, trainable=make_trainable(exp, indexes), resume_unfinished=True,
+                              resume_errored=True, restart_errored=False)

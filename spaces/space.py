@@ -1,0 +1,113 @@
+"""Space: the axes of a study, their choices, and how a point of the space becomes an ArchSpec.
+
+    Space(axes={"network": ["mc2", "mc3", "sr18"], "frames": [4], "budget": ["33.0M"]}, width_rule="under")
+    space.grid()                      → every point (dicts axis → value), in a stable order
+    space.to_arch(point)              → ArchSpec, with k solved when the point has a budget
+
+Axes (each a list of choices; one choice = a fixed value):
+    network          named base network (spaces.zoo): r3d_18, mc3, rmc4, r2plus1d_18, p3d_b_50, …
+    depth            Res3D depths 10, 16, 18, 26, 34 (Table 7 blocks), or
+    blocks           explicit blocks per stage, e.g. [2, 3, 4, 3]
+    block            basic | bottleneck
+    temporal_stride  all | conv
+    width            k, or
+    budget           a parameter budget (k solved per point with `width_rule`)
+    frames, crop, sampling_rate, num_classes
+Pure Python, no torch, no Ray: `search` turns a Space into a Ray Tune param_space or Optuna
+distributions.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from spaces.arch import ArchSpec
+from spaces.width import RULES, parse_count, solve_width
+from spaces.zoo import RES3D_DEPTHS, named
+
+AXES = ("network", "depth", "blocks", "block", "temporal_stride", "width", "budget",
+        "frames", "crop", "sampling_rate", "num_classes")
+ARCH_FIELDS = {"block", "temporal_stride", "width", "frames", "crop", "sampling_rate", "num_classes", "blocks"}
+
+
+@dataclass(frozen=True)
+class Space:
+    axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    width_rule: str = "nearest"
+
+    def __post_init__(self) -> None:
+        axes = {}
+        for name, choices in self.axes.items():
+            if name not in AXES:
+                raise ValueError(f"space: unknown axis {name!r}; valid axes: {', '.join(AXES)}")
+            choices = tuple(tuple(c) if isinstance(c, list) else c for c in choices)
+            if not choices:
+                raise ValueError(f"space.{name}: needs at least one choice")
+            axes[name] = choices
+        if "network" not in axes:
+            raise ValueError("space: the axis 'network' (the named base networks) is required")
+        if "width" in axes and "budget" in axes:
+            raise ValueError("space: give either 'width' or 'budget', not both")
+        if "depth" in axes and "blocks" in axes:
+            raise ValueError("space: give either 'depth' or 'blocks', not both")
+        if self.width_rule not in RULES:
+            raise ValueError(f"space.width_rule must be one of {RULES}, got {self.width_rule!r}")
+        object.__setattr__(self, "axes", axes)
+        for point in itertools.islice(self.grid(), 1):  # fail early on a bad value in any axis
+            self.to_arch(point, solve=False)
+        for name, choices in axes.items():
+            for c in choices:
+                self.to_arch({**self.first(), name: c}, solve=False)
+
+    def first(self) -> dict[str, Any]:
+        return {name: choices[0] for name, choices in self.axes.items()}
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for choices in self.axes.values():
+            n *= len(choices)
+        return n
+
+    def grid(self):
+        names = list(self.axes)
+        for values in itertools.product(*(self.axes[n] for n in names)):
+            yield dict(zip(names, values))
+
+    def varying(self) -> list[str]:
+        """The axes with more than one choice (what a sweep sweeps)."""
+        return [n for n, c in self.axes.items() if len(c) > 1]
+
+    def to_arch(self, point: dict[str, Any], *, solve: bool = True) -> ArchSpec:
+        """The ArchSpec of one point; with a budget, k is solved (solve=False keeps the base k)."""
+        point = dict(point)
+        try:
+            spec = named(str(point.pop("network")))
+        except ValueError as exc:
+            raise ValueError(f"space.network: {exc}") from None
+        budget = point.pop("budget", None)
+        depth = point.pop("depth", None)
+        overrides = {k: v for k, v in point.items() if k in ARCH_FIELDS}
+        if depth is not None:
+            if depth not in RES3D_DEPTHS:
+                raise ValueError(f"space.depth = {depth!r} is not valid; valid: {sorted(RES3D_DEPTHS)}")
+            overrides["blocks"] = RES3D_DEPTHS[depth]
+            overrides.setdefault("name", f"{spec.name}-D{depth}" if not spec.name.startswith(("SR18", "D")) else f"D{depth}")
+        try:
+            spec = spec.replace(**overrides)
+        except ValueError as exc:
+            raise ValueError(f"space: {exc}") from None
+        if budget is not None and solve:
+            spec = spec.replace(width=solve_width(spec, parse_count(budget, field="space.budget"), self.width_rule))
+        elif budget is not None:
+            parse_count(budget, field="space.budget")
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"axes": {k: [list(c) if isinstance(c, tuple) else c for c in v] for k, v in self.axes.items()},
+                "width_rule": self.width_rule}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Space":
+        return cls(axes={k: tuple(v) for k, v in d["axes"].items()}, width_rule=d.get("width_rule", "nearest"))

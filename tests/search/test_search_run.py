@@ -1,0 +1,61 @@
+import json
+
+import pytest
+
+from search.cli import main
+
+
+def trials(run):
+    return json.loads((run / "starch_trials.json").read_text())
+
+
+def test_grid_search_end_to_end(ray_cluster, make_experiment, capsys):
+    path = make_experiment(name="grid")
+    assert main(["search", str(path), "--no-report"]) == 0
+    run = path.parent / "runs" / "grid"
+    ts = trials(run)
+    assert len(ts) == 3 and all(t["status"] == "TERMINATED" and t["epoch"] == 2 for t in ts)
+    assert {t["arch_name"] for t in ts} == {"R3D-18", "f-R2D", "MC3"}
+    exp = json.loads((run / "starch_experiment.json").read_text())
+    assert exp["space"]["num_classes"] == [4]  # the dataset's class count
+    out = capsys.readouterr().out
+    assert "run folder:" in out and "3 trial(s), 0 errored" in out
+
+
+@pytest.mark.parametrize("algorithm, scheduler", [("random", "asha"), ("tpe", "asha"), ("nsga2", "fifo")])
+def test_model_based_search_with_constraints(ray_cluster, make_experiment, algorithm, scheduler):
+    # r2plus1d at k = 4 is over the GFLOPs limit: it must never become a trial, but be recorded.
+    body = f"""
+        constraints:
+          max_gflops: 0.0070
+        search:
+          algorithm: {algorithm}
+          num_samples: 4
+          seed: 1
+        scheduler:
+          type: {scheduler}
+          grace_period: 1
+          reduction_factor: 2
+        """
+    path = make_experiment(name=algorithm, body=body)
+    text = path.read_text().replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18, f-r2d, mc3, r2plus1d_18]")
+    path.write_text(text.replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 3"))
+    assert main(["search", str(path), "--no-report"]) == 0
+    run = path.parent / "runs" / algorithm
+    ts = trials(run)
+    assert len(ts) == 4 and all(t["status"] == "TERMINATED" for t in ts)
+    assert "R(2+1)D" not in {t["arch_name"] for t in ts}
+    infeasible = json.loads((run / "starch_infeasible.json").read_text())
+    assert infeasible and all(i["axes"]["network"] == "r2plus1d_18" and "gflops over" in i["reason"]
+                              for i in infeasible)
+    if scheduler == "asha":  # ASHA stops some trials before the last epoch
+        assert any(t["stopped_early"] for t in ts) or all(t["epoch"] == 3 for t in ts)
+
+
+def test_grid_dry_run_lists_infeasible_points(make_experiment, capsys):
+    path = make_experiment(name="dry", body="constraints:\n  max_gflops: 0.0070\n")
+    path.write_text(path.read_text().replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18, r2plus1d_18]"))
+    assert main(["search", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "1 trial(s) (1 repeat(s) each), 1 infeasible point(s)" in out
+    assert "infeasible: gflops over its limit" in out
