@@ -1,0 +1,303 @@
+"""A report folder from one or more run folders: report.md, a self-contained report.html, figures, tables.
+
+    write_report(["runs/ucf", "runs/hmdb"], "report/", metric="video@1") -> Path("report/report.md")
+
+    report/
+        report.md            figures linked, tables inline
+        report.html          the same document, figures embedded as base64 PNG (one file to mail)
+        figures/*.png|svg    accuracy_vs_flops, accuracy_vs_<axis> (one-axis sweeps), training_curves
+        tables/*.md|csv|tex  ranking, sweep_<dataset>, consistency, fidelity; trials.csv, epochs.csv
+
+Every number comes from the run folders (the trials' records, params.json, the starch_*.json files);
+the text only names where each one came from and what was inferred or skipped.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from analysis import ACCURACY_METRICS, FIGURE_FORMATS, figures, tables
+from analysis.describe import describe_command
+from analysis.results import STATUSES, Run, combine, read_runs
+
+
+class Document:
+    """A report built once as blocks and rendered to both Markdown and HTML."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.md: list[str] = [f"# {title}\n"]
+        self.html: list[str] = [f"<h1>{html.escape(title)}</h1>"]
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.md.append(f"{'#' * level} {text}\n")
+        self.html.append(f"<h{level}>{_inline(text)}</h{level}>")
+
+    def para(self, text: str) -> None:
+        self.md.append(text + "\n")
+        self.html.append(f"<p>{_inline(text)}</p>")
+
+    def bullets(self, items: Iterable[str]) -> None:
+        items = list(items)
+        if items:
+            self.md.append("".join(f"- {i}\n" for i in items))
+            self.html.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
+
+    def code(self, text: str) -> None:
+        self.md.append(f"```\n{text}\n```\n")
+        self.html.append(f"<pre><code>{html.escape(text)}</code></pre>")
+
+    def table(self, table: pd.DataFrame) -> None:
+        self.md.append(tables.to_markdown(table))
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(tables._cell(v))}</td>" for v in row) + "</tr>"
+                       for row in table.itertuples(index=False))
+        self.html.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+    def image(self, relative: str, png: bytes, alt: str) -> None:
+        self.md.append(f"![{alt}]({relative})\n")
+        data = base64.b64encode(png).decode("ascii")
+        self.html.append(f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>')
+
+    def markdown(self) -> str:
+        return "\n".join(self.md)
+
+    def to_html(self) -> str:
+        style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+                 "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;"
+                 "padding:3px 8px;text-align:left}th{background:#f3f3f3}img{max-width:100%}"
+                 "pre{background:#f6f6f6;padding:8px;overflow-x:auto}code{background:#f6f6f6}")
+        return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+                f"<style>{style}</style></head><body>\n" + "\n".join(self.html) + "\n</body></html>\n")
+
+
+def _inline(text: str) -> str:
+    """Markdown `code` and **bold** spans → HTML, everything else escaped."""
+    out = html.escape(text)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", str(text)).strip("_").lower() or "dataset"
+
+
+# ------------------------------------------------------------------------------------------ sections
+
+def resolve_metric(runs: Sequence[Run], metric: str | None) -> str:
+    """The metric asked for, else the one the experiment optimised (starch_experiment.json), else video@1."""
+    if metric is None:
+        for run in runs:
+            candidate = (run.experiment or {}).get("metric")
+            if candidate in ACCURACY_METRICS:
+                return candidate
+        metric = "video@1"
+    return tables.check_metric(metric)
+
+
+def _counts(run: Run) -> dict[str, Any]:
+    t = run.trials
+    status = t["status"].value_counts() if len(t) else pd.Series(dtype=int)
+    wall = t["wall_time_s"].sum() / 3600 if "wall_time_s" in t else 0.0
+    gpu = t["gpu_hours"].sum(min_count=1) if "gpu_hours" in t else float("nan")
+    row = {"run": run.name, "dataset": run.dataset, "trials": int(len(t))}
+    row.update({s: int(status.get(s, 0)) for s in STATUSES})
+    row.update({"bad videos": int(t["bad_videos"].max()) if len(t) else 0,
+                "short videos dropped": int(t["short_videos_dropped"].max()) if len(t) else 0,
+                "wall time (h)": f"{wall:.3f}", "GPU-hours": "—" if pd.isna(gpu) else f"{gpu:.3f}"})
+    return row
+
+
+def _accounting(doc: Document, runs: Sequence[Run], trials: pd.DataFrame) -> None:
+    doc.heading("Trials")
+    counts = pd.DataFrame([_counts(r) for r in runs])
+    empty = [s for s in STATUSES if s in counts and counts[s].sum() == 0]
+    doc.table(counts.drop(columns=empty))
+    doc.para("Bad videos and short videos dropped are the largest counts any one trial reported (every trial "
+             "reads the same files). Wall time sums the trials' `time_total_s`; GPU-hours multiply it by the "
+             "GPUs per trial in starch_experiment.json (— when the run does not record them).")
+    failed = trials[trials["status"].isin(["errored", "diverged", "oom", "infeasible"])]
+    if len(failed):
+        doc.heading("Errored, diverged and infeasible trials", 3)
+        doc.table(pd.DataFrame({"run": failed["run"], "trial": failed["trial_id"], "architecture": failed["label"],
+                                "status": failed["status"], "reason": failed["reason"].fillna("—")}))
+
+
+def _configuration(doc: Document, runs: Sequence[Run]) -> None:
+    doc.heading("Search configuration")
+    for run in runs:
+        if run.experiment is not None:
+            doc.para(f"**{run.name}** ({run.dataset}), from `starch_experiment.json`:")
+            doc.code(json.dumps(run.experiment, indent=2, sort_keys=True, default=str))
+            continue
+        shared = _shared_params(run)
+        doc.para(f"**{run.name}** ({run.dataset}): no `starch_experiment.json`; the settings every trial's "
+                 "`params.json` shares (the architecture varies):")
+        doc.code(json.dumps(shared, indent=2, sort_keys=True, default=str) if shared else "(no params.json)")
+
+
+def _shared_params(run: Run) -> dict[str, Any]:
+    params = []
+    for folder in sorted(run.path.iterdir()):
+        try:
+            params.append(json.loads((folder / "params.json").read_text()))
+        except (OSError, ValueError):
+            continue
+    if not params:
+        return {}
+    shared = {}
+    for key, value in params[0].items():
+        if key != "arch" and all(p.get(key) == value for p in params[1:]):
+            shared[key] = value
+    return shared
+
+
+def _best(doc: Document, trials: pd.DataFrame, rank: pd.DataFrame, metric: str) -> None:
+    doc.heading("Best architecture")
+    top = rank[rank["rank"] == 1]
+    if top.empty:
+        doc.para(f"No trial has reported {metric} yet.")
+        return
+    s = tables.summarize(trials, metric)
+    for _, row in top.iterrows():
+        match = s[(s["dataset"] == row["dataset"]) & (s["label"] == row["architecture"])]
+        key = match["arch_key"].iloc[0]
+        members = trials[(trials["dataset"] == row["dataset"]) & (trials["arch_key"] == key)]
+        arch = json.loads(key)
+        arch["num_classes"] = int(members["num_classes"].dropna().iloc[0])
+        std = row["std (%)"]
+        value = f"{row[f'{metric} (%)']:.1f}" + (f" ± {std:.1f}" if pd.notna(std) else "")
+        doc.para(f"**{row['dataset']}**: {row['architecture']} — {metric} {value} % over {row['n']} trial(s) "
+                 f"({', '.join(members['trial_id'])}); k = {row['k']}, {row['params (M)']:.3g} M params, "
+                 f"{row['GFLOPs']:.3g} GFLOPs per clip.")
+        command = describe_command(arch)
+        doc.code(command if command else "no `starch describe` line reproduces this network; its ArchSpec:\n"
+                 + json.dumps(arch, sort_keys=True))
+
+
+def _save(fig, out: Path, name: str, formats: Sequence[str]) -> bytes:
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    for fmt in formats:
+        fig.savefig(out / "figures" / f"{name}.{fmt}", dpi=110, bbox_inches="tight")
+    if "png" not in formats:
+        fig.savefig(out / "figures" / f"{name}.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return (out / "figures" / f"{name}.png").read_bytes()
+
+
+def _figure(doc: Document, out: Path, name: str, formats, caption: str, make) -> None:
+    try:
+        fig = make()
+    except ValueError as exc:
+        doc.para(f"({name}: not drawn — {exc})")
+        return
+    png = _save(fig, out, name, formats)
+    doc.image(f"figures/{name}.png", png, caption)
+    doc.para(f"*{caption}*")
+
+
+def _write_table(out: Path, name: str, table: pd.DataFrame, display: pd.DataFrame, caption: str) -> None:
+    folder = out / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / f"{name}.csv", index=False)
+    (folder / f"{name}.md").write_text(tables.to_markdown(display))
+    (folder / f"{name}.tex").write_text(tables.to_latex(display, caption))
+
+
+# ------------------------------------------------------------------------------------------ the report
+
+def write_report(run_dirs: str | Path | Iterable[str | Path], out: str | Path, metric: str | None = "video@1", *,
+                 datasets: Iterable[str] | None = None, formats: Sequence[str] = ("png", "svg")) -> Path:
+    """Read the run folders and write the report folder `out`; return the path of report.md.
+
+    metric: clip@1, video@1 or video@5 (None: the experiment's metric, else video@1).
+    datasets: one label per run folder, overriding the labels read from the runs.
+    Raises FileNotFoundError/ValueError naming the folder when a path is not a run, or when no run
+    holds any trial yet; anything unreadable inside a run is skipped and listed in the report.
+    """
+    bad = [f for f in formats if f not in FIGURE_FORMATS]
+    if bad:
+        raise ValueError(f"figure format(s) {bad} not supported; valid: {', '.join(FIGURE_FORMATS)}")
+    runs = read_runs(run_dirs, datasets=datasets)
+    trials, epochs = combine(runs)
+    if trials.empty:
+        raise ValueError(f"nothing to report: {', '.join(str(r.path) for r in runs)} hold(s) no trial yet")
+    metric = resolve_metric(runs, metric)
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+
+    doc = Document(f"starch report: {', '.join(r.name for r in runs)}")
+    doc.para(f"Runs: {', '.join(f'`{r.path}` ({r.dataset})' for r in runs)}. Ranking metric: **{metric}** at each "
+             "trial's last evaluated epoch; repeats of one network (seeds) as mean ± std.")
+    rank = tables.ranking(trials, metric)
+    _best(doc, trials, rank, metric)
+    _accounting(doc, runs, trials)
+
+    doc.heading("Accuracy vs computation")
+    _figure(doc, out, "accuracy_vs_flops", formats,
+            f"{metric} vs GFLOPs per clip (log scale), one panel per dataset; dashed: Pareto front.",
+            lambda: figures.accuracy_vs_flops(trials, metric))
+    for axis in figures.sweep_axes(trials):
+        _figure(doc, out, f"accuracy_vs_{axis}", formats, f"{metric} vs {figures.SWEEP_AXES[axis]}.",
+                lambda axis=axis: figures.accuracy_vs_axis(trials, axis, metric))
+
+    doc.heading("Ranking")
+    display = tables.display_ranking(rank, metric)
+    doc.table(display)
+    _write_table(out, "ranking", rank, display, f"Ranking by {metric}")
+
+    doc.heading("Sweep tables")
+    for dataset in dict.fromkeys(trials["dataset"]):
+        sweep = tables.sweep_table(trials, metric, dataset)
+        if sweep.shape[1] <= 1:
+            continue
+        doc.para(f"**{dataset}** (Res3D Tables 6–7 layout):")
+        if sweep.shape[1] > 13:
+            doc.para(f"{sweep.shape[1] - 1} networks: too wide to show here; see `tables/sweep_{_slug(dataset)}.csv`.")
+        else:
+            doc.table(sweep)
+        _write_table(out, f"sweep_{_slug(dataset)}", sweep, sweep, f"{dataset}: {metric} by network")
+
+    if trials["dataset"].nunique() > 1:
+        doc.heading("Cross-dataset consistency")
+        agree = tables.consistency(trials, metric)
+        doc.para("Rank correlation of the networks both datasets trained (matched by ArchSpec, mean over "
+                 "repeats); — when fewer than 3 are shared or one side is constant.")
+        doc.table(tables.display_stats(agree))
+        _write_table(out, "consistency", agree, tables.display_stats(agree), "Cross-dataset ranking consistency")
+
+    doc.heading("Training curves")
+    chosen = figures.default_curve_trials(trials, metric)
+    _figure(doc, out, "training_curves", formats,
+            "Train (thin) and test (thick) error per epoch of the best trial of each family.",
+            lambda: figures.training_curves(epochs, chosen))
+
+    doc.heading("Fidelity of early stopping")
+    fid = tables.fidelity(epochs, trials, metric) if len(epochs) else pd.DataFrame()
+    if fid.empty:
+        doc.para("No completed trial with evaluated epochs: nothing to correlate.")
+    else:
+        doc.para(f"Rank correlation between {metric} at epoch e and at the final epoch, over the trials that "
+                 "completed (how far an early stop would have kept the final ranking).")
+        doc.table(tables.display_stats(fid))
+        _write_table(out, "fidelity", fid, tables.display_stats(fid), "Early-stopping fidelity")
+
+    _configuration(doc, runs)
+    doc.heading("What was skipped or inferred")
+    notes = [n for r in runs for n in r.notes] + [s for r in runs for s in r.skipped]
+    doc.bullets(notes or ["nothing: every file was read and every status was recorded by the search"])
+
+    (out / "tables").mkdir(exist_ok=True)
+    trials.to_csv(out / "tables" / "trials.csv", index=False)
+    epochs.to_csv(out / "tables" / "epochs.csv", index=False)
+    (out / "report.html").write_text(doc.to_html())
+    path = out / "report.md"
+    path.write_text(doc.markdown())
+    return path

@@ -1,0 +1,487 @@
+"""Ray Tune run folders → tidy pandas DataFrames. No torch, no Ray: only the files are read.
+
+    STORAGE/NAME/                       a run (one Ray Tune experiment)
+        starch_experiment.json          the validated experiment config       (optional, search layer)
+        starch_trials.json              [{trial_id, status, error, stopped_early}]        (optional)
+        starch_infeasible.json          [{arch, reason}] rejected before training         (optional)
+        experiment_state-<time>.json    Ray's own trial table (read as JSON for the status only)
+        <trial folder>/params.json      the trial config {"arch", "data", "recipe", "budget", …}
+                       result.json      one JSON line per reported epoch (trainers/loop.py record)
+                       error.txt        when the trial raised
+
+    read_run(path)   -> Run(trials, epochs, skipped, notes, experiment, …)
+    load(paths)      -> one row per trial (+ one per infeasible sample), several runs concatenated
+    load_epochs(paths) -> one row per trial × reported epoch, for curves
+
+Trial status (column `status`), from the most to the least authoritative source:
+starch_trials.json, then Ray's latest experiment_state-*.json, then the files themselves
+(error.txt = errored; a last record still "running" in a trial that is not running = stopped early).
+Each run's `notes` say which source was used; `skipped` lists every file or line that was not read.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from analysis import ACCURACY_METRICS
+from spaces.arch import ArchSpec
+
+ARCH_FIELDS = tuple(f.name for f in fields(ArchSpec))
+STATUSES = ("completed", "stopped early", "running", "pending", "diverged", "oom", "errored", "infeasible")
+TRIAL_MARKERS = ("params.json", "result.json")
+RUN_MARKERS = ("starch_experiment.json", "starch_trials.json", "tuner.pkl")
+_TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
+
+
+@dataclass
+class Run:
+    """One run folder, read. `trials` and `epochs` are DataFrames; the lists say what was not read."""
+
+    path: Path
+    name: str
+    dataset: str
+    experiment: dict[str, Any] | None
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    skipped: list[str] = field(default_factory=list)  # files/lines not read, and why
+    notes: list[str] = field(default_factory=list)  # what was inferred rather than read
+
+
+# ------------------------------------------------------------------------------------------ reading files
+
+def _read_json(path: Path, skipped: list[str]) -> Any:
+    """A JSON file, or None (with a line in `skipped`) when it is unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        skipped.append(f"{path}: not readable as JSON ({type(exc).__name__}: {exc}); ignored")
+        return None
+
+
+def read_records(path: Path, skipped: list[str]) -> list[dict[str, Any]]:
+    """The epoch records of one result.json; a broken line (e.g. truncated by a kill) is skipped."""
+    records = []
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        skipped.append(f"{path}: cannot be read ({exc}); trial has no epochs")
+        return records
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            skipped.append(f"{path} line {number}: not valid JSON (truncated write?); line skipped")
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            skipped.append(f"{path} line {number}: not a JSON object; line skipped")
+    return records
+
+
+def _is_run(path: Path) -> bool:
+    return any((path / m).exists() for m in RUN_MARKERS) or any(path.glob("experiment_state-*.json"))
+
+
+def _trial_dirs(path: Path) -> list[Path]:
+    return sorted(d for d in path.iterdir() if d.is_dir() and any((d / m).exists() for m in TRIAL_MARKERS))
+
+
+def _check_run_dir(path: Path) -> list[Path]:
+    """The trial folders of a run, or a clear error when `path` is not a run folder."""
+    if not path.exists():
+        raise FileNotFoundError(f"run folder {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise ValueError(f"{str(path)!r} is a file, not a run folder (expected STORAGE/NAME/ written by Ray Tune)")
+    trials = _trial_dirs(path)
+    if trials or _is_run(path):
+        return trials
+    runs = sorted(d.name for d in path.iterdir() if d.is_dir() and (_is_run(d) or _trial_dirs(d)))
+    hint = f"; it holds run folders {runs[:5]}: pass those instead" if runs else ""
+    raise ValueError(
+        f"{str(path)!r} is not a Ray Tune run folder: no experiment_state-*.json, starch_experiment.json "
+        f"or trial sub-folder with params.json / result.json{hint}"
+    )
+
+
+def _ray_statuses(path: Path, skipped: list[str]) -> tuple[dict[str, str], str | None]:
+    """trial_id → Ray status from the newest experiment_state-*.json (plain JSON inside)."""
+    states = sorted(path.glob("experiment_state-*.json"))
+    if not states:
+        return {}, None
+    data = _read_json(states[-1], skipped)
+    statuses = {}
+    try:
+        for entry in data["trial_data"]:
+            trial = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
+            statuses[str(trial["trial_id"])] = str(trial["status"])
+    except (TypeError, KeyError, IndexError, ValueError):
+        skipped.append(f"{states[-1]}: unexpected layout (Ray version?); trial status inferred from files")
+        return {}, None
+    return statuses, states[-1].name
+
+
+def _trial_id(folder: Path, records: list[dict[str, Any]]) -> str:
+    for record in records:
+        if record.get("trial_id"):
+            return str(record["trial_id"])
+    match = _TRIAL_ID.search(folder.name)
+    return match.group(1) if match else folder.name
+
+
+def _error_reason(folder: Path) -> str | None:
+    """The last line of error.txt: the exception (`FileNotFoundError: dataset root … does not exist`)."""
+    try:
+        lines = [l.strip() for l in (folder / "error.txt").read_text(errors="replace").splitlines() if l.strip()]
+    except OSError:
+        return None
+    return lines[-1] if lines else "error.txt is empty"
+
+
+# ------------------------------------------------------------------------------------------ one trial
+
+def flatten_arch(arch: dict[str, Any] | None) -> dict[str, Any]:
+    """ArchSpec dict → flat columns: every field, convs/blocks as text and one column per stage."""
+    arch = dict(arch or {})
+    row: dict[str, Any] = {name: arch.get(name) for name in ARCH_FIELDS}
+    convs, blocks = arch.get("convs") or [], arch.get("blocks") or []
+    row["convs"] = ",".join(map(str, convs)) if convs else None
+    row["blocks"] = ",".join(map(str, blocks)) if blocks else None
+    for i in range(5):
+        row[f"conv{i + 1}"] = convs[i] if i < len(convs) else None
+    for i in range(4):
+        row[f"blocks{i + 2}"] = blocks[i] if i < len(blocks) else None
+    per_block = 3 if arch.get("block") == "bottleneck" else 2
+    row["depth"] = 2 + per_block * sum(blocks) if blocks else None
+    return row
+
+
+def arch_key(arch: dict[str, Any] | None) -> str:
+    """Identity of a network across datasets and seeds (num_classes follows the dataset)."""
+    return json.dumps({k: v for k, v in (arch or {}).items() if k != "num_classes"}, sort_keys=True)
+
+
+def _last(records: list[dict[str, Any]], key: str) -> Any:
+    for record in reversed(records):
+        if record.get(key) is not None:
+            return record[key]
+    return None
+
+
+def _metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for metric in ACCURACY_METRICS:
+        values = [r[metric] for r in records if isinstance(r.get(metric), (int, float))]
+        row[f"final_{metric}"] = values[-1] if values else math.nan
+        row[f"best_{metric}"] = max(values) if values else math.nan
+    for key in ("train_loss", "train_acc", "test_loss"):
+        value = _last(records, key)
+        row[f"final_{key}"] = value if value is not None else math.nan
+    return row
+
+
+def _status(records, ray_status: str | None, starch: dict[str, Any] | None, errored: bool) -> tuple[str, bool]:
+    """(status, inferred) of one trial; see the module docstring for the order of sources."""
+    last = records[-1].get("status") if records else None
+    scheduler = (starch or {}).get("status") or ray_status
+    if (scheduler or "").upper() == "ERROR" or (scheduler is None and errored):
+        return "errored", scheduler is None
+    if last in ("diverged", "oom", "completed"):
+        return last, False
+    if (scheduler or "").upper() == "RUNNING":
+        return "running", False
+    if (scheduler or "").upper() == "PENDING" or not records:
+        return "pending", scheduler is None
+    if (starch or {}).get("stopped_early") or scheduler is not None:
+        return "stopped early", False  # ended (TERMINATED/STOPPED) while the loop still said "running"
+    return "stopped early", True
+
+
+def _dedupe_epochs(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Keep the last record of each epoch (a trial restored from an older checkpoint re-reports)."""
+    by_epoch: dict[Any, dict[str, Any]] = {}
+    for index, record in enumerate(records):
+        by_epoch[record.get("epoch", f"#{index}")] = record
+    kept = list(by_epoch.values())
+    return kept, len(records) - len(kept)
+
+
+def read_trial(folder: Path, *, ray_statuses: dict[str, str], starch_trials: dict[str, dict[str, Any]],
+               gpus: float | None, skipped: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+    """(trial row, epoch records, status was inferred) of one trial folder."""
+    params = _read_json(folder / "params.json", skipped) or {}
+    if (folder / "result.json").exists():
+        records = read_records(folder / "result.json", skipped)
+    else:
+        records = []
+        skipped.append(f"{folder}: no result.json (trial never reported); shown without metrics")
+    records, repeated = _dedupe_epochs(records)
+    if repeated:
+        skipped.append(f"{folder}: {repeated} epoch record(s) reported twice (resumed trial); kept the last of each")
+    tid = _trial_id(folder, records)
+    errored = (folder / "error.txt").exists()
+    starch = starch_trials.get(tid)
+    status, inferred = _status(records, ray_statuses.get(tid), starch, errored)
+    # The record's arch is the one trained (width solved, classes from the dataset); params.json's
+    # is what was asked for, the only one an errored trial has.
+    arch = _last(records, "arch") or params.get("arch") or {}
+    recipe = params.get("recipe") or {}
+    last = records[-1] if records else {}
+    reason = None
+    if status == "errored":
+        reason = (starch or {}).get("error") or _error_reason(folder) or "error (no message recorded)"
+    elif status in ("diverged", "oom"):
+        reason = last.get("reason")
+    wall = last.get("time_total_s")
+    row = {
+        "trial_id": tid,
+        "trial_dir": folder.name,
+        "family": last.get("arch_name") or arch.get("name"),
+        **flatten_arch(arch),
+        "params": last.get("params", math.nan),
+        "gflops": last.get("gflops", math.nan),
+        **_metrics(records),
+        "epochs": max((r.get("epoch", 0) for r in records), default=0),
+        "epochs_planned": recipe.get("epochs", math.nan),
+        "status": status,
+        "reason": reason,
+        "bad_videos": max((r.get("bad_videos", 0) or 0 for r in records), default=0),
+        "short_videos_dropped": max((r.get("short_videos_dropped", 0) or 0 for r in records), default=0),
+        "resumed": any((r.get("resumed_from_epoch") or 0) > 0 for r in records),
+        "wall_time_s": wall if wall is not None else math.nan,
+        "gpu_hours": wall * gpus / 3600 if (wall is not None and gpus is not None) else math.nan,
+        "seed": params.get("seed", recipe.get("seed")),
+        "repeat": params.get("repeat"),
+        "budget": params.get("budget"),
+        "recipe_key": json.dumps({k: v for k, v in recipe.items() if k != "seed"}, sort_keys=True),
+        "arch_key": arch_key(arch),
+        "eval_protocol": _last(records, "eval_protocol"),
+    }
+    return row, records, inferred
+
+
+def _epoch_rows(row: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = ("epoch", "lr", "train_loss", "train_acc", "test_loss", *ACCURACY_METRICS, "epoch_time_s",
+            "train_clips_per_s", "time_total_s", "status")
+    ident = {k: row[k] for k in ("trial_id", "family", "width", "arch_key", "seed")}
+    out = []
+    for record in records:
+        epoch_row = {**ident, **{k: record.get(k, math.nan) for k in keys}}
+        epoch_row["train_error"] = 1 - record["train_acc"] if record.get("train_acc") is not None else math.nan
+        epoch_row["test_error"] = 1 - record["clip@1"] if record.get("clip@1") is not None else math.nan
+        out.append(epoch_row)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ one run
+
+def dataset_name(experiment: dict[str, Any] | None, data: dict[str, Any] | None) -> str | None:
+    """The dataset label: the experiment's own name for it, else the data format (ucf101, hmdb51 …)."""
+    exp = experiment or {}
+    for value in (exp.get("dataset"), (exp.get("data") or {}).get("dataset") if isinstance(exp.get("data"), dict) else None,
+                  (exp.get("data") or {}).get("name") if isinstance(exp.get("data"), dict) else None):
+        if isinstance(value, dict):
+            value = value.get("name") or value.get("format")
+        if isinstance(value, str) and value:
+            return value
+    return (data or {}).get("format")
+
+
+def gpus_per_trial(experiment: dict[str, Any] | None) -> float | None:
+    """GPUs one trial held, from the experiment config (None when it does not say).
+
+    Looks for `gpus_per_trial` / `gpus` / `num_gpus`, or `gpus_per_worker` × `workers` (data-parallel
+    trials), in `resources`, `resources_per_trial` or the top level of starch_experiment.json.
+    """
+    exp = experiment if isinstance(experiment, dict) else {}
+    for section in (exp.get("resources"), exp.get("resources_per_trial"), exp):
+        if not isinstance(section, dict):
+            continue
+        per_worker = _number(section.get("gpus_per_worker"))
+        if per_worker is not None:
+            return per_worker * (_number(section.get("workers")) or 1)
+        for key in ("gpus_per_trial", "gpus", "num_gpus", "gpu"):
+            if _number(section.get(key)) is not None:
+                return _number(section.get(key))
+    return None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _infeasible_rows(path: Path, skipped: list[str]) -> list[dict[str, Any]]:
+    entries = _read_json(path / "starch_infeasible.json", skipped) or []
+    rows = []
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        if not isinstance(entry, dict):
+            skipped.append(f"{path / 'starch_infeasible.json'} entry {i}: not an object; skipped")
+            continue
+        arch = entry.get("arch") or {}
+        rows.append({"trial_id": f"infeasible_{i}", "trial_dir": None, "family": arch.get("name"),
+                     **flatten_arch(arch), "params": math.nan, "gflops": math.nan, **_metrics([]),
+                     "epochs": 0, "status": "infeasible", "reason": entry.get("reason"),
+                     "bad_videos": 0, "short_videos_dropped": 0, "arch_key": arch_key(arch)})
+    return rows
+
+
+def read_run(run_dir: str | Path, *, dataset: str | None = None) -> Run:
+    """Read one run folder. Raises only when `run_dir` is not a run; everything else is skipped and said."""
+    path = Path(run_dir).expanduser()
+    folders = _check_run_dir(path)
+    skipped: list[str] = []
+    notes: list[str] = []
+    experiment = _read_json(path / "starch_experiment.json", skipped)
+    starch_list = _read_json(path / "starch_trials.json", skipped)
+    starch_trials = {str(t.get("trial_id")): t for t in starch_list or [] if isinstance(t, dict)}
+    ray_statuses, state_file = ({}, None) if starch_trials else _ray_statuses(path, skipped)
+    gpus = gpus_per_trial(experiment)
+    rows, epoch_rows, inferred, data = [], [], [], None
+    for folder in folders:
+        row, records, was_inferred = read_trial(folder, ray_statuses=ray_statuses, starch_trials=starch_trials,
+                                                gpus=gpus, skipped=skipped)
+        data = data or (_read_json(folder / "params.json", []) or {}).get("data")
+        rows.append(row)
+        epoch_rows.extend(_epoch_rows(row, records))
+        if was_inferred:
+            inferred.append(row["trial_id"])
+    rows.extend(_infeasible_rows(path, skipped))
+    _source_notes(path, experiment, starch_trials, state_file, inferred, gpus, folders, notes)
+    name = (experiment or {}).get("name") or path.name
+    label = dataset or dataset_name(experiment, data) or path.name
+    trials = pd.DataFrame(rows, columns=_columns(rows))
+    epochs = pd.DataFrame(epoch_rows)
+    for frame in (trials, epochs):
+        frame.insert(0, "dataset", label)
+        frame.insert(0, "run", name)
+    return Run(path=path, name=name, dataset=label, experiment=experiment, trials=trials, epochs=epochs,
+               skipped=skipped, notes=notes)
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    return columns or ["trial_id", "status"]
+
+
+def _source_notes(path, experiment, starch_trials, state_file, inferred, gpus, folders, notes) -> None:
+    if not folders:
+        notes.append(f"{path.name}: no trial folder yet (the run has not started a trial)")
+    if experiment is None:
+        notes.append(f"{path.name}: no starch_experiment.json; dataset label taken from the trials' data format")
+    if not starch_trials:
+        source = f"Ray's {state_file}" if state_file else "the trial folders"
+        notes.append(f"{path.name}: no starch_trials.json; trial status taken from {source}")
+    if inferred:
+        notes.append(f"{path.name}: status of {len(inferred)} trial(s) inferred from files (error.txt = errored; "
+                     f"last record still 'running' = stopped early): {', '.join(inferred[:8])}"
+                     f"{' …' if len(inferred) > 8 else ''}")
+    if gpus is None:
+        notes.append(f"{path.name}: GPUs per trial not recorded, so GPU-hours are not shown")
+    launches = len(list(path.glob("experiment_state-*.json")))
+    if launches > 1:
+        notes.append(f"{path.name}: {launches} experiment_state files (the run was started or resumed "
+                     f"{launches} times); trials of every launch are included")
+
+
+# ------------------------------------------------------------------------------------------ several runs
+
+def read_runs(run_dirs: str | Path | Iterable[str | Path], *, datasets: Iterable[str] | None = None) -> list[Run]:
+    """Read several runs; runs of different datasets that resolve to one label get the run name added."""
+    paths = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    if not paths:
+        raise ValueError("no run folder given")
+    labels = list(datasets) if datasets is not None else [None] * len(paths)
+    if len(labels) != len(paths):
+        raise ValueError(f"{len(labels)} dataset label(s) for {len(paths)} run folder(s); give one per run")
+    runs = [read_run(p, dataset=d) for p, d in zip(paths, labels)]
+    if datasets is None:
+        _disambiguate(runs)
+    return runs
+
+
+def _data_identity(run: Run) -> str | None:
+    """Which videos a run used (format, root, split): runs that share it may share a label."""
+    params = [p for p in run.path.glob("*/params.json")][:1]
+    data = (_read_json(params[0], []) or {}).get("data") if params else None
+    return json.dumps([data.get(k) for k in ("format", "root", "split")]) if isinstance(data, dict) else None
+
+
+def _disambiguate(runs: list[Run]) -> None:
+    by_label: dict[str, set] = {}
+    for run in runs:
+        by_label.setdefault(run.dataset, set()).add(_data_identity(run))
+    for run in runs:
+        if len(by_label[run.dataset]) > 1:
+            run.notes.append(f"{run.name}: dataset label {run.dataset!r} is shared by runs on other videos; "
+                             f"labelled {run.dataset} ({run.name})")
+            run.dataset = f"{run.dataset} ({run.name})"
+            for frame in (run.trials, run.epochs):
+                if "dataset" in frame:
+                    frame["dataset"] = run.dataset
+
+
+def load(run_dirs, *, datasets: Iterable[str] | None = None) -> pd.DataFrame:
+    """One row per trial (and per infeasible sample) of every run, with `run` and `dataset` columns.
+
+    `df.attrs["skipped"]` and `df.attrs["notes"]` list what was not read and what was inferred.
+    """
+    return combine(read_runs(run_dirs, datasets=datasets))[0]
+
+
+def load_epochs(run_dirs, *, datasets: Iterable[str] | None = None) -> pd.DataFrame:
+    """One row per trial × reported epoch (train/test loss and error, accuracies, LR, time)."""
+    return combine(read_runs(run_dirs, datasets=datasets))[1]
+
+
+def combine(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trials, epochs) of several runs, with a display `label` per network (see `labels`)."""
+    frames = [r.trials for r in runs if len(r.trials)]
+    trials = (pd.concat(frames, ignore_index=True) if frames
+              else pd.DataFrame(columns=["run", "dataset", "trial_id", "family", "status"]))
+    trials["label"] = labels(trials) if len(trials) else pd.Series(dtype=object)
+    frames = [r.epochs for r in runs if len(r.epochs)]
+    epochs = (pd.concat(frames, ignore_index=True) if frames
+              else pd.DataFrame(columns=["run", "dataset", "trial_id", "family", "epoch"]))
+    by_trial = dict(zip(zip(trials["run"], trials["trial_id"]), trials["label"]))
+    epochs["label"] = [by_trial.get((r, t), f) for r, t, f in zip(epochs["run"], epochs["trial_id"], epochs["family"])]
+    for frame in (trials, epochs):
+        frame.attrs["skipped"] = [s for r in runs for s in r.skipped]
+        frame.attrs["notes"] = [n for r in runs for n in r.notes]
+    return trials, epochs
+
+
+# ------------------------------------------------------------------------------------------ labels
+
+AXIS_SHORT = {"width": "k", "frames": "L", "sampling_rate": "s", "crop": "crop", "blocks": "blocks",
+              "block": "", "temporal_stride": "tstride", "convs": "", "stem_kernel": "stem", "stem_stride": "stem/",
+              "stem_pool": "pool", "stem_mid": "mid"}
+
+
+def labels(df: pd.DataFrame) -> pd.Series:
+    """A display label per row: the family, plus the axes that tell its networks apart (`SR18 s=4`).
+
+    Width k is left out when the other varying axes already determine it (a budget-solved k).
+    """
+    out = pd.Series(df["family"].fillna("?").astype(str), index=df.index)
+    for family, group in df.groupby(out, sort=False):
+        varying = [a for a in AXIS_SHORT if a in group and group[a].astype(str).nunique() > 1]
+        others = [a for a in varying if a != "width"]
+        if "width" in varying and others and (group.groupby([group[a].astype(str) for a in others])["width"]
+                                               .nunique() <= 1).all():
+            varying.remove("width")
+        for index, row in group.iterrows():
+            parts = [f"{AXIS_SHORT[a]}={row[a]}" if AXIS_SHORT[a] else str(row[a]) for a in varying]
+            out[index] = " ".join([str(family), *parts])
+    return out
