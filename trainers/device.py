@@ -1,12 +1,13 @@
 """The one place that decides device and precision.
 
-    Runtime.select(precision="auto")
+    Runtime.select(precision="auto", device=None)
         CUDA (or another torch accelerator) when available: autocast bf16 (fp16 + GradScaler where bf16
         is unsupported), channels_last_3d memory format, cudnn.benchmark.
         Otherwise the CPU in fp32 (bf16 autocast on request).
 
-Under Ray, each trial sees only its own GPUs through CUDA_VISIBLE_DEVICES, so the current
-accelerator device is the trial's.
+Under Ray Tune, each trial sees only its own GPUs through CUDA_VISIBLE_DEVICES, so the current
+accelerator device is the trial's. A data-parallel worker is told its device instead (Ray Train's
+`get_device()`, passed in by the Ray adapter); the precision rules stay the same.
 """
 from __future__ import annotations
 
@@ -30,8 +31,13 @@ class Runtime:
     scaler: torch.amp.GradScaler | None
 
     @classmethod
-    def select(cls, precision: str = "auto") -> "Runtime":
-        accel = _accelerator()
+    def select(cls, precision: str = "auto", device: torch.device | None = None) -> "Runtime":
+        """device None: the current accelerator, else the CPU; otherwise exactly that device."""
+        if device is None:
+            accel = _accelerator()
+        else:
+            device = torch.device(device)
+            accel = None if device.type == "cpu" else device
         if accel is None:
             device = torch.device("cpu")
             dtype = torch.bfloat16 if precision == "bf16" else None
