@@ -38,6 +38,9 @@ Workers are persistent, so workers and decode children start once per loader, no
 Determinism: the temporal jitter and the crop/flip of item i in epoch e come from
 np.random.default_rng([seed, e, i]) — independent of which worker gets the item — and the
 shuffle order from a torch.Generator seeded with (seed, e).
+
+Data parallel (rank r of W, see `shard_order`): every rank computes the same epoch order and reads
+only its whole videos of it; a training clip is the same whichever rank reads it.
 """
 from __future__ import annotations
 
@@ -224,15 +227,39 @@ class _EpochSampler(Sampler):
         return len(self.order)
 
 
+def shard_order(order: list[int], *, per_video: int, rank: int, world_size: int, even: bool) -> list[int]:
+    """Rank `rank`'s part of an epoch's item order when `world_size` processes share it (DDP).
+
+    The order is cut into whole videos (item i belongs to video i // per_video), so the N eval
+    clips of a video stay on one rank and its softmax average stays local; video k of the order
+    goes to rank k % world_size. even=True (training) first drops the last len % world_size videos
+    so that every rank takes the same number of steps, as DDP needs; the order is reshuffled every
+    epoch, so a different ≤ world_size - 1 videos sit out each time. Items keep their order.
+    """
+    if world_size == 1:
+        return list(order)
+    videos = list(dict.fromkeys(i // per_video for i in order))  # in order of first appearance
+    if even:
+        videos = videos[:len(videos) - len(videos) % world_size]
+    mine = set(videos[rank::world_size])
+    return [i for i in order if i // per_video in mine]
+
+
 class ClipLoader:
     """Iterable of batches over a ClipDataset: one DataLoader with persistent workers (each keeps
-    its decode child across epochs), an epoch-aware sampler, and the record of skipped samples."""
+    its decode child across epochs), an epoch-aware sampler, and the record of skipped samples.
+
+    rank/world_size: this process reads only its shard of every epoch (`shard_order`; even shards
+    when shuffling, i.e. training). batch_size is per process."""
 
     def __init__(self, dataset: ClipDataset, *, batch_size: int, num_workers: int, shuffle: bool,
-                 seed: int = 0, drop_last: bool = False):
+                 seed: int = 0, drop_last: bool = False, rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.dataset = dataset
         self.batch_size, self.num_workers = batch_size, num_workers
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0  # the epoch the next iteration uses; advances by one per iteration
         self.bad_videos: dict[str, str] = {}    # path → decoder's reason
         self.short_videos: dict[str, int] = {}  # path → number of frames (dropped)
@@ -245,15 +272,19 @@ class ClipLoader:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.order(0))  # shards of every epoch have the same size
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def order(self, epoch: int) -> list[int]:
+        """The items this process reads in `epoch`, in reading order (its shard of the epoch)."""
         n = len(self.dataset)
-        if not self.shuffle:
-            return list(range(n))
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(n, generator=generator).tolist()
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            order = torch.randperm(n, generator=generator).tolist()
+        else:
+            order = list(range(n))
+        return shard_order(order, per_video=self.dataset.num_clips, rank=self.rank,
+                           world_size=self.world_size, even=self.shuffle)
 
     def __iter__(self) -> Iterator[dict]:
         epoch, self.epoch = self.epoch, self.epoch + 1
@@ -331,10 +362,13 @@ def make_loader(
     index: VideoIndex | None = None,
     cache_dir: str | os.PathLike | None = None,
     shuffle: bool | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> ClipLoader:
     """The loader of one subset (default spec.subset): train → one jittered, flipped random crop
     per video, shuffled; test → `eval_mode` 'video' (spec.eval_clips clips per video, for video@1)
-    or 'clip' (the centre clip, clip@1), centre crops, in order."""
+    or 'clip' (the centre clip, clip@1), centre crops, in order. With world_size > 1 it reads only
+    shard `rank` of each epoch (see `shard_order`)."""
     subset = subset or spec.subset
     index = index if index is not None else build_index(spec, subset)
     train = subset == "train"
@@ -352,7 +386,7 @@ def make_loader(
         timeout_s=spec.sample_timeout_s, cache=_resolve_cache(spec, index, resize, cache_dir), seed=seed,
     )
     return ClipLoader(dataset, batch_size=spec.batch_size, num_workers=spec.num_workers,
-                      shuffle=train if shuffle is None else shuffle, seed=seed)
+                      shuffle=train if shuffle is None else shuffle, seed=seed, rank=rank, world_size=world_size)
 
 
 def estimate_decoded_bytes(index: VideoIndex, resize: tuple[int, int] | None, *,
