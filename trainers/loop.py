@@ -9,6 +9,14 @@
 `report(record, state)` is the only way results leave the loop; the caller decides where
 records and checkpoints go (a folder for `starch train`, `ray.tune.report` in the Ray adapter).
 
+Data parallel (`Distributed`, world_size W > 1, torch.distributed already initialised by the
+caller — Ray Train in the adapter): the model is wrapped in DistributedDataParallel and each rank
+trains on its 1/W shard of every epoch (the loaders shard, see trainers.loader.shard_order).
+Every rank takes the same number of steps (they agree before each step whether all still have a
+batch) and stops together when any rank sees a non-finite loss. Evaluation is sharded by video
+and the sums are all-reduced, so every rank reports the same record, counted over all test videos
+once. Every rank calls `report` once per epoch; only rank 0 passes a checkpoint state.
+
 Metrics (the protocol is named in every record, R(2+1)D §4.1 / Res3D §4):
     clip@1          accuracy of the centre clip (centre crop) of each test video
     video@1, @5     softmax averaged over N evenly spaced clips (centre crops) of each video
@@ -19,10 +27,13 @@ import logging
 import math
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from trainers import checkpoint
 from trainers.device import Runtime
@@ -37,26 +48,83 @@ class Diverged(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Distributed:
+    """Which of `world_size` data-parallel processes this one is; rank 0 writes the checkpoints.
+
+    world_size 1 is a plain single-process trial: every collective below returns its input.
+    With world_size > 1 each method is a collective: every rank must call it at the same point.
+    Tensors live on `device` (the runtime's), which matches the backend Ray's TorchConfig picked
+    (gloo on the CPU, nccl on CUDA).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def current(cls) -> "Distributed":
+        """From torch.distributed if a process group is initialised, else a single process."""
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size())
+        return cls()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def reduce(self, values: list[float], op: str, device: torch.device) -> list[float]:
+        """Element-wise 'sum', 'max' or 'min' of `values` over all ranks."""
+        if self.world_size == 1:
+            return [float(v) for v in values]
+        tensor = torch.tensor(values, dtype=torch.float64, device=device)  # (len(values),)
+        dist.all_reduce(tensor, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX,
+                                    "min": dist.ReduceOp.MIN}[op])
+        return tensor.tolist()
+
+    def union(self, mapping: dict) -> dict:
+        """All ranks' dicts merged (bad and short videos seen by any rank)."""
+        if self.world_size == 1:
+            return dict(mapping)
+        gathered: list[dict | None] = [None] * self.world_size
+        dist.all_gather_object(gathered, mapping)
+        return {k: v for part in gathered for k, v in part.items()}
+
+    def sync_buffers(self, model: torch.nn.Module) -> None:
+        """Rank 0's BatchNorm statistics to every rank: DDP syncs buffers at the start of each
+        training forward, so after the last step each rank still holds its own."""
+        if self.world_size > 1:
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
+
+
 def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                            weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
 
 
 def train_one_epoch(model, loader: Iterable[dict], optimizer, recipe: Recipe, runtime: Runtime,
-                    *, progress: Callable[[Iterable], Iterable] | None = None) -> dict[str, float]:
+                    *, progress: Callable[[Iterable], Iterable] | None = None,
+                    distributed: Distributed = Distributed()) -> dict[str, float]:
+    """One pass over this rank's shard; the returned numbers are over all ranks."""
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
-    batches = progress(loader) if progress else loader
-    for batch in batches:
+    batches = iter(progress(loader) if progress else loader)
+    while True:
+        batch = next(batches, None)
+        # all ranks step together: stop when any rank has run out (only possible when skipped
+        # bad videos shortened its shard; those ranks' last batches are then not trained on)
+        if distributed.reduce([batch is None], "max", runtime.device)[0]:
+            break
         clips = runtime.to_device(batch["video"])  # (B, C, T, H, W)
         labels = batch["label"].to(runtime.device)
         with runtime.autocast():
             logits = model(clips)  # (B, classes)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=recipe.label_smoothing)
         value = loss.item()
-        if not math.isfinite(value):
-            raise Diverged(f"loss became {value} after {seen} clips")
+        if distributed.reduce([not math.isfinite(value)], "max", runtime.device)[0]:
+            where = f"loss became {value}" if not math.isfinite(value) else "the loss of another rank became non-finite"
+            raise Diverged(f"{where} after {seen} clips")
         optimizer.zero_grad(set_to_none=True)
         if runtime.scaler is not None:
             runtime.scaler.scale(loss).backward()
@@ -74,16 +142,20 @@ def train_one_epoch(model, loader: Iterable[dict], optimizer, recipe: Recipe, ru
         total_loss += value * n
         correct += (logits.argmax(1) == labels).sum().item()
         seen += n
-    elapsed = time.perf_counter() - start
+    if hasattr(batches, "close"):
+        batches.close()  # a rank stopped early leaves its loader's generator unfinished
+    total_loss, correct, seen = distributed.reduce([total_loss, correct, seen], "sum", runtime.device)
+    elapsed = distributed.reduce([time.perf_counter() - start], "max", runtime.device)[0]
     if seen == 0:
         raise RuntimeError("the training loader yielded no clip this epoch (every video was skipped?)")
-    return {"train_loss": total_loss / seen, "train_acc": correct / seen, "train_clips": seen,
+    return {"train_loss": total_loss / seen, "train_acc": correct / seen, "train_clips": int(seen),
             "epoch_time_s": elapsed, "train_clips_per_s": seen / elapsed}
 
 
 @torch.no_grad()
-def evaluate_clips(model, loader: Iterable[dict], runtime: Runtime) -> dict[str, float]:
-    """clip@1 and test loss over one clip per video."""
+def evaluate_clips(model, loader: Iterable[dict], runtime: Runtime,
+                   distributed: Distributed = Distributed()) -> dict[str, float]:
+    """clip@1 and test loss over one clip per video (sums over all ranks' shards)."""
     model.eval()
     loss, correct, seen = 0.0, 0, 0
     for batch in loader:
@@ -93,14 +165,17 @@ def evaluate_clips(model, loader: Iterable[dict], runtime: Runtime) -> dict[str,
         loss += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(1) == labels).sum().item()
         seen += len(labels)
+    loss, correct, seen = distributed.reduce([loss, correct, seen], "sum", runtime.device)
     if seen == 0:
         raise RuntimeError("the clip@1 loader yielded no clip (every test video was skipped?)")
-    return {"clip@1": correct / seen, "test_loss": loss / seen, "test_videos_clip": seen}
+    return {"clip@1": correct / seen, "test_loss": loss / seen, "test_videos_clip": int(seen)}
 
 
 @torch.no_grad()
-def evaluate_videos(model, loader: Iterable[dict], runtime: Runtime) -> dict[str, float]:
-    """video@1 and video@5: softmax averaged over each video's clips."""
+def evaluate_videos(model, loader: Iterable[dict], runtime: Runtime,
+                    distributed: Distributed = Distributed()) -> dict[str, float]:
+    """video@1 and video@5: softmax averaged over each video's clips. A video's clips are all in
+    one rank's shard, so each rank scores whole videos and the hit counts are summed."""
     model.eval()
     prob_sum: dict[int, torch.Tensor] = {}
     counts: dict[int, int] = defaultdict(int)
@@ -112,15 +187,17 @@ def evaluate_videos(model, loader: Iterable[dict], runtime: Runtime) -> dict[str
             prob_sum[vid] = prob_sum[vid] + p if vid in prob_sum else p.clone()
             counts[vid] += 1
             labels[vid] = y
-    if not prob_sum:
+    hits1 = hits5 = 0
+    if prob_sum:  # a rank's shard may hold no video at all
+        vids = sorted(prob_sum)
+        mean = torch.stack([prob_sum[v] / counts[v] for v in vids])  # (V, classes)
+        target = torch.tensor([labels[v] for v in vids])
+        top = mean.topk(min(5, mean.shape[1]), dim=1).indices  # (V, k)
+        hits1, hits5 = (top[:, 0] == target).sum().item(), (top == target[:, None]).any(1).sum().item()
+    hits1, hits5, videos = distributed.reduce([hits1, hits5, len(prob_sum)], "sum", runtime.device)
+    if videos == 0:
         raise RuntimeError("the video@1 loader yielded no clip (every test video was skipped?)")
-    vids = sorted(prob_sum)
-    mean = torch.stack([prob_sum[v] / counts[v] for v in vids])  # (V, classes)
-    target = torch.tensor([labels[v] for v in vids])
-    top = mean.topk(min(5, mean.shape[1]), dim=1).indices
-    return {"video@1": (top[:, 0] == target).float().mean().item(),
-            "video@5": (top == target[:, None]).any(1).float().mean().item(),
-            "test_videos": len(vids)}
+    return {"video@1": hits1 / videos, "video@5": hits5 / videos, "test_videos": int(videos)}
 
 
 def fit(
@@ -136,7 +213,9 @@ def fit(
     protocol: str = "",
     progress: Callable[[Iterable], Iterable] | None = None,
     metric: str = "video@1",
+    distributed: Distributed | None = None,  # None: Distributed.current()
 ) -> dict[str, Any]:
+    distributed = distributed or Distributed.current()
     model = runtime.prepare_model(model)
     optimizer = make_optimizer(model, recipe)
     start_epoch, best = 0, None
@@ -150,29 +229,39 @@ def fit(
         for loader in [train_loader, *eval_loaders.values()]:
             loader.bad_videos.update(state.get("bad_videos", {}))
         log.info("resumed from the checkpoint of epoch %d", start_epoch)
-    train_model = torch.compile(model) if recipe.compile else model
+    # DDP averages gradients over ranks; `model` (unwrapped) is evaluated and checkpointed, so a
+    # checkpoint of W workers and one of a single process are interchangeable
+    train_model = DistributedDataParallel(model) if distributed.world_size > 1 else model
+    train_model = torch.compile(train_model) if recipe.compile else train_model
+    loaders = [train_loader, *eval_loaders.values()]
     record: dict[str, Any] = {}
     for epoch in range(start_epoch, recipe.epochs):
         lr = recipe.lr_at(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
         train_loader.set_epoch(epoch)
-        base = {**(static or {}), "epoch": epoch + 1, "lr": lr, "precision": runtime.precision}
+        base = {**(static or {}), "epoch": epoch + 1, "lr": lr, "precision": runtime.precision,
+                "workers": distributed.world_size}
         try:
             record = {**base, **train_one_epoch(train_model, train_loader, optimizer, recipe, runtime,
-                                                progress=progress)}
+                                                progress=progress, distributed=distributed)}
+            distributed.sync_buffers(model)
             if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
                 for name, loader in eval_loaders.items():
                     loader.set_epoch(0)  # evaluation clips are the same every time
-                    record.update((evaluate_clips if name == "clip" else evaluate_videos)(model, loader, runtime))
+                    evaluate = evaluate_clips if name == "clip" else evaluate_videos
+                    record.update(evaluate(model, loader, runtime, distributed))
                 record["eval_protocol"] = protocol
-        except Diverged as exc:
+        except Diverged as exc:  # raised on every rank at the same step
+            _share_data_stats(loaders, distributed)
             record = {**base, "status": "diverged", "reason": str(exc), **_data_stats(train_loader, eval_loaders)}
             report(record, {})
             log.warning("epoch %d diverged: %s", epoch + 1, exc)
             return record
         except RuntimeError as exc:
-            if not runtime.is_oom(exc):
+            # an OOM on one of W ranks would leave the others waiting in a collective: let the
+            # worker fail instead, so Ray Train ends the whole group and Tune sees an error
+            if not runtime.is_oom(exc) or distributed.world_size > 1:
                 raise
             record = {**base, "status": "oom", "reason": f"out of memory on {runtime.device}: {exc}".splitlines()[0],
                       **_data_stats(train_loader, eval_loaders)}
@@ -180,10 +269,14 @@ def fit(
             return record
         if metric in record and (best is None or record[metric] > best):
             best = record[metric]
+        _share_data_stats(loaders, distributed)
         record.update(status="running" if epoch + 1 < recipe.epochs else "completed",
                       best=best, **_data_stats(train_loader, eval_loaders))
+        if not distributed.is_main:
+            report(record, {})  # the same record; rank 0 alone writes the checkpoint
+            continue
         bad = {}
-        for loader in [train_loader, *eval_loaders.values()]:
+        for loader in loaders:
             bad.update(loader.bad_videos)
         report(record, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -191,6 +284,18 @@ def fit(
             "rng": checkpoint.capture_rng(), "epoch": epoch + 1, "best": best, "bad_videos": bad,
         })
     return record
+
+
+def _share_data_stats(loaders: list, distributed: Distributed) -> None:
+    """Every rank learns the bad and short videos any rank met (same counts in every record, and
+    each rank skips them from the next epoch on). A collective."""
+    if distributed.world_size == 1:
+        return
+    bad = distributed.union({k: v for loader in loaders for k, v in loader.bad_videos.items()})
+    short = distributed.union({k: v for loader in loaders for k, v in loader.short_videos.items()})
+    for loader in loaders:
+        loader.bad_videos.update(bad)
+        loader.short_videos.update(short)
 
 
 def _data_stats(train_loader, eval_loaders: dict[str, Any]) -> dict[str, Any]:

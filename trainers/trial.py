@@ -6,6 +6,11 @@ The architecture drives the clips: the data spec's clip length, sampling rate an
 from the ArchSpec (frames, sampling_rate, crop) and the number of classes from the dataset, so the
 two can never disagree. Every record carries params, GFLOPs, width k and the whole ArchSpec, so
 analysis never rebuilds a model.
+
+Data parallel: one run_trial per rank, each given its `Distributed` (rank, world size) and device;
+the loaders read that rank's shard and the loop keeps the ranks in step (trainers.loop).
+DataSpec.batch_size is per rank, so a step sees world_size × batch_size clips; the LR is the
+recipe's, not rescaled.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from spaces import ArchSpec, build, cost
 from trainers.datasets import DataSpec, VideoIndex, build_index
 from trainers.device import Runtime
 from trainers.loader import make_loader
-from trainers.loop import Report, fit
+from trainers.loop import Distributed, Report, fit
 from trainers.recipe import Recipe
 
 
@@ -62,7 +67,10 @@ def run_trial(
     indexes: dict[str, VideoIndex] | None = None,  # pre-built (e.g. shared by tune.with_parameters)
     progress: Callable[[Iterable], Iterable] | None = None,
     static: dict[str, Any] | None = None,
+    distributed: Distributed | None = None,  # None: from torch.distributed, else one process
+    device: torch.device | None = None,  # None: Runtime.select picks
 ) -> dict[str, Any]:
+    distributed = distributed or Distributed.current()
     indexes = indexes or {}
     train_index = indexes.get("train") or build_index(cfg.data, "train")
     test_index = indexes.get("test") or build_index(cfg.data, "test")
@@ -74,15 +82,16 @@ def run_trial(
     static = {**(static or {}), "hostname": socket.gethostname(),
               "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "arch_name": arch.name, "width": arch.width, "params": c.params,
               "gflops": c.flops / 1e9, "arch": arch.to_dict()}
+    shard = {"rank": distributed.rank, "world_size": distributed.world_size}
     loaders = {
-        "train": make_loader(data, "train", seed=seed, index=train_index),
-        "clip": make_loader(data, "test", seed=seed, index=test_index, eval_mode="clip"),
-        "video": make_loader(data, "test", seed=seed, index=test_index, eval_mode="video"),
+        "train": make_loader(data, "train", seed=seed, index=train_index, **shard),
+        "clip": make_loader(data, "test", seed=seed, index=test_index, eval_mode="clip", **shard),
+        "video": make_loader(data, "test", seed=seed, index=test_index, eval_mode="video", **shard),
     }
     try:
         return fit(model, train_loader=loaders["train"], eval_loaders={"clip": loaders["clip"], "video": loaders["video"]},
-                   recipe=cfg.recipe, runtime=Runtime.select(cfg.recipe.precision), report=report, state=state,
-                   static=static, protocol=protocol_text(data), progress=progress)
+                   recipe=cfg.recipe, runtime=Runtime.select(cfg.recipe.precision, device), report=report, state=state,
+                   static=static, protocol=protocol_text(data), progress=progress, distributed=distributed)
     finally:
         for loader in loaders.values():
             loader.close()
