@@ -61,11 +61,14 @@ def _log_axis(ax, values: Sequence[float]) -> None:
     lo, hi = min(values), max(values)
     pad = (hi / lo) ** 0.15 if hi > lo else 1.5
     ax.set_xlim(lo / pad, hi * pad)
-    if hi / lo < 20:  # a short range has few or no decade ticks: label the 1-2-5 ticks instead
+    if hi / lo < 3:  # well inside one decade: evenly spaced round values, as on a linear axis
+        ax.xaxis.set_major_locator(ticker.FixedLocator(ticker.MaxNLocator(nbins=5).tick_values(lo / pad, hi * pad)))
+        ax.xaxis.set_minor_locator(ticker.LogLocator(subs=np.arange(1, 10)))
+    elif hi / lo < 20:  # a decade or so: few decade ticks, so label 1-2-5 as well
         ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_minor_locator(ticker.LogLocator(subs=np.arange(1, 10)))
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))  # 0.5, 10 rather than 10⁻¹
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _place_labels(ax, xs, ys, texts, fontsize: float = 7.5) -> None:

@@ -131,6 +131,7 @@ def consistency(trials: pd.DataFrame, metric: str = "video@1") -> pd.DataFrame:
     s = summarize(trials, metric)
     s = s[s["n"] > 0]
     table = s.pivot_table(index="arch_key", columns="dataset", values="mean", aggfunc="mean")
+    table = table[[d for d in dict.fromkeys(s["dataset"]) if d in table]]  # the runs' order, not sorted
     rows = []
     for a, b in combinations(list(table.columns), 2):
         n, tau, p_tau, rho, p_rho = _pairs(table[[a, b]].dropna())

@@ -1,0 +1,149 @@
+"""analysis.tables and analysis.figures on the real runs, plus exact cases built by hand."""
+from __future__ import annotations
+
+import json
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis import figures, tables
+from analysis.results import load, load_epochs
+
+
+@pytest.fixture(scope="module")
+def both(runs):
+    return load([runs["ucf"], runs["hmdb"]]), load_epochs([runs["ucf"], runs["hmdb"]])
+
+
+def _frame(rows):
+    """A minimal trial frame: dataset, family/label, arch, cost and final video@1."""
+    out = []
+    for dataset, name, gflops, acc in rows:
+        out.append({"run": dataset, "dataset": dataset, "trial_id": f"{dataset}-{name}", "family": name, "label": name,
+                    "width": 64, "params": 33e6, "gflops": gflops, "final_video@1": acc, "status": "completed",
+                    "reason": None, "arch_key": json.dumps({"name": name}), "recipe_key": "{}",
+                    "sampling_rate": 1, "crop": 112, "frames": 8, "blocks": "2,2,2,2", "convs": "", "depth": 18})
+    return pd.DataFrame(out)
+
+
+def test_pareto_front():
+    x = [1.0, 2.0, 2.0, 3.0, 4.0, 0.5]
+    y = [0.5, 0.7, 0.6, 0.65, 0.9, 0.4]
+    assert figures.pareto_front(x, y) == [5, 0, 1, 4]
+
+
+def test_ranking_repeats_as_mean_std_and_errored_last(both):
+    trials, _ = both
+    rank = tables.ranking(trials, "video@1")
+    hmdb = rank[rank["dataset"] == "synth-B"]
+    mc3 = trials[(trials["dataset"] == "synth-B") & (trials["family"] == "MC3")]["final_video@1"]
+    row = hmdb[hmdb["architecture"] == "MC3 crop=32"].iloc[0]
+    assert row["video@1 (%)"] == pytest.approx(mc3.mean() * 100)
+    assert row["std (%)"] == pytest.approx(mc3.std(ddof=1) * 100)
+    assert row["n"] == 2 and row["status"] == "2 completed"
+    ucf = rank[rank["dataset"] == "ucf101"]
+    assert ucf.iloc[-1]["status"] == "errored" and pd.isna(ucf.iloc[-1]["rank"])
+    assert ucf["video@1 (%)"].iloc[:-1].is_monotonic_decreasing
+    shown = tables.display_ranking(rank, "video@1")
+    assert list(shown.columns) == ["dataset", "rank", "architecture", "k", "params (M)", "GFLOPs",
+                                   "video@1 (%) ± std", "status"]
+    assert " ± " in shown[shown["architecture"] == "MC3 crop=32"]["video@1 (%) ± std"].iloc[-1]
+
+
+def test_sweep_table_is_the_papers_layout(both):
+    trials, _ = both
+    sweep = tables.sweep_table(trials, "video@1", "ucf101")
+    assert list(sweep["Net"]) == ["k", "# params (×10⁶)", "FLOPs (×10⁹)", "video@1 (%)"]
+    assert set(sweep.columns[1:]) == {"R3D-18 s=1", "R3D-18 s=2", "MC3 crop=32", "f-R2D"}  # errored left out
+    with pytest.raises(ValueError, match="one dataset"):
+        tables.sweep_table(trials, "video@1")
+
+
+def test_consistency_matches_scipy():
+    a = [("A", n, g, acc) for n, g, acc in [("r3d", 10, .46), ("mc3", 20, .45), ("r2d", 5, .40), ("d26", 8, .47)]]
+    b = [("B", n, g, acc) for n, g, acc in [("r3d", 10, .30), ("mc3", 20, .31), ("r2d", 5, .20), ("d26", 8, .33),
+                                            ("only_b", 1, .1)]]
+    out = tables.consistency(_frame(a + b), "video@1").iloc[0]
+    tau = stats.kendalltau([.46, .45, .40, .47], [.30, .31, .20, .33])
+    rho = stats.spearmanr([.46, .45, .40, .47], [.30, .31, .20, .33])
+    assert out["shared networks"] == 4
+    assert out["Kendall τ"] == pytest.approx(tau.statistic) and out["p (τ)"] == pytest.approx(tau.pvalue)
+    assert out["Spearman ρ"] == pytest.approx(rho.statistic) and out["p (ρ)"] == pytest.approx(rho.pvalue)
+
+
+def test_consistency_and_fidelity_on_the_real_runs(both):
+    trials, epochs = both
+    agree = tables.consistency(trials, "video@1")
+    assert agree[["dataset A", "dataset B", "shared networks"]].values.tolist() == [["ucf101", "synth-B", 3]]
+    fid = tables.fidelity(epochs, trials, "video@1")
+    assert set(fid["dataset"]) == {"ucf101", "synth-B"}
+    hmdb = fid[fid["dataset"] == "synth-B"].set_index("epoch")
+    assert hmdb.loc[2, "trials"] == 6 and hmdb.loc[2, "Spearman ρ"] == pytest.approx(1.0)
+    assert fid[fid["dataset"] == "ucf101"]["trials"].max() == 3  # stopped-early and errored trials left out
+    with pytest.raises(ValueError, match="valid: clip@1, video@1, video@5"):
+        tables.fidelity(epochs, trials, "accuracy")
+
+
+def test_markdown_and_latex_rendering():
+    table = pd.DataFrame({"net": ["R(2+1)D_18", "a|b"], "acc ± std": ["46.1 ± 0.3", None], "τ": [0.5, float("nan")]})
+    md = tables.to_markdown(table)
+    assert md.splitlines()[0] == "| net | acc ± std | τ |" and "a\\|b" in md and "| — |" in md
+    tex = tables.to_latex(table, caption="50% of k_1")
+    assert r"R(2+1)D\_18" in tex and r"$\pm$" in tex and r"50\% of k\_1" in tex and r"\toprule" in tex
+
+
+def _overlaps(fig) -> list[tuple[str, str]]:
+    """Pairs of point labels (annotations) whose boxes overlap, in any axes of the figure."""
+    renderer = fig.canvas.get_renderer()
+    clashes = []
+    for ax in fig.axes:
+        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in ax.texts]
+        for i, (ta, a) in enumerate(boxes):
+            clashes += [(ta, tb) for tb, b in boxes[i + 1:] if a.overlaps(b)]
+    return clashes
+
+
+def test_accuracy_vs_flops_one_panel_per_dataset(both):
+    trials, _ = both
+    fig = figures.accuracy_vs_flops(trials, "video@1")
+    assert [ax.get_title() for ax in fig.axes] == ["ucf101", "synth-B"]
+    assert all(ax.get_xscale() == "log" for ax in fig.axes)
+    labels = {t.get_text() for t in fig.axes[0].texts}
+    assert labels == {"R3D-18 s=1", "R3D-18 s=2", "MC3 crop=32", "f-R2D"}
+    assert _overlaps(fig) == []
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["MC3", "R3D-18", "f-R2D", "Pareto front"]
+    plt.close(fig)
+
+
+def test_crowded_labels_do_not_overlap():
+    rows = [("A", f"net{i}", 1 + 0.05 * i, 0.40 + 0.002 * (i % 4)) for i in range(10)]
+    fig = figures.accuracy_vs_flops(_frame(rows), "video@1")
+    assert len(fig.axes[0].texts) == 10
+    assert len(_overlaps(fig)) <= 2  # ten labels in a tiny corner: the placer keeps clashes rare
+    plt.close(fig)
+
+
+def test_accuracy_vs_axis_and_sweep_detection(both):
+    trials, _ = both
+    assert figures.sweep_axes(trials) == ["sampling_rate"]
+    fig = figures.accuracy_vs_axis(trials, "sampling_rate")
+    assert [ax.get_title() for ax in fig.axes] == ["ucf101"]  # synth-B has no sampling-rate sweep
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1", "2"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="no family was trained at several values"):
+        figures.accuracy_vs_axis(trials, "crop")
+
+
+def test_training_curves_for_chosen_trials(both):
+    trials, epochs = both
+    chosen = figures.default_curve_trials(trials, "video@1")
+    assert len(chosen) == 6  # the best trial of each of 3 families on 2 datasets
+    fig = figures.training_curves(epochs, chosen)
+    assert len(fig.axes) == 2
+    assert len(fig.axes[1].lines) == 2 * 3  # a train and a test line per trial
+    plt.close(fig)
+    with pytest.raises(ValueError, match="nothing to plot"):
+        figures.training_curves(epochs, [("nope", "nope")])
