@@ -37,6 +37,11 @@ class TrialsFileCallback(Callback):
         tmp.write_text(json.dumps(sorted(self.trials.values(), key=lambda t: t["trial_id"]), indent=1))
         tmp.replace(path / TRIALS_FILE)
 
+    def on_experiment_end(self, trials, **info):
+        """The authoritative final word: every trial the controller knows, with its status."""
+        for trial in trials:
+            self._update(trial, trial.status, error=self._error(trial) if trial.status == "ERROR" else None)
+
     def on_trial_start(self, iteration, trials, trial, **info):
         self._update(trial, "RUNNING")
 
@@ -44,11 +49,16 @@ class TrialsFileCallback(Callback):
         self._update(trial, "TERMINATED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        error = None
+        self._update(trial, "ERROR", error=self._error(trial))
+
+    @staticmethod
+    def _error(trial) -> str:
+        """The last line of the trial's traceback (the exception and its message)."""
         if trial.error_file and Path(trial.error_file).is_file():
             lines = [l for l in Path(trial.error_file).read_text().splitlines() if l.strip()]
-            error = lines[-1] if lines else None
-        self._update(trial, "ERROR", error=error or "error")
+            if lines:
+                return lines[-1]
+        return "error (no error file)"
 
 
 class ProgressPrinter(Callback):

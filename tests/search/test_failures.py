@@ -1,0 +1,150 @@
+"""The search survives what clusters do: GPU packing, dead nodes, a killed driver, failing trials."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from search.cli import main
+
+GRID6 = "network: [r3d_18, f-r2d, mc3, rmc3, mc2, r2d]"
+
+
+def records(run: Path) -> dict[str, list[dict]]:
+    """trial folder name → its reported records (result.json)."""
+    out = {}
+    for trial in sorted(p for p in run.iterdir() if p.is_dir() and (p / "params.json").exists()):
+        lines = (trial / "result.json").read_text().splitlines() if (trial / "result.json").exists() else []
+        out[trial.name] = [json.loads(l) for l in lines if l.strip()]
+    return out
+
+
+def max_overlap(intervals):
+    events = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals], key=lambda e: (e[0], e[1]))
+    now = peak = 0
+    for _, step in events:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+def intervals(recs):
+    return [(r[0]["started_at"], r[-1]["reported_at"]) for r in recs.values() if r]
+
+
+def test_logical_gpus_bound_concurrency_and_set_cuda_visible_devices(ray_cluster, make_experiment):
+    nodes = [ray_cluster.add_node(num_cpus=3, num_gpus=2) for _ in range(2)]
+    try:
+        path = make_experiment(name="gpus", body="resources:\n  gpus_per_trial: 1\n  cpus_per_trial: 1\n")
+        path.write_text(path.read_text().replace("network: [r3d_18, f-r2d, mc3]", GRID6)
+                        .replace("resources:\n  cpus_per_trial: 1\n", ""))
+        assert main(["search", str(path), "--no-report"]) == 0
+        recs = records(path.parent / "runs" / "gpus")
+        assert len(recs) == 6 and all(len(r) == 2 for r in recs.values())
+        assert max_overlap(intervals(recs)) <= 4  # 2 nodes × 2 GPUs, one GPU per trial
+        assert all(r[0]["cuda_visible_devices"] in ("0", "1") for r in recs.values())
+
+        half = make_experiment(name="half", body="resources:\n  gpus_per_trial: 0.5\n  cpus_per_trial: 1\n")
+        half.write_text(half.read_text().replace("resources:\n  cpus_per_trial: 1\n", ""))
+        ray_cluster.remove_node(nodes.pop())
+        assert main(["search", str(half), "--no-report"]) == 0
+        recs = records(half.parent / "runs" / "half")
+        ids = [r[0]["cuda_visible_devices"] for r in recs.values()]
+        assert all(i in ("0", "1") for i in ids) and len(ids) == 3
+        # 3 trials, 4 half-GPU slots: they ran together, so two of them shared one GPU id
+        assert max_overlap(intervals(recs)) >= 3 and len(set(ids)) < len(ids)
+    finally:
+        for node in nodes:
+            ray_cluster.remove_node(node)
+
+
+def wait_for(predicate, timeout=120.0, every=0.2):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
+def epochs_done(run: Path) -> list[int]:
+    return [len(r) for r in records(run).values()] if run.exists() else []
+
+
+def test_worker_node_removed_mid_run_trials_resume_from_checkpoints(ray_cluster, make_experiment):
+    # Trials need a logical GPU, which only the worker node has; it dies after the first epochs.
+    node = ray_cluster.add_node(num_cpus=3, num_gpus=3)
+    path = make_experiment(name="node", body="resources:\n  gpus_per_trial: 1\n  cpus_per_trial: 1\n"
+                           "failures:\n  max_failures: 3\n")
+    path.write_text(path.read_text().replace("resources:\n  cpus_per_trial: 1\n", "")
+                    .replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 4"))
+    run = path.parent / "runs" / "node"
+    outcome, replacement = [], []
+    # The driver runs in a thread; the main thread plays the cluster (Ray starts nodes from it only).
+    driver = threading.Thread(target=lambda: outcome.append(main(["search", str(path), "--no-report"])))
+    driver.start()
+    try:
+        assert wait_for(lambda: sum(n >= 1 for n in epochs_done(run)) >= 2), "no progress before the node died"
+        ray_cluster.remove_node(node)
+        time.sleep(1)
+        replacement.append(ray_cluster.add_node(num_cpus=3, num_gpus=3))
+        driver.join(timeout=240)
+    finally:
+        for n in replacement:
+            ray_cluster.remove_node(n)
+    assert outcome == [0]
+    assert replacement, "the node was never removed (trials too fast?)"
+    recs = records(run)
+    assert len(recs) == 3
+    finals = {name: r[-1] for name, r in recs.items()}
+    assert all(f["epoch"] == 4 and f["status"] == "completed" for f in finals.values())
+    resumed = [r for r in recs.values() if any(x["resumed_from_epoch"] > 0 for x in r)]
+    assert resumed, "no trial continued from a checkpoint"
+    for r in resumed:  # continued, not restarted: epoch numbers only go forward
+        restart = next(x for x in r if x["resumed_from_epoch"] > 0)
+        assert restart["epoch"] == restart["resumed_from_epoch"] + 1
+
+
+def test_killed_driver_resumes_without_losing_or_duplicating_trials(ray_cluster, make_experiment):
+    path = make_experiment(name="killed", body="search:\n  algorithm: tpe\n  num_samples: 4\n  seed: 3\n"
+                           "resources:\n  cpus_per_trial: 1\n  max_concurrent_trials: 2\n")
+    path.write_text(path.read_text().replace("resources:\n  cpus_per_trial: 1\n", "", 1)
+                    .replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 3"))
+    run = path.parent / "runs" / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen([sys.executable, "-m", "search.cli", "search", str(path), "--no-report",
+                               "--address", ray_cluster.address], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert wait_for(lambda: sum(n >= 1 for n in epochs_done(run)) >= 2, timeout=180), "driver made no progress"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    before = {name: len(r) for name, r in records(run).items()}
+    assert main(["resume", str(run), "--no-report"]) == 0
+    after = records(run)
+    assert len(after) == 4, f"expected the 4 sampled trials once each, got {sorted(after)}"
+    assert set(before) <= set(after)
+    assert all(r[-1]["epoch"] == 3 for r in after.values())
+    trials = json.loads((run / "starch_trials.json").read_text())
+    assert sorted(t["trial_id"] for t in trials) == sorted({t["trial_id"] for t in trials})
+    assert all(t["status"] == "TERMINATED" for t in trials)
+
+
+def test_a_failing_trial_does_not_stop_the_others(ray_cluster, make_experiment, capsys):
+    # sampling rate 100 makes every 24-frame video shorter than one clip: that trial raises.
+    path = make_experiment(name="fails", body="failures:\n  max_failures: 0\n")
+    path.write_text(path.read_text().replace("sampling_rate: 2", "sampling_rate: [2, 100]")
+                    .replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18]"))
+    assert main(["search", str(path), "--no-report"]) == 0
+    trials = json.loads((path.parent / "runs" / "fails" / "starch_trials.json").read_text())
+    by_status = {t["status"]: t for t in trials}
+    assert set(by_status) == {"TERMINATED", "ERROR"}
+    assert "yielded no clip" in by_status["ERROR"]["error"]
+    assert by_status["TERMINATED"]["epoch"] == 2
+    assert "1 errored" in capsys.readouterr().out
