@@ -1,0 +1,95 @@
+import pytest
+
+from search.cli import main
+from search.config import list_presets, load_experiment
+
+PRESETS = ["res3d-sampling-rate", "res3d-resolution", "res3d-conv-mixture", "res3d-depth", "r2plus1d-convs",
+           "r2plus1d-clip-length", "p3d-blocks", "joint"]
+
+
+def test_every_paper_sweep_is_a_preset():
+    assert set(PRESETS) <= set(list_presets())
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_validate_and_dry_run(name, capsys):
+    exp = load_experiment(name, overrides={"data.root": "/data/ucf101"})
+    assert exp.to_space().size >= 3
+    assert main(["search", name, "--data", "ucf101:/data/ucf101", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "infeasible:" not in out or name == "joint"
+
+
+def test_dry_run_reproduces_the_papers_widths(capsys):
+    main(["search", "res3d-conv-mixture", "--dry-run"])
+    widths = [int(line.split()[2]) for line in capsys.readouterr().out.splitlines() if line.split()[1:2] == ["mc1"]
+              or (len(line.split()) > 2 and line.split()[1] in ("mc2", "mc3", "mc4", "mc5"))]
+    assert widths == [109, 109, 108, 103, 90]
+
+
+def write(tmp_path, text):
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return path
+
+
+MINIMAL = "name: x\nspace: {network: sr18}\ndata: {format: ucf101, root: /d}\n"
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ("serch: {algorithm: grid}\n", "serch: unknown key (typo?)"),
+        ("search: {algorithm: bayes}\n", "search.algorithm: Input should be 'grid', 'random', 'tpe' or 'nsga2' (got 'bayes')"),
+        ("search: {num_samples: lots}\n", "search.num_samples: Input should be a valid integer"),
+        ("search: {metric: top1}\n", "search.metric: metric 'top1' is not reported; valid: video@1"),
+        ("resources: {gpus_per_trial: -1}\n", "resources.gpus_per_trial: Input should be greater than or equal to 0"),
+        ("scheduler: {type: pbt}\n", "scheduler.type: Input should be 'fifo', 'asha' or 'hyperband'"),
+        ("schedule: {lr: fast}\n", "Recipe.lr must be a number > 0, got 'fast'"),
+        ("constraints: {max_gflops: 0}\n", "constraints.max_gflops: Input should be greater than 0"),
+    ],
+)
+def test_config_errors_name_the_field_the_value_and_what_is_valid(tmp_path, extra, expected):
+    with pytest.raises(ValueError) as err:
+        load_experiment(write(tmp_path, MINIMAL + extra))
+    assert expected in str(err.value) and "exp.yaml" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("name: x\nspace: {network: mc6}\ndata: {format: ucf101, root: /d}\n", "unknown network 'mc6'"),
+        ("name: x\nspace: {network: sr18, colour: red}\ndata: {format: ucf101, root: /d}\n", "unknown axis ['colour']"),
+        ("name: x\nspace: {network: sr18, width: 0}\ndata: {format: ucf101, root: /d}\n", "ArchSpec.width must be an integer >= 1"),
+        ("name: x\nspace: {network: sr18}\ndata: {format: youtube, root: /d}\n", "format"),
+        ("name: x\nspace: {network: sr18}\n", "data: Field required"),
+        ("- just\n- a list\n", "must be a mapping"),
+        ("name: [unclosed\n", "not valid YAML"),
+        ("name: 'bad name'\nspace: {network: sr18}\ndata: {format: ucf101, root: /d}\n", "name: String should match"),
+    ],
+)
+def test_bad_files(tmp_path, text, expected):
+    with pytest.raises(ValueError, match=None) as err:
+        load_experiment(write(tmp_path, text))
+    assert expected in str(err.value)
+
+
+def test_cli_prints_one_line_errors(tmp_path, capsys):
+    assert main(["search", str(write(tmp_path, MINIMAL + "serch: {}\n")), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "serch: unknown key" in err and "Traceback" not in err
+    assert main(["search", "no-such-preset"]) == 2
+    assert "neither an experiment file nor a preset" in capsys.readouterr().err
+    assert main(["search", "res3d-depth", "--set", "oops"]) == 2
+
+
+def test_running_a_preset_without_data_is_a_clear_error(capsys):
+    from search.run import driver_indexes
+
+    with pytest.raises(ValueError, match="pass --data FORMAT:ROOT"):
+        driver_indexes(load_experiment("res3d-depth"))
+
+
+def test_overrides_from_the_command_line(tmp_path):
+    exp = load_experiment(write(tmp_path, MINIMAL), overrides={"search.algorithm": "tpe", "name": "y"})
+    assert (exp.search.algorithm, exp.name) == ("tpe", "y")
