@@ -1,22 +1,55 @@
 """The only trainers module that imports Ray: the trial loop as a Ray Tune function trainable.
 
+    trainable = make_trainable(workers_per_trial=W, use_gpu=…, cpus_per_worker=…, gpus_per_worker=…)
     tuner = Tuner(tune.with_parameters(trainable, indexes=indexes), param_space={"arch": …, "data": …})
 
-Each epoch the loop's record goes to `tune.report(metrics, checkpoint=…)`, so ASHA can stop the
-trial early and a trial restarted after a failure (or on another node) continues from its last
-checkpoint via `tune.get_checkpoint()`. Large read-only objects (the video index) arrive through
-`tune.with_parameters` (Ray's object store), not through the config.
+W = 1: the Tune trial trains by itself (`trainable`). Each epoch the loop's record goes to
+`tune.report(metrics, checkpoint=…)`, so ASHA can stop the trial early and a trial restarted after
+a failure (or on another node) continues from its last checkpoint via `tune.get_checkpoint()`.
+
+W > 1 (Ray Train V2 inside Tune): the Tune trial is only a driver. It fits a TorchTrainer whose W
+workers each run the same loop on 1/W of every epoch, in step under DDP (Ray's TorchConfig starts
+the process group: gloo on CPUs, nccl on GPUs):
+
+    Tune trial (driver, DRIVER_CPUS) ── TorchTrainer.fit ──► worker 0 … worker W-1  (run_trial)
+         ▲                                                      │ ray.train.report, once per epoch
+         └──── TuneReportCallback: rank 0's record, one Tune result per epoch ◄──┘
+
+Only rank 0 reports a checkpoint; it is stored in the Train run folder `train/` inside the Tune
+trial's folder, and its path reaches Tune as the metric `checkpoint_path` (Tune itself holds no
+checkpoint for these trials). The run's name and place are stable across restarts, so a trial
+that Tune restarts (FailureConfig) or restores (Tuner.restore) resumes: Ray Train finds its own
+run snapshot and each worker gets the last checkpoint from `ray.train.get_checkpoint()`.
+
+Large read-only objects (the video index) arrive through `tune.with_parameters` (Ray's object
+store), not through the config; a data-parallel driver passes them on to its workers.
 """
 from __future__ import annotations
 
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
+import ray.train
+import ray.train.torch
 from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
 
 from trainers import checkpoint
 from trainers.datasets import VideoIndex
+from trainers.loop import Distributed
 from trainers.trial import resolve, run_trial
+
+# A data-parallel trial's Tune actor only waits on Ray Train; it asks for a sliver of a CPU so that
+# it never takes a core or a GPU from the training workers. Tune may then start more drivers than
+# the cluster can train: cap them with TuneConfig(max_concurrent_trials = GPUs // (W × GPUs/worker)).
+DRIVER_CPUS = 0.05
+
+
+def _load(restored) -> dict[str, Any] | None:
+    if restored is None:
+        return None
+    with restored.as_directory() as directory:
+        return checkpoint.load(directory)
 
 
 def _report(record: dict[str, Any], state: dict[str, Any]) -> None:
@@ -29,11 +62,104 @@ def _report(record: dict[str, Any], state: dict[str, Any]) -> None:
 
 
 def trainable(config: dict[str, Any], indexes: dict[str, VideoIndex] | None = None) -> None:
+    """The single-process trial (W = 1): the loop runs inside the Tune trial's actor."""
     cfg = resolve(config)
-    state = None
-    restored = tune.get_checkpoint()
-    if restored is not None:
-        with restored.as_directory() as directory:
-            state = checkpoint.load(directory)
+    state = _load(tune.get_checkpoint())
     resumed_from = state["epoch"] if state else 0
     run_trial(cfg, _report, state=state, indexes=indexes, static={"resumed_from_epoch": resumed_from})
+
+
+# -- data parallel (W > 1)
+
+def _train_report(record: dict[str, Any], state: dict[str, Any]) -> None:
+    """Called by every worker once per epoch (Ray Train waits for all); rank 0 adds the checkpoint."""
+    if not state:
+        ray.train.report(record)
+        return
+    with tempfile.TemporaryDirectory(prefix="starch-ckpt-") as directory:
+        checkpoint.save(directory, state)
+        ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+
+def _train_worker(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker: the trial loop on this rank's shard, on the device Ray gave it."""
+    context = ray.train.get_context()
+    distributed = Distributed(rank=context.get_world_rank(), world_size=context.get_world_size())
+    state = _load(ray.train.get_checkpoint())
+    resumed_from = state["epoch"] if state else 0
+    run_trial(resolve(loop_config["config"]), _train_report, state=state, indexes=loop_config["indexes"],
+              static={"resumed_from_epoch": resumed_from}, distributed=distributed,
+              device=ray.train.torch.get_device())
+
+
+def _trial_storage() -> tuple[str, Any]:
+    """The Tune trial's folder in persistent storage (path, pyarrow filesystem), where the trial's
+    Train run lives. Tune's public context only gives the node-local staging folder, which a
+    trial restarted on another node would not see; hence the session's storage context."""
+    from ray.train._internal.session import get_storage
+
+    storage = get_storage()
+    return storage.trial_fs_path, storage.storage_filesystem
+
+
+def trial_resources(*, workers_per_trial: int = 1, use_gpu: bool = False, cpus_per_worker: float = 1,
+                    gpus_per_worker: float = 0) -> dict[str, float]:
+    """What the Tune trial itself requests (the `tune.with_resources` spec).
+
+    W = 1: the trial trains, so it requests one worker's CPUs and GPUs.
+    W > 1: the trial is a driver and requests DRIVER_CPUS only; its Train workers request
+    W × (cpus_per_worker CPUs + gpus_per_worker GPUs) from Ray Train when the run starts, all at
+    once (a placement group), so a trial waits until all W fit. cpus_per_worker should cover
+    the DataLoader workers (DataSpec.num_workers) of each rank.
+    """
+    workers, cpus, gpus = _validated(workers_per_trial, use_gpu, cpus_per_worker, gpus_per_worker)
+    if workers == 1:
+        return {"cpu": cpus, "gpu": gpus}
+    return {"cpu": DRIVER_CPUS, "gpu": 0}
+
+
+def make_trainable(*, workers_per_trial: int = 1, use_gpu: bool = False, cpus_per_worker: float = 1,
+                   gpus_per_worker: float = 0) -> Callable[..., None]:
+    """A fresh function trainable `(config, indexes=None)` for trials of `workers_per_trial`
+    processes, already carrying its `trial_resources` (tune.with_resources); wrap it in
+    tune.with_parameters as usual. use_gpu with gpus_per_worker 0 means one GPU per worker."""
+    workers, cpus, gpus = _validated(workers_per_trial, use_gpu, cpus_per_worker, gpus_per_worker)
+    if workers == 1:
+        def single(config: dict[str, Any], indexes: dict[str, VideoIndex] | None = None) -> None:
+            trainable(config, indexes)
+
+        single.__name__ = "trainable"
+        fn = single
+    else:
+        per_worker = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+
+        def data_parallel(config: dict[str, Any], indexes: dict[str, VideoIndex] | None = None) -> None:
+            storage_path, filesystem = _trial_storage()
+            trainer = ray.train.torch.TorchTrainer(
+                _train_worker,
+                train_loop_config={"config": config, "indexes": indexes},
+                scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=gpus > 0,
+                                                       resources_per_worker=per_worker),
+                # same (storage_path, name) on every attempt: Ray Train resumes its own run
+                run_config=ray.train.RunConfig(name="train", storage_path=storage_path,
+                                               storage_filesystem=filesystem,
+                                               callbacks=[TuneReportCallback()]),
+            )
+            trainer.fit()
+
+        data_parallel.__name__ = f"trainable_{workers}x"
+        fn = data_parallel
+    return tune.with_resources(fn, trial_resources(workers_per_trial=workers, use_gpu=use_gpu,
+                                                   cpus_per_worker=cpus, gpus_per_worker=gpus))
+
+
+def _validated(workers: int, use_gpu: bool, cpus: float, gpus: float) -> tuple[int, float, float]:
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers_per_trial = {workers!r} must be an integer ≥ 1")
+    if not cpus > 0:
+        raise ValueError(f"cpus_per_worker = {cpus!r} must be > 0")
+    if not gpus >= 0:
+        raise ValueError(f"gpus_per_worker = {gpus!r} must be ≥ 0")
+    if gpus > 0 and not use_gpu:
+        raise ValueError(f"gpus_per_worker = {gpus} needs use_gpu=True")
+    return workers, float(cpus), float(gpus or (1.0 if use_gpu else 0.0))
