@@ -33,6 +33,9 @@ and at least one left for training).
 Measured recipe (in-memory frames, 8 classes, clips of 8 frames at sampling rate 2, random 32x32
 crops): with 200 videos per class tiny R3D/MC3/MC4/rMC3 reach 95-100 % in ~1000 updates while the
 per-frame f-R2D stays at chance; with 50 videos per class every model memorises the backgrounds.
+Through these mp4 files (default dataset, decoded with decord, 1000 SGD updates of batch 32, centre
+clip of each test video) a 5-layer 3x3x3 ConvNet reached 100 % and the same net with 1x3x3 kernels
+(per-frame) 12 % (chance 12.5 %).
 """
 from __future__ import annotations
 
