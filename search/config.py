@@ -76,10 +76,20 @@ class SchedulerConfig(_Strict):
 
 
 class Resources(_Strict):
+    """Per trial; with workers_per_trial W > 1 the GPU and CPU numbers are per worker."""
+
     gpus_per_trial: float = Field(0, ge=0, description="fractional values pack trials onto one GPU")
     cpus_per_trial: float = Field(1, gt=0)
     workers_per_trial: int = Field(1, ge=1, description="data-parallel workers (DDP) per trial")
     max_concurrent_trials: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _ddp_whole_gpus(self):
+        if self.workers_per_trial > 1 and self.gpus_per_trial not in (0, int(self.gpus_per_trial)):
+            raise ValueError(f"gpus_per_trial = {self.gpus_per_trial} with workers_per_trial = "
+                             f"{self.workers_per_trial}: data-parallel workers need whole GPUs (NCCL cannot "
+                             "put two ranks on one GPU); use 1 or more, or workers_per_trial: 1")
+        return self
 
 
 class Cluster(_Strict):

@@ -93,12 +93,14 @@ class OptunaSpace:
 
 
 def _encode(choice):
-    return ",".join(map(str, choice)) if isinstance(choice, (tuple, list)) else choice
+    """Optuna's categorical choices must be plain scalars: blocks and network mappings become JSON."""
+    return json.dumps(choice, sort_keys=True) if isinstance(choice, (tuple, list, dict)) else choice
 
 
 def _decode(value):
-    if isinstance(value, str) and "," in value:
-        return tuple(int(x) for x in value.split(","))
+    if isinstance(value, str) and value[:1] in "[{":
+        decoded = json.loads(value)
+        return tuple(decoded) if isinstance(decoded, list) else decoded
     return value
 
 

@@ -26,18 +26,29 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: int 
                  log_to_driver=False)
 
 
-def check_resources(exp: Experiment) -> None:
+def check_resources(exp: Experiment) -> Experiment:
+    """Refuse a run that could never be scheduled (instead of pending forever); bound DDP trials.
+
+    With W data-parallel workers the Tune trial is a cheap driver, so without a limit Tune would
+    start more drivers than the cluster can train: max_concurrent_trials defaults to what fits.
+    """
     import ray
 
+    r = exp.resources
     total = ray.cluster_resources()
-    need_gpu = exp.resources.gpus_per_trial * (1 if exp.resources.workers_per_trial == 1 else exp.resources.workers_per_trial)
-    if need_gpu > total.get("GPU", 0):
-        raise ValueError(f"resources.gpus_per_trial = {exp.resources.gpus_per_trial} but the Ray cluster has "
-                         f"{total.get('GPU', 0):g} GPU(s); use a GPU cluster (--address) or set "
+    gpus, cpus = total.get("GPU", 0), total.get("CPU", 0)
+    need_gpu, need_cpu = r.gpus_per_trial * r.workers_per_trial, r.cpus_per_trial * r.workers_per_trial
+    if need_gpu > gpus:
+        raise ValueError(f"resources: a trial needs {need_gpu:g} GPU(s) (gpus_per_trial × workers_per_trial) but the "
+                         f"Ray cluster has {gpus:g}; use a GPU cluster (--address) or set "
                          f"--set resources.gpus_per_trial=0 to train on CPUs")
-    if exp.resources.cpus_per_trial > total.get("CPU", 0):
-        raise ValueError(f"resources.cpus_per_trial = {exp.resources.cpus_per_trial:g} but the cluster has "
-                         f"{total.get('CPU', 0):g} CPU(s)")
+    if need_cpu > cpus:
+        raise ValueError(f"resources: a trial needs {need_cpu:g} CPU(s) (cpus_per_trial × workers_per_trial) but the "
+                         f"cluster has {cpus:g}")
+    if r.workers_per_trial > 1 and r.max_concurrent_trials is None:
+        fits = int(cpus // need_cpu) if not need_gpu else int(min(cpus // need_cpu, gpus // need_gpu))
+        exp = exp.model_copy(update={"resources": r.model_copy(update={"max_concurrent_trials": max(1, fits)})})
+    return exp
 
 
 def driver_indexes(exp: Experiment) -> dict | None:
@@ -68,7 +79,7 @@ def fit(exp: Experiment, *, storage: str | None = None, callbacks: list | None =
     indexes = driver_indexes(exp)
     exp = with_dataset_classes(exp, indexes)
     directory = run_dir(exp, storage)
-    check_resources(exp)
+    exp = check_resources(exp)
     write_experiment(exp, directory)
     tuner = make_tuner(exp, storage=storage, indexes=indexes, p=p, callbacks=callbacks)
     return directory, tuner.fit()

@@ -102,7 +102,7 @@ def print_plan(exp) -> None:
         if arch is None:
             arch = _arch_or_none(space, axes)
         c = cost(arch) if arch is not None else None
-        print(f"{n:>3}  {str(axes['network']):12s} {shown:28s} {arch.width if arch else '-':>5} "
+        print(f"{n:>3}  {space.label(axes):12s} {shown:28s} {arch.width if arch else '-':>5} "
               f"{(f'{c.mparams:.2f}M' if c else '-'):>9s} {(f'{c.gflops:.2f}' if c else '-'):>8s}  "
               f"{'infeasible: ' + why if why else 'ok'}")
 

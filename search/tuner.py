@@ -120,13 +120,15 @@ def make_scheduler(exp: Experiment):
 
 
 def make_trainable(exp: Experiment, indexes: dict | None):
+    """Our function trainable with its resources: one process per trial, or W data-parallel workers."""
     from ray import tune
 
-    from trainers.ray_adapter import trainable
+    from trainers.ray_adapter import make_trainable as adapter
 
     r = exp.resources
-    fn = tune.with_parameters(trainable, indexes=indexes) if indexes else trainable
-    return tune.with_resources(fn, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
+    fn = adapter(workers_per_trial=r.workers_per_trial, use_gpu=r.gpus_per_trial > 0,
+                 cpus_per_worker=r.cpus_per_trial, gpus_per_worker=r.gpus_per_trial)
+    return tune.with_parameters(fn, indexes=indexes) if indexes else fn
 
 
 def trial_dirname(trial) -> str:

@@ -6,6 +6,8 @@
 
 Axes (each a list of choices; one choice = a fixed value):
     network          named base network (spaces.zoo): r3d_18, mc3, rmc4, r2plus1d_18, p3d_b_50, …
+                     or a mapping {network: r3d_18, width: 4, name: "R3D k/2"} whose own fields
+                     win over the other axes (a control network inside a sweep)
     depth            Res3D depths 10, 16, 18, 26, 34 (Table 7 blocks), or
     blocks           explicit blocks per stage, e.g. [2, 3, 4, 3]
     block            basic | bottleneck
@@ -41,7 +43,8 @@ class Space:
         for name, choices in self.axes.items():
             if name not in AXES:
                 raise ValueError(f"space: unknown axis {name!r}; valid axes: {', '.join(AXES)}")
-            choices = tuple(tuple(c) if isinstance(c, list) else c for c in choices)
+            choices = tuple(tuple(c) if isinstance(c, list) else dict(c) if isinstance(c, dict) else c
+                            for c in choices)
             if not choices:
                 raise ValueError(f"space.{name}: needs at least one choice")
             axes[name] = choices
@@ -82,9 +85,11 @@ class Space:
     def to_arch(self, point: dict[str, Any], *, solve: bool = True) -> ArchSpec:
         """The ArchSpec of one point; with a budget, k is solved (solve=False keeps the base k)."""
         point = dict(point)
+        network = point.pop("network")
+        own = dict(network) if isinstance(network, dict) else {"network": network}
         try:
-            spec = named(str(point.pop("network")))
-        except ValueError as exc:
+            spec = named(str(own.pop("network")))
+        except (ValueError, KeyError) as exc:
             raise ValueError(f"space.network: {exc}") from None
         budget = point.pop("budget", None)
         depth = point.pop("depth", None)
@@ -93,9 +98,12 @@ class Space:
             if depth not in RES3D_DEPTHS:
                 raise ValueError(f"space.depth = {depth!r} is not valid; valid: {sorted(RES3D_DEPTHS)}")
             overrides["blocks"] = RES3D_DEPTHS[depth]
-            overrides.setdefault("name", f"{spec.name}-D{depth}" if not spec.name.startswith(("SR18", "D")) else f"D{depth}")
+            overrides["name"] = f"D{depth}" if spec.name in ("SR18", "R3D-18", "R3D-34") else f"{spec.name}-D{depth}"
+        if "width" in own or "budget" in own:
+            budget = own.pop("budget", None)
+            overrides.pop("width", None)
         try:
-            spec = spec.replace(**overrides)
+            spec = spec.replace(**{**overrides, **own})
         except ValueError as exc:
             raise ValueError(f"space: {exc}") from None
         if budget is not None and solve:
@@ -103,6 +111,10 @@ class Space:
         elif budget is not None:
             parse_count(budget, field="space.budget")
         return spec
+
+    def label(self, point: dict[str, Any]) -> str:
+        network = point["network"]
+        return network.get("name", network["network"]) if isinstance(network, dict) else str(network)
 
     def to_dict(self) -> dict[str, Any]:
         return {"axes": {k: [list(c) if isinstance(c, tuple) else c for c in v] for k, v in self.axes.items()},

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -79,7 +80,7 @@ def run_trial(
     torch.manual_seed(seed)
     model = build(arch)
     c = cost(arch)
-    static = {**(static or {}), "hostname": socket.gethostname(),
+    static = {**(static or {}), "hostname": socket.gethostname(), "started_at": time.time(),
               "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "arch_name": arch.name, "width": arch.width, "params": c.params,
               "gflops": c.flops / 1e9, "arch": arch.to_dict()}
     shard = {"rank": distributed.rank, "world_size": distributed.world_size}
@@ -90,11 +91,21 @@ def run_trial(
     }
     try:
         return fit(model, train_loader=loaders["train"], eval_loaders={"clip": loaders["clip"], "video": loaders["video"]},
-                   recipe=cfg.recipe, runtime=Runtime.select(cfg.recipe.precision, device), report=report, state=state,
+                   recipe=cfg.recipe, runtime=Runtime.select(cfg.recipe.precision, device), report=_timed(report), state=state,
                    static=static, protocol=protocol_text(data), progress=progress, distributed=distributed)
     finally:
         for loader in loaders.values():
             loader.close()
+
+
+def _timed(report: Report) -> Report:
+    """Stamp each record with the wall-clock time it was reported (concurrency and GPU-hours)."""
+
+    def stamped(record: dict[str, Any], state: dict[str, Any]) -> None:
+        record["reported_at"] = time.time()
+        report(record, state)
+
+    return stamped
 
 
 def resolve(config: dict[str, Any]) -> TrialConfig:
