@@ -10,7 +10,8 @@ import argparse
 import sys
 
 from spaces import describe_cli
-from search import search_cli
+from analysis import report_cli
+from search import demo, search_cli
 from trainers import data_cli, train_cli
 
 
@@ -29,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     describe_cli.add_parser(sub)
     train_cli.add_parser(sub)
+    demo.add_parser(sub)
     search_cli.add_parsers(sub)
+    report_cli.add_parser(sub)
     data_cli.add_parser(sub)
     return parser
 

@@ -75,13 +75,14 @@ def with_dataset_classes(exp: Experiment, indexes: dict | None) -> Experiment:
     return exp.model_copy(update={"space": {**exp.space, "num_classes": [indexes["train"].num_classes]}})
 
 
-def fit(exp: Experiment, *, storage: str | None = None, callbacks: list | None = None, p: Plan | None = None):
+def fit(exp: Experiment, *, storage: str | None = None, callbacks: list | None = None, p: Plan | None = None,
+        time_budget_s: float | None = None):
     indexes = driver_indexes(exp)
     exp = with_dataset_classes(exp, indexes)
     directory = run_dir(exp, storage)
     exp = check_resources(exp)
     write_experiment(exp, directory)
-    tuner = make_tuner(exp, storage=storage, indexes=indexes, p=p, callbacks=callbacks)
+    tuner = make_tuner(exp, storage=storage, indexes=indexes, p=p, callbacks=callbacks, time_budget_s=time_budget_s)
     return directory, tuner.fit()
 
 

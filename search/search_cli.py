@@ -144,7 +144,7 @@ def _execute(start, exp, *, address: str | None, report: bool) -> int:
     from search import run
     from search.progress import ProgressPrinter
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_ray_logs()
     run.init_ray(address)
     directory, results = start([ProgressPrinter(exp.search.metric)])
     errored = [r for r in results if r.error is not None]
@@ -156,6 +156,13 @@ def _execute(start, exp, *, address: str | None, report: bool) -> int:
     if report:
         _report(directory, exp.search.metric)
     return 0 if not unfinished else 130
+
+
+def quiet_ray_logs() -> None:
+    """Our ProgressPrinter says what happens; Ray's INFO lines would drown it."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("ray", "ray.tune", "ray.train"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _unfinished(directory: str) -> int:
@@ -177,4 +184,26 @@ def _report(directory: str, metric: str) -> None:
 
 
 def run_status(args) -> int:
-    raise ValueError("starch status is not wired yet")
+    """Trials of a run, read from its folder (works while it runs, after a crash, without Ray)."""
+    from analysis import load
+
+    directory = Path(args.run_dir)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"run folder {str(directory)!r} does not exist")
+    exp_file = directory / "starch_experiment.json"
+    metric = json.loads(exp_file.read_text())["search"]["metric"] if exp_file.is_file() else "video@1"
+    df = load([directory])
+    cols = {"trial_id": "trial", "label": "network", "width": "k", "status": "state", "epochs": "epoch",
+            f"final_{metric}": metric, "reason": "why"}
+    table = df[[c for c in cols if c in df.columns]].rename(columns=cols)
+    if args.json:
+        for row in table.to_dict("records"):
+            print(json.dumps({k: (None if v != v else v) for k, v in row.items()}, default=str))
+        return 0
+    counts = table["state"].value_counts().to_dict() if len(table) else {}
+    print(f"{directory}: {len(table)} trial(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if len(table):
+        print(table.fillna("").to_string(index=False))
+    for note in df.attrs.get("notes", []):
+        print(f"note: {note}")
+    return 0

@@ -139,7 +139,7 @@ def trial_dirname(trial) -> str:
 
 
 def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | None = None, p: Plan | None = None,
-               callbacks: list | None = None):
+               callbacks: list | None = None, time_budget_s: float | None = None):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -147,6 +147,7 @@ def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | N
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # JSON + CSV, no TensorBoard
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # non-eval epochs lack the metric
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # per-epoch checkpoints are by design
     p = p or plan(exp)
     directory = run_dir(exp, storage)
     local_dir = None if "://" in directory else directory
@@ -162,6 +163,7 @@ def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | N
         max_concurrent_trials=exp.resources.max_concurrent_trials,
         trial_dirname_creator=trial_dirname,
         reuse_actors=True,
+        time_budget_s=time_budget_s,
     )
     run_config = tune.RunConfig(
         name=exp.name,

@@ -148,3 +148,7 @@ def test_a_failing_trial_does_not_stop_the_others(ray_cluster, make_experiment, 
     assert "yielded no clip" in by_status["ERROR"]["error"]
     assert by_status["TERMINATED"]["epoch"] == 2
     assert "1 errored" in capsys.readouterr().out
+    # starch status shows both, with the reason (read from the folder, no Ray needed)
+    assert main(["status", str(path.parent / "runs" / "fails")]) == 0
+    out = capsys.readouterr().out
+    assert "2 trial(s)" in out and "errored" in out and "completed" in out and "yielded no clip" in out
