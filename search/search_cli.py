@@ -48,9 +48,13 @@ def add_parsers(subparsers) -> None:
     r.set_defaults(func=run_resume)
 
     s = subparsers.add_parser("status", help="list the trials of a run: state, epoch, metric, errors",
-                              epilog="example:\n  starch status runs/res3d-conv-mixture",
+                              description="List the trials of a run with their state (completed, stopped early, "
+                              "running, errored, diverged, infeasible), epoch, metric and why each failed. "
+                              "Reads only the run folder: works while the run goes on, after a crash, without Ray.",
+                              epilog="examples:\n  starch status runs/res3d-conv-mixture\n"
+                              "  starch status runs/res3d-conv-mixture --json | jq .state",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("run_dir")
+    s.add_argument("run_dir", help="the run folder (STORAGE/NAME)")
     s.add_argument("--json", action="store_true", help="one JSON object per trial")
     s.set_defaults(func=run_status)
 
