@@ -71,33 +71,84 @@ def _log_axis(ax, values: Sequence[float]) -> None:
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
-def _place_labels(ax, xs, ys, texts, fontsize: float = 7.5) -> None:
-    """Annotate each point, trying a few offsets so labels overlap neither each other nor points."""
+def _label_offsets() -> list[tuple[float, float, str, str, float]]:
+    """Candidate (dx, dy points, ha, va, distance rank): 8 directions, near first, then farther."""
+    out = []
+    for rank, (fx, fy) in enumerate(((6, 4), (16, 13), (30, 22))):
+        for sx, sy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1), (0, -1), (1, 0), (-1, 0)):
+            ha = {1: "left", -1: "right", 0: "center"}[sx]
+            va = {1: "bottom", -1: "top", 0: "center"}[sy]
+            out.append((sx * fx if sx else 0, sy * (fy + (5 if not sx else 0)), ha, va, rank))
+    return out
+
+
+def _box_distance(box, point) -> float:
+    dx = max(box.x0 - point[0], 0, point[0] - box.x1)
+    dy = max(box.y0 - point[1], 0, point[1] - box.y1)
+    return math.hypot(dx, dy)
+
+
+def _place_labels(ax, xs, ys, texts, fontsize: float = 7.5, lines=()) -> None:
+    """Annotate each point at the candidate offset with the best score.
+
+    The score counts overlaps with other labels, markers and the given lines (lists of (x, y) data
+    points, e.g. the Pareto staircase), labels leaving the axes, and labels that sit nearer another
+    point than their own (which would misname it); farther offsets cost a little and get a leader line.
+    """
+    from matplotlib.transforms import Bbox
+
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
-    points = [ax.transData.transform((x, y)) for x, y in zip(xs, ys)]
-    placed = []
-    offsets = [(6, 4, "left", "bottom"), (6, -4, "left", "top"), (-6, 4, "right", "bottom"),
-               (-6, -4, "right", "top"), (0, 9, "center", "bottom"), (0, -9, "center", "top"),
-               (14, 12, "left", "bottom"), (-14, -12, "right", "top")]
+    points = [tuple(ax.transData.transform((x, y))) for x, y in zip(xs, ys)]
+    r = 6.5 * fig.dpi / 72  # the Pareto ring's radius (s=170 points²) in pixels
+    placed = [_segment_box(ax, a, b) for line in lines for a, b in zip(line, line[1:])]
+    markers = [Bbox([[px - r, py - r], [px + r, py + r]]) for px, py in points]
     axes_box = ax.get_window_extent(renderer)
-    for (x, y), text, point in sorted(zip(zip(xs, ys), texts, points), key=lambda t: -t[0][1]):
+    order = sorted(range(len(points)), key=lambda i: -ys[i])
+    for i in order:
         best = None
-        for dx, dy, ha, va in offsets:
-            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                              fontsize=fontsize, color="0.15")
-            box = ann.get_window_extent(renderer).expanded(1.05, 1.1)
-            clash = sum(box.overlaps(b) for b in placed) + sum(box.contains(*p) for p in points)
-            clash += 0 if (axes_box.contains(box.x0, box.y0) and axes_box.contains(box.x1, box.y1)) else 1
-            if best is None or clash < best[0]:
+        for dx, dy, ha, va, rank in _label_offsets():
+            ann = ax.annotate(texts[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", ha=ha,
+                              va=va, fontsize=fontsize, color="0.15")
+            box = ann.get_window_extent(renderer).expanded(1.04, 1.1)
+            own = _box_distance(box, points[i])
+            misleading = sum(_box_distance(box, p) < own - 1 for j, p in enumerate(points) if j != i)
+            inside = axes_box.contains(box.x0, box.y0) and axes_box.contains(box.x1, box.y1)
+            score = (10 * sum(box.overlaps(b) for b in placed) + 10 * sum(box.overlaps(m) for m in markers)
+                     + 6 * misleading + 10 * (not inside) + 2 * rank)
+            if best is None or score < best[0]:
                 if best is not None:
                     best[1].remove()
-                best = (clash, ann, box)
+                best = (score, ann, box, rank)
             else:
                 ann.remove()
-            if clash == 0:
+            if score == 0:
                 break
-        placed.append(best[2])
+        score, ann, box, rank = best
+        if rank:  # a leader line back to the point
+            ann.remove()
+            ann = ax.annotate(ann.get_text(), (xs[i], ys[i]), xytext=ann.xyann, textcoords="offset points",
+                              ha=ann.get_ha(), va=ann.get_va(), fontsize=fontsize, color="0.15",
+                              arrowprops=dict(arrowstyle="-", color="0.55", lw=0.6, shrinkA=0, shrinkB=5))
+        placed.append(box)
+
+
+def _segment_box(ax, a, b):
+    """The display-space box of a horizontal or vertical segment (a thin obstacle for labels)."""
+    from matplotlib.transforms import Bbox
+
+    (x0, y0), (x1, y1) = ax.transData.transform(a), ax.transData.transform(b)
+    return Bbox([[min(x0, x1), min(y0, y1) - 1], [max(x0, x1), max(y0, y1) + 1]])
+
+
+def _staircase(xs, ys) -> list[tuple[float, float]]:
+    """The corners of a steps-post line through (xs, ys)."""
+    out = []
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        if i:
+            out.append((x, ys[i - 1]))
+        out.append((x, y))
+    return out
 
 
 def accuracy_vs_flops(trials: pd.DataFrame, metric: str = "video@1", *, label_points: bool = True,
@@ -133,18 +184,28 @@ def accuracy_vs_flops(trials: pd.DataFrame, metric: str = "video@1", *, label_po
         ax.set_ylabel(f"{metric} (%)")
         ax.grid(True, which="major", alpha=0.3)
         if label_points:
-            show = d if len(d) <= max_labels else front
+            show = _merge_coincident(d if len(d) <= max_labels else front)
             fig.canvas.draw()  # fix the axes limits before measuring label boxes
-            _place_labels(ax, list(show["gflops"]), list(show["mean"] * 100), list(show["label"]))
+            _place_labels(ax, list(show["gflops"]), list(show["mean"] * 100), list(show["label"]),
+                          lines=[_staircase(xs, ys)])
     front_handle = Line2D([], [], ls="--", color="0.45", marker="o", ms=11, mfc="none", label="Pareto front")
     _figure_legend(fig, axes, styles, extra=[front_handle])
     return fig
 
 
+def _merge_coincident(points: pd.DataFrame) -> pd.DataFrame:
+    """One label per drawn position: networks at the same GFLOPs and accuracy share it ("A / B")."""
+    keys = [points["gflops"].round(12), (points["mean"] * 100).round(6)]
+    merged = points.groupby(keys, sort=False).agg(gflops=("gflops", "first"), mean=("mean", "first"),
+                                                  label=("label", " / ".join))
+    return merged.reset_index(drop=True)
+
+
 def _pad_y(ax, means: pd.Series, stds: pd.Series) -> None:
+    """Room for labels above and below the points, without running far past 0 or 100 %."""
     lo, hi = float((means - stds).min()), float((means + stds).max())
     span = max(hi - lo, 2.0)
-    ax.set_ylim(lo - 0.25 * span, hi + 0.3 * span)
+    ax.set_ylim(max(lo - 0.25 * span, min(lo, 0) - 4), min(hi + 0.3 * span, max(hi, 100) + 12))
 
 
 def _figure_legend(fig: Figure, axes, styles, extra=()) -> None:
@@ -152,7 +213,9 @@ def _figure_legend(fig: Figure, axes, styles, extra=()) -> None:
     drawn = {label for ax in axes for label in ax.get_legend_handles_labels()[1]}
     handles = [Line2D([], [], ls="", marker=s["marker"], color=s["color"], ms=7, label=f)
                for f, s in styles.items() if f in drawn] + list(extra)
-    ncol = min(len(handles), 6)
+    longest = max((len(h.get_label()) for h in handles), default=1)
+    per_column = 0.45 + 0.075 * longest  # inches: marker, gap and ~8.5 pt characters
+    ncol = max(1, min(len(handles), int(fig.get_figwidth() / per_column)))
     rows = math.ceil(len(handles) / ncol)
     fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False, fontsize=8.5)
     fig.tight_layout(rect=(0, 0.05 + 0.045 * rows, 1, 1))
@@ -206,7 +269,7 @@ def sweep_axes(trials: pd.DataFrame) -> list[str]:
     return found
 
 
-def default_curve_trials(trials: pd.DataFrame, metric: str = "video@1", limit: int = 6) -> list[tuple[str, str]]:
+def default_curve_trials(trials: pd.DataFrame, metric: str = "video@1", limit: int = 4) -> list[tuple[str, str]]:
     """(run, trial_id) of the best trial of each family, best families first, at most `limit` per dataset."""
     column = f"final_{check_metric(metric)}"
     ok = trials.dropna(subset=[column]).sort_values(column, ascending=False, kind="stable")
@@ -215,19 +278,21 @@ def default_curve_trials(trials: pd.DataFrame, metric: str = "video@1", limit: i
     return list(zip(best["run"], best["trial_id"]))
 
 
-def training_curves(epochs: pd.DataFrame, trials: Iterable[tuple[str, str]] | None = None) -> Figure:
+def training_curves(epochs: pd.DataFrame, trials: Iterable[tuple[str, str]] | None = None, *,
+                    families: Iterable[str] | None = None) -> Figure:
     """Train (thin) and test (thick, 1 − clip@1) error per epoch of the chosen (run, trial_id) pairs.
 
-    Each trial keeps its family's colour (as in the other figures) unless a panel shows two trials of
-    one family; then trials get colours of their own.
+    Each trial keeps its family's colour (as in the other figures: pass `families`, every family of
+    the trial table, to get the same mapping) unless a panel shows two trials of one family; then
+    trials get colours of their own.
     """
+    styles = family_styles(families if families is not None else epochs["family"].fillna("?"))
     if trials is not None:
         wanted = set(map(tuple, trials))
         epochs = epochs[[(r, t) in wanted for r, t in zip(epochs["run"], epochs["trial_id"])]]
     if epochs.empty:
         raise ValueError("no epoch record for the chosen trials: nothing to plot")
     datasets = list(dict.fromkeys(epochs["dataset"]))
-    styles = family_styles(epochs["family"].fillna("?"))
     palette = plt.get_cmap("tab10").colors
     fig, axes = _panels(len(datasets), width=4.8, height=3.6)
     for ax, dataset in zip(axes, datasets):
@@ -238,7 +303,7 @@ def training_curves(epochs: pd.DataFrame, trials: Iterable[tuple[str, str]] | No
         for i, (_, g) in enumerate(groups):
             g = g.sort_values("epoch")
             family = str(g["family"].iloc[0]) if pd.notna(g["family"].iloc[0]) else "?"
-            colour = styles[family]["color"] if by_family.max() == 1 else palette[i % 10]
+            colour = styles[family]["color"] if by_family.max() == 1 and family in styles else palette[i % 10]
             ax.plot(g["epoch"], g["train_error"] * 100, color=colour, lw=0.9, marker=".", ms=4)
             test = g.dropna(subset=["test_error"])
             ax.plot(test["epoch"], test["test_error"] * 100, color=colour, lw=2.4, marker="o", ms=4)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import re
 from pathlib import Path
@@ -82,7 +83,8 @@ def _inline(text: str) -> str:
     """Markdown `code` and **bold** spans → HTML, everything else escaped."""
     out = html.escape(text)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
+    out = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
+    return re.sub(r"(?<![*\w])\*([^*]+)\*(?![*\w])", r"<i>\1</i>", out)
 
 
 def _slug(text: str) -> str:
@@ -183,13 +185,30 @@ def _best(doc: Document, trials: pd.DataFrame, rank: pd.DataFrame, metric: str) 
 
 
 def _save(fig, out: Path, name: str, formats: Sequence[str]) -> bytes:
+    """Write the figure in every format (PNG always: the report shows it); return the PNG bytes."""
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    for fmt in formats:
-        fig.savefig(out / "figures" / f"{name}.{fmt}", dpi=110, bbox_inches="tight")
-    if "png" not in formats:
-        fig.savefig(out / "figures" / f"{name}.png", dpi=110, bbox_inches="tight")
+    for fmt in set(formats) - {"png"}:
+        fig.savefig(out / "figures" / f"{name}.{fmt}", bbox_inches="tight")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return (out / "figures" / f"{name}.png").read_bytes()
+    png = _small_png(buffer.getvalue())
+    (out / "figures" / f"{name}.png").write_bytes(png)
+    return png
+
+
+def _small_png(png: bytes) -> bytes:
+    """The same picture with a 256-colour palette (a plot has few colours): about 3× smaller, which
+    matters once the HTML embeds it. Falls back to the original if Pillow cannot do it."""
+    try:
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(png)).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+        buffer = io.BytesIO()
+        image.save(buffer, format="png", optimize=True)
+    except Exception:  # noqa: BLE001 - any Pillow problem: keep the full-colour file
+        return png
+    return buffer.getvalue() if buffer.tell() < len(png) else png
 
 
 def _figure(doc: Document, out: Path, name: str, formats, caption: str, make) -> None:
@@ -254,16 +273,20 @@ def write_report(run_dirs: str | Path | Iterable[str | Path], out: str | Path, m
     _write_table(out, "ranking", rank, display, f"Ranking by {metric}")
 
     doc.heading("Sweep tables")
+    shown = 0
     for dataset in dict.fromkeys(trials["dataset"]):
         sweep = tables.sweep_table(trials, metric, dataset)
         if sweep.shape[1] <= 1:
             continue
+        shown += 1
         doc.para(f"**{dataset}** (Res3D Tables 6–7 layout):")
         if sweep.shape[1] > 13:
             doc.para(f"{sweep.shape[1] - 1} networks: too wide to show here; see `tables/sweep_{_slug(dataset)}.csv`.")
         else:
             doc.table(sweep)
         _write_table(out, f"sweep_{_slug(dataset)}", sweep, sweep, f"{dataset}: {metric} by network")
+    if not shown:
+        doc.para(f"No network has reported {metric} yet.")
 
     if trials["dataset"].nunique() > 1:
         doc.heading("Cross-dataset consistency")
@@ -277,7 +300,7 @@ def write_report(run_dirs: str | Path | Iterable[str | Path], out: str | Path, m
     chosen = figures.default_curve_trials(trials, metric)
     _figure(doc, out, "training_curves", formats,
             "Train (thin) and test (thick) error per epoch of the best trial of each family.",
-            lambda: figures.training_curves(epochs, chosen))
+            lambda: figures.training_curves(epochs, chosen, families=trials["family"].dropna()))
 
     doc.heading("Fidelity of early stopping")
     fid = tables.fidelity(epochs, trials, metric) if len(epochs) else pd.DataFrame()

@@ -191,20 +191,25 @@ def _metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _status(records, ray_status: str | None, starch: dict[str, Any] | None, errored: bool) -> tuple[str, bool]:
-    """(status, inferred) of one trial; see the module docstring for the order of sources."""
+    """(status, inferred) of one trial; see the module docstring for the order of sources.
+
+    The last record's own status (completed, diverged, oom) wins over an error.txt left by an
+    earlier attempt that Ray retried; only the scheduler's ERROR wins over it.
+    """
     last = records[-1].get("status") if records else None
-    scheduler = (starch or {}).get("status") or ray_status
-    if (scheduler or "").upper() == "ERROR" or (scheduler is None and errored):
-        return "errored", scheduler is None
+    scheduler = str((starch or {}).get("status") or ray_status or "").upper() or None
+    if scheduler == "ERROR":
+        return "errored", False
     if last in ("diverged", "oom", "completed"):
         return last, False
-    if (scheduler or "").upper() == "RUNNING":
+    if scheduler is None and errored:
+        return "errored", True
+    if scheduler in ("RUNNING", "PAUSED"):
         return "running", False
-    if (scheduler or "").upper() == "PENDING" or not records:
+    if scheduler == "PENDING" or not records:
         return "pending", scheduler is None
-    if (starch or {}).get("stopped_early") or scheduler is not None:
-        return "stopped early", False  # ended (TERMINATED/STOPPED) while the loop still said "running"
-    return "stopped early", True
+    # ended (TERMINATED / STOPPED) while the loop still said "running": a scheduler stopped it
+    return "stopped early", scheduler is None and not (starch or {}).get("stopped_early")
 
 
 def _dedupe_epochs(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:

@@ -195,7 +195,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     header = [str(c) for c in table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     for row in table.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |")
+        lines.append("| " + " | ".join(_cell(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
     return "\n".join(lines) + "\n"
 
 

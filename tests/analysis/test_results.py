@@ -114,9 +114,12 @@ def test_status_inferred_from_files_without_any_state(runs, tmp_path):
     run = copy_run(runs["ucf"], tmp_path)
     for state in run.glob("experiment_state-*.json"):
         state.unlink()
+    # an attempt that failed and was retried to the end leaves its error.txt: the records say completed
+    (trial_dir(run, "R3D-18", sampling_rate=1) / "error.txt").write_text("RuntimeError: node died\n")
     df = load(run)
     assert df.set_index("family").loc["f-R2D", "status"] == "stopped early"
     assert (df["status"] == "errored").sum() == 1
+    assert df.set_index(["family", "sampling_rate"]).loc[("R3D-18", 1), "status"] == "completed"
     assert any("inferred from files" in n and "error.txt = errored" in n for n in df.attrs["notes"])
 
 
