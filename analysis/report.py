@@ -171,9 +171,10 @@ def _best(doc: Document, trials: pd.DataFrame, rank: pd.DataFrame, metric: str) 
     for _, row in top.iterrows():
         match = s[(s["dataset"] == row["dataset"]) & (s["label"] == row["architecture"])]
         key = match["arch_key"].iloc[0]
-        members = trials[(trials["dataset"] == row["dataset"]) & (trials["arch_key"] == key)]
+        members = trials[(trials["dataset"] == row["dataset"]) & (trials["arch_key"] == key)
+                         & trials[f"final_{metric}"].notna()]  # trained: their classes come from the dataset
         arch = json.loads(key)
-        arch["num_classes"] = int(members["num_classes"].dropna().iloc[0])
+        arch["num_classes"] = int(members["num_classes"].iloc[0])
         std = row["std (%)"]
         value = f"{row[f'{metric} (%)']:.1f}" + (f" ± {std:.1f}" if pd.notna(std) else "")
         doc.para(f"**{row['dataset']}**: {row['architecture']} — {metric} {value} % over {row['n']} trial(s) "
@@ -319,7 +320,7 @@ def write_report(run_dirs: str | Path | Iterable[str | Path], out: str | Path, m
 
     (out / "tables").mkdir(exist_ok=True)
     trials.to_csv(out / "tables" / "trials.csv", index=False)
-    epochs.to_csv(out / "tables" / "epochs.csv", index=False)
+    epochs.drop(columns=["arch_key"]).to_csv(out / "tables" / "epochs.csv", index=False)  # trials.csv has it
     (out / "report.html").write_text(doc.to_html())
     path = out / "report.md"
     path.write_text(doc.markdown())

@@ -2,7 +2,8 @@
 
     runs["ucf"]   synthetic dataset A, no starch_*.json (the loader must infer): R3D-18 at sampling
                   rates 1 and 2 (a one-axis sweep), MC3, f-R2D stopped after epoch 1 by a Tune stop
-                  rule (as ASHA would), and an MC3 with a crop too small, which errors (error.txt)
+                  rule (as ASHA would), an MC3 with a crop too small, which errors (error.txt), and an
+                  R(2+1)D trained at LR 1e30, which diverges (status "diverged" in its record)
     runs["hmdb"]  synthetic dataset B with starch_experiment.json written as the search layer does:
                   R3D-18, MC3, f-R2D, each with seeds 0 and 1 (repeats)
 
@@ -29,6 +30,11 @@ def _data(root: Path) -> dict:
 
     return DataSpec(format="ucf101", root=str(root), resize=None, num_workers=0, batch_size=8,
                     eval_clips=2, cache=True).to_dict()
+
+
+def _lr(spec) -> float:
+    """LR 1e30 for R(2+1)D (it diverges in its first epoch), 0.05 for the others."""
+    return 1e30 if spec.config["arch"]["name"] == "R(2+1)D" else 0.05
 
 
 def _stop_f_r2d(trial_id: str, result: dict) -> bool:
@@ -64,8 +70,8 @@ def runs(ray_cluster, synth_root, second_root, tmp_path_factory) -> dict[str, Pa
     too_small = {**_arch("mc3"), "crop": 8}  # below the network's minimum crop: ArchSpec raises in the trial
     ucf = tune_run(storage, "ucf", {
         "arch": tune.grid_search([_arch("r3d_18"), _arch("r3d_18", sampling_rate=1), _arch("mc3"),
-                                  _arch("f-r2d"), too_small]),
-        "data": _data(synth_root), "recipe": {"epochs": 2, "lr": 0.05},
+                                  _arch("f-r2d"), too_small, _arch("r2plus1d_18")]),
+        "data": _data(synth_root), "recipe": {"epochs": 2, "lr": tune.sample_from(_lr)},
     }, stop=_stop_f_r2d)
     hmdb = tune_run(storage, "hmdb", {
         "arch": tune.grid_search([_arch("r3d_18"), _arch("mc3"), _arch("f-r2d")]),

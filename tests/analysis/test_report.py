@@ -46,9 +46,10 @@ def test_report_text_counts_failures_and_names_sources(report, runs):
                     "## Training curves", "## Fidelity of early stopping", "## Search configuration",
                     "## What was skipped or inferred"):
         assert heading in text, heading
-    assert "| ucf | ucf101 | 5 | 3 | 1 | 1 |" in text  # trials, completed, stopped early, errored
-    assert "| hmdb | synth-B | 6 | 6 | 0 | 0 |" in text
-    assert "ArchSpec.crop = 8 is too small" in text
+    assert "| run | dataset | trials | completed | stopped early | diverged | errored |" in text
+    assert "| ucf | ucf101 | 6 | 3 | 1 | 1 | 1 |" in text
+    assert "| hmdb | synth-B | 6 | 6 | 0 | 0 | 0 |" in text
+    assert "ArchSpec.crop = 8 is too small" in text and "| diverged | loss became" in text
     assert "from `starch_experiment.json`" in text and '"gpus_per_trial": 0.5' in text
     assert "trial status taken from Ray's experiment_state" in text
 
@@ -150,7 +151,7 @@ class Blocker:
 sys.meta_path.insert(0, Blocker())
 from analysis import load, load_epochs, write_report
 df = load(sys.argv[1:3])
-assert len(df) == 11, len(df)
+assert len(df) == 12, len(df)
 assert len(load_epochs(sys.argv[1:3])) > 0
 write_report(sys.argv[1:3], sys.argv[3])
 import analysis.report_cli, analysis.figures, analysis.tables, analysis.describe

@@ -29,7 +29,7 @@ def copy_run(run: Path, tmp_path: Path) -> Path:
 
 def test_one_row_per_trial_with_every_axis_metric_and_cost(runs):
     df = load([runs["ucf"], runs["hmdb"]])
-    assert len(df) == 5 + 6
+    assert len(df) == 6 + 6
     assert list(df["dataset"].unique()) == ["ucf101", "synth-B"]  # format, then starch_experiment.json's name
     for column in ("convs", "conv1", "conv5", "blocks", "blocks2", "block", "width", "frames", "sampling_rate",
                    "crop", "num_classes", "temporal_stride", "stem_kernel", "stem_stride", "stem_pool", "stem_mid",
@@ -54,6 +54,9 @@ def test_status_completed_stopped_early_and_errored_with_reason(runs):
     errored = t.loc[("MC3", 8, 2)]
     assert errored["status"] == "errored" and "crop = 8 is too small" in errored["reason"]
     assert math.isnan(errored["params"]) and errored["epochs"] == 0
+    diverged = t.loc[("R(2+1)D", 32, 2)]
+    assert diverged["status"] == "diverged" and diverged["reason"].startswith("loss became")
+    assert diverged["params"] > 0 and math.isnan(diverged["final_video@1"])
     assert any("experiment_state" in n for n in run.notes)  # says where the status came from
 
 
@@ -73,12 +76,13 @@ def test_repeats_keep_one_row_per_seed(runs):
 
 def test_labels_name_the_axis_that_tells_networks_apart(runs):
     df = load([runs["ucf"], runs["hmdb"]])
-    assert {"R3D-18 s=1", "R3D-18 s=2", "MC3 crop=8", "MC3 crop=32", "f-R2D"} == set(df["label"])
+    assert {"R3D-18 s=1", "R3D-18 s=2", "MC3 crop=8", "MC3 crop=32", "f-R2D", "R(2+1)D"} == set(df["label"])
 
 
 def test_load_epochs_one_row_per_trial_and_epoch(runs):
     ep = load_epochs([runs["ucf"], runs["hmdb"]])
-    assert len(ep) == 2 + 2 + 2 + 1 + 6 * 2  # the errored trial has none, f-R2D stopped after 1
+    assert len(ep) == 2 + 2 + 2 + 1 + 1 + 6 * 2  # the errored trial has none, f-R2D stopped and R(2+1)D
+    # diverged after 1
     row = ep.iloc[0]
     assert row["train_error"] == pytest.approx(1 - row["train_acc"])
     assert row["test_error"] == pytest.approx(1 - row["clip@1"])
