@@ -27,8 +27,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "report",
         help="plots, ranking tables and a report from run folders",
-        description="Read Ray Tune run folders written by `starch search` and write a report: accuracy vs "
-        "GFLOPs with the Pareto front, one-axis sweeps, training curves, ranking and sweep tables, "
+        description="Read Ray Tune run folders written by `starch search` and write a report: accuracy vs\n"
+        "GFLOPs with the Pareto front, one-axis sweeps, training curves, ranking and sweep tables,\n"
         "cross-dataset rank consistency and early-stopping fidelity. Needs neither torch nor Ray.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
