@@ -139,7 +139,7 @@ def trial_dirname(trial) -> str:
 
 
 def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | None = None, p: Plan | None = None,
-               callbacks: list | None = None, time_budget_s: float | None = None):
+               callbacks: list | None = None, time_budget_s: float | None = None, reuse_actors: bool = True):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -162,7 +162,7 @@ def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | N
         num_samples=exp.search.num_samples,
         max_concurrent_trials=exp.resources.max_concurrent_trials,
         trial_dirname_creator=trial_dirname,
-        reuse_actors=True,
+        reuse_actors=reuse_actors,  # a finished trial's actor takes the next one: no process start-up
         time_budget_s=time_budget_s,
     )
     run_config = tune.RunConfig(
