@@ -5,7 +5,9 @@
         starch_trials.json              [{trial_id, status, error, stopped_early}]        (optional)
         starch_infeasible.json          [{arch, reason}] rejected before training         (optional)
         experiment_state-<time>.json    Ray's own trial table (read as JSON for the status only)
-        <trial folder>/params.json      the trial config {"arch", "data", "recipe", "budget", …}
+        <trial folder>/params.json      the trial config: {"arch", "data", "recipe", "budget", …}, or
+                                        the search layer's {"candidate": {"arch", "axes", "repeat"}, …}
+                                        or {"axes", "space", "repeat", …} (see trainers.trial.resolve)
                        result.json      one JSON line per reported epoch (trainers/loop.py record)
                        error.txt        when the trial raised
 
@@ -36,7 +38,7 @@ ARCH_FIELDS = tuple(f.name for f in fields(ArchSpec))
 STATUSES = ("completed", "stopped early", "running", "pending", "diverged", "oom", "errored", "infeasible")
 TRIAL_MARKERS = ("params.json", "result.json")
 RUN_MARKERS = ("starch_experiment.json", "starch_trials.json", "tuner.pkl")
-_TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
+_TRIAL_ID = re.compile(r"(?:^|_)([0-9a-f]{5}_\d{5})(?:_|$)")  # trainable_<id>_… or starch's <id>_<label>
 
 
 @dataclass
@@ -171,6 +173,38 @@ def arch_key(arch: dict[str, Any] | None) -> str:
     return json.dumps({k: v for k, v in (arch or {}).items() if k != "num_classes"}, sort_keys=True)
 
 
+def requested_arch(params: dict[str, Any]) -> dict[str, Any]:
+    """The ArchSpec dict a trial config asks for, in any of the three forms trainers.trial.resolve takes.
+
+    Only needed for trials that never reported (their records carry the arch actually trained).
+    """
+    if isinstance(params.get("arch"), dict):
+        return params["arch"]
+    candidate = params.get("candidate")
+    if isinstance(candidate, dict) and isinstance(candidate.get("arch"), dict):
+        return candidate["arch"]
+    if isinstance(params.get("axes"), dict) and isinstance(params.get("space"), dict):
+        from spaces.space import Space  # torch-free: axes → ArchSpec, width solved analytically
+
+        try:
+            return Space.from_dict(params["space"]).to_arch(params["axes"]).to_dict()
+        except (TypeError, ValueError, KeyError):
+            return {}
+    return {}
+
+
+def _repeat_and_seed(params: dict[str, Any]) -> tuple[Any, Any]:
+    """(repeat, seed): the trainer seeds a repeat with recipe.seed + repeat (trainers.trial.resolve)."""
+    candidate = params.get("candidate") if isinstance(params.get("candidate"), dict) else {}
+    repeat = params.get("repeat", candidate.get("repeat"))
+    recipe_seed = (params.get("recipe") or {}).get("seed")
+    if params.get("seed") is not None:
+        return repeat, params["seed"]
+    if recipe_seed is None and repeat is None:
+        return None, None
+    return repeat, (recipe_seed or 0) + (repeat or 0)  # Recipe.seed defaults to 0
+
+
 def _last(records: list[dict[str, Any]], key: str) -> Any:
     for record in reversed(records):
         if record.get(key) is not None:
@@ -239,7 +273,7 @@ def read_trial(folder: Path, *, ray_statuses: dict[str, str], starch_trials: dic
     status, inferred = _status(records, ray_statuses.get(tid), starch, errored)
     # The record's arch is the one trained (width solved, classes from the dataset); params.json's
     # is what was asked for, the only one an errored trial has.
-    arch = _last(records, "arch") or params.get("arch") or {}
+    arch = _last(records, "arch") or requested_arch(params)
     recipe = params.get("recipe") or {}
     last = records[-1] if records else {}
     reason = None
@@ -248,6 +282,7 @@ def read_trial(folder: Path, *, ray_statuses: dict[str, str], starch_trials: dic
     elif status in ("diverged", "oom"):
         reason = last.get("reason")
     wall = last.get("time_total_s")
+    repeat, seed = _repeat_and_seed(params)
     row = {
         "trial_id": tid,
         "trial_dir": folder.name,
@@ -265,8 +300,8 @@ def read_trial(folder: Path, *, ray_statuses: dict[str, str], starch_trials: dic
         "resumed": any((r.get("resumed_from_epoch") or 0) > 0 for r in records),
         "wall_time_s": wall if wall is not None else math.nan,
         "gpu_hours": wall * gpus / 3600 if (wall is not None and gpus is not None) else math.nan,
-        "seed": params.get("seed", recipe.get("seed")),
-        "repeat": params.get("repeat"),
+        "seed": seed,
+        "repeat": repeat,
         "budget": params.get("budget"),
         "recipe_key": json.dumps({k: v for k, v in recipe.items() if k != "seed"}, sort_keys=True),
         "arch_key": arch_key(arch),
@@ -305,19 +340,17 @@ def dataset_name(experiment: dict[str, Any] | None, data: dict[str, Any] | None)
 def gpus_per_trial(experiment: dict[str, Any] | None) -> float | None:
     """GPUs one trial held, from the experiment config (None when it does not say).
 
-    Looks for `gpus_per_trial` / `gpus` / `num_gpus`, or `gpus_per_worker` × `workers` (data-parallel
-    trials), in `resources`, `resources_per_trial` or the top level of starch_experiment.json.
+    starch_experiment.json's `resources: {gpus_per_trial, workers_per_trial}` gives GPUs per worker
+    times data-parallel workers, as search/run.py counts them; `gpus` / `num_gpus` are read too.
     """
     exp = experiment if isinstance(experiment, dict) else {}
     for section in (exp.get("resources"), exp.get("resources_per_trial"), exp):
         if not isinstance(section, dict):
             continue
-        per_worker = _number(section.get("gpus_per_worker"))
-        if per_worker is not None:
-            return per_worker * (_number(section.get("workers")) or 1)
-        for key in ("gpus_per_trial", "gpus", "num_gpus", "gpu"):
+        workers = _number(section.get("workers_per_trial")) or 1
+        for key in ("gpus_per_trial", "gpus_per_worker", "gpus", "num_gpus", "gpu"):
             if _number(section.get(key)) is not None:
-                return _number(section.get(key))
+                return _number(section.get(key)) * workers
     return None
 
 
@@ -349,7 +382,7 @@ def read_run(run_dir: str | Path, *, dataset: str | None = None) -> Run:
     experiment = _read_json(path / "starch_experiment.json", skipped)
     starch_list = _read_json(path / "starch_trials.json", skipped)
     starch_trials = {str(t.get("trial_id")): t for t in starch_list or [] if isinstance(t, dict)}
-    ray_statuses, state_file = ({}, None) if starch_trials else _ray_statuses(path, skipped)
+    ray_statuses, state_file = _ray_statuses(path, skipped)  # for trials starch_trials.json lacks
     gpus = gpus_per_trial(experiment)
     rows, epoch_rows, inferred, data = [], [], [], None
     for folder in folders:

@@ -110,8 +110,34 @@ def test_starch_json_files_are_used_when_present(runs, tmp_path):
     assert df.set_index("trial_id").loc[completed, "reason"] == "worker node died"
     infeasible = df[df["status"] == "infeasible"].iloc[0]
     assert infeasible["width"] == 900 and infeasible["reason"].startswith("params 1.2G")
-    # trials missing from starch_trials.json fall back to the files, and that is said
-    assert any("inferred from files" in n for n in df.attrs["notes"])
+    # trials missing from starch_trials.json fall back to Ray's experiment state, not to guessing
+    assert (df["status"] == "errored").sum() == 2 and (df["status"] == "diverged").sum() == 1
+    assert not any("inferred from files" in n for n in df.attrs["notes"])
+
+
+def test_the_search_layers_trial_configs_and_folder_names(runs, tmp_path):
+    """`starch search` writes {"candidate": {"arch", "axes", "repeat"}, …} and folders `<id>_<label>`."""
+    run = copy_run(runs["hmdb"], tmp_path)
+    folder = trial_dir(run, "MC3")
+    params = json.loads((folder / "params.json").read_text())
+    tid = json.loads((folder / "result.json").read_text().splitlines()[0])["trial_id"]
+    arch = params.pop("arch")
+    params["candidate"] = {"arch": {**arch, "width": 6}, "axes": {"network": "mc3"}, "repeat": 1}
+    (folder / "params.json").write_text(json.dumps(params))
+    (folder / "result.json").unlink()  # it never reported: the arch comes from the candidate
+    folder.rename(run / f"{tid}_MC3")
+    (run / "starch_trials.json").write_text(json.dumps([
+        {"trial_id": tid, "status": "ERROR", "error": "RuntimeError: CUDA error", "stopped_early": False}]))
+    experiment = json.loads((run / "starch_experiment.json").read_text())
+    experiment["resources"] = {"gpus_per_trial": 0.5, "workers_per_trial": 2}
+    (run / "starch_experiment.json").write_text(json.dumps(experiment))
+    df = load(run)
+    row = df.set_index("trial_id").loc[tid]
+    assert row["trial_dir"] == f"{tid}_MC3" and row["family"] == "MC3" and row["width"] == 6
+    assert row["status"] == "errored" and row["reason"] == "RuntimeError: CUDA error"
+    assert row["repeat"] == 1 and row["seed"] == params["recipe"]["seed"] + 1
+    done = df[df["status"] == "completed"]
+    assert (done["gpu_hours"] - done["wall_time_s"] * 1.0 / 3600).abs().max() < 1e-12  # 0.5 GPU × 2 workers
 
 
 def test_status_inferred_from_files_without_any_state(runs, tmp_path):
