@@ -89,13 +89,12 @@ def _rank_main(rank, world_size, folder):
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
-    """{scenario: (rank 0's reports, rank 1's reports)}. The ranks are forked (they need only
-    torch, already imported here; spawning would re-import torch in each, ~10 s on 2 cores)."""
-    import torch._dynamo  # noqa: F401  (imported by the first optimizer; load it once, before the fork)
-
+    """{scenario: (rank 0's reports, rank 1's reports)}. The ranks are spawned, not forked: the
+    session's Ray (started by other tests) has threads and sockets a forked child must not inherit,
+    and a fork from such a process hung in gloo's rendezvous in the full suite."""
     folder = tmp_path_factory.mktemp("gloo")
-    context = mp.start_processes(_rank_main, args=(2, str(folder)), nprocs=2, join=False, start_method="fork")
-    deadline = time.monotonic() + 120
+    context = mp.start_processes(_rank_main, args=(2, str(folder)), nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + 180
     while not context.join(timeout=1):
         if time.monotonic() > deadline:
             for process in context.processes:
