@@ -37,11 +37,17 @@ def fixed_length_trainable(config, indexes=None):
 
 
 def run_once(tmp_path, name, monkeypatch, reuse_actors):
+    import sys
+
+    import ray.cloudpickle
+    from ray import tune
+
     from search import tuner as tuner_mod
     from search.config import Experiment
-    import trainers.ray_adapter as adapter
 
-    monkeypatch.setattr(adapter, "trainable", fixed_length_trainable)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import tests/
+    monkeypatch.setattr(tuner_mod, "make_trainable",
+                        lambda exp, indexes: tune.with_resources(fixed_length_trainable, {"cpu": 1}))
     exp = Experiment.model_validate({
         "name": name,
         "space": {"network": ["r3d_18"], "width": list(range(1, TRIALS + 1))},
