@@ -179,11 +179,11 @@ def _unfinished(directory: str) -> int:
 
 
 def _report(directory: str, metric: str) -> None:
-    try:
-        from analysis.report import write_report
-    except ImportError:
-        return
-    out = write_report([directory], Path(directory) / "report", metric=metric)
+    from analysis import ACCURACY_METRICS
+    from analysis.report import write_report
+
+    # the report ranks by an accuracy; a search on loss or GFLOPs is reported by video@1
+    out = write_report([directory], Path(directory) / "report", metric=metric if metric in ACCURACY_METRICS else "video@1")
     print(f"report: {out}")
 
 
