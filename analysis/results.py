@@ -35,7 +35,8 @@ from analysis import ACCURACY_METRICS
 from spaces.arch import ArchSpec
 
 ARCH_FIELDS = tuple(f.name for f in fields(ArchSpec))
-STATUSES = ("completed", "stopped early", "running", "pending", "diverged", "oom", "errored", "infeasible")
+STATUSES = ("completed", "stopped early", "running", "pending", "interrupted", "diverged", "oom", "errored",
+            "infeasible")
 TRIAL_MARKERS = ("params.json", "result.json")
 RUN_MARKERS = ("starch_experiment.json", "starch_trials.json", "tuner.pkl")
 _TRIAL_ID = re.compile(r"(?:^|_)([0-9a-f]{5}_\d{5})(?:_|$)")  # trainable_<id>_… or starch's <id>_<label>
@@ -240,6 +241,8 @@ def _status(records, ray_status: str | None, starch: dict[str, Any] | None, erro
         return "errored", True
     if scheduler in ("RUNNING", "PAUSED"):
         return "running", False
+    if scheduler == "INTERRUPTED":  # the driver was stopped (Ctrl-C); `starch resume` continues it
+        return "interrupted", False
     if scheduler == "PENDING" or not records:
         return "pending", scheduler is None
     # ended (TERMINATED / STOPPED) while the loop still said "running": a scheduler stopped it

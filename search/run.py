@@ -1,8 +1,12 @@
 """Running an experiment end to end: Ray up, Tuner.fit() or Tuner.restore(), files and report."""
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +79,58 @@ def with_dataset_classes(exp: Experiment, indexes: dict | None) -> Experiment:
     return exp.model_copy(update={"space": {**exp.space, "num_classes": [indexes["train"].num_classes]}})
 
 
+class GracefulInterrupt(contextlib.AbstractContextManager):
+    """Ctrl-C during a search: Tune stops, snapshots the experiment, and we remember that it did.
+
+    Tune's own SIGINT handler would do the same but leave no trace of the interruption (its trials
+    end TERMINATED, like trials a scheduler stopped), so ours takes SIGINT and forwards it as the
+    SIGUSR1 Tune also listens to. A second Ctrl-C aborts at once.
+    """
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGUSR1"):
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+        print("\nstopping: saving the experiment state (Ctrl-C again to abort at once) ...", flush=True)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+
+
+def mark_interrupted(directory: str) -> None:
+    """Trials that an interruption ended mid-training are INTERRUPTED, not stopped early."""
+    path = Path(directory) / TRIALS_FILE
+    if not path.is_file():
+        return
+    trials = json.loads(path.read_text())
+    for t in trials:
+        if t["status"] in ("TERMINATED", "RUNNING", "PENDING") and t.get("run_status") != "completed" \
+                and t.get("run_status") not in ("diverged", "oom"):
+            t.update(status="INTERRUPTED", stopped_early=False)
+    path.write_text(json.dumps(trials, indent=1))
+
+
+def _fit_tuner(tuner, directory: str):
+    with GracefulInterrupt() as guard:
+        results = tuner.fit()
+    if guard.interrupted:
+        mark_interrupted(directory)
+    return directory, results
+
+
 def fit(exp: Experiment, *, storage: str | None = None, callbacks: list | None = None, p: Plan | None = None,
         time_budget_s: float | None = None):
     indexes = driver_indexes(exp)
@@ -83,7 +139,7 @@ def fit(exp: Experiment, *, storage: str | None = None, callbacks: list | None =
     exp = check_resources(exp)
     write_experiment(exp, directory)
     tuner = make_tuner(exp, storage=storage, indexes=indexes, p=p, callbacks=callbacks, time_budget_s=time_budget_s)
-    return directory, tuner.fit()
+    return _fit_tuner(tuner, directory)
 
 
 def resume(directory: str | os.PathLike, *, callbacks: list | None = None):
@@ -92,7 +148,7 @@ def resume(directory: str | os.PathLike, *, callbacks: list | None = None):
     indexes = driver_indexes(exp)
     check_resources(exp)
     tuner = restore_tuner(directory, exp, indexes=indexes)
-    return directory, tuner.fit()
+    return _fit_tuner(tuner, directory)
 
 
 def summary(results) -> dict[str, Any]:

@@ -152,3 +152,24 @@ def test_a_failing_trial_does_not_stop_the_others(ray_cluster, make_experiment, 
     assert main(["status", str(path.parent / "runs" / "fails")]) == 0
     out = capsys.readouterr().out
     assert "2 trial(s)" in out and "errored" in out and "completed" in out and "yielded no clip" in out
+
+
+def test_ctrl_c_leaves_a_resumable_run_and_says_how(ray_cluster, make_experiment):
+    path = make_experiment(name="ctrlc")
+    path.write_text(path.read_text().replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 3"))
+    run = path.parent / "runs" / "ctrlc"
+    driver = subprocess.Popen([sys.executable, "-m", "search.cli", "search", str(path), "--no-report",
+                               "--address", ray_cluster.address], env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for(lambda: sum(n >= 1 for n in epochs_done(run)) >= 1, timeout=180), "no progress"
+        driver.send_signal(signal.SIGINT)
+        out, _ = driver.communicate(timeout=120)
+    finally:
+        driver.kill()
+    assert driver.returncode == 130
+    assert f"continue with: starch resume {run}" in out
+    trials = json.loads((run / "starch_trials.json").read_text())
+    assert any(t["status"] == "INTERRUPTED" for t in trials) and not any(t["stopped_early"] for t in trials)
+    assert main(["resume", str(run), "--no-report"]) == 0
+    assert all(r[-1]["epoch"] == 3 for r in records(run).values()) and len(records(run)) == 3
