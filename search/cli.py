@@ -45,11 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("starch: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, UserError) as exc:
+    except (ValueError, FileNotFoundError, UserError) as exc:  # bad input: the message says what to fix
         if args.debug:
             raise
         print(f"starch: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # anything else: still one line, the traceback on request
+        if args.debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"starch: error: {type(exc).__name__}: {first} (run `starch --debug …` for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
