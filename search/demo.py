@@ -67,7 +67,7 @@ def run(args) -> int:
     quiet_ray_logs()
     init_ray(None, num_cpus=os.cpu_count())
     directory, results = fit(exp, callbacks=[ProgressPrinter(exp.search.metric)], time_budget_s=budget_s)
-    print(f"3/3  report ...", flush=True)
+    print("3/3  report ...", flush=True)
     from analysis import load, write_report
     from analysis.tables import display_ranking, ranking, to_markdown
 

@@ -8,10 +8,9 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any
 
 from search.config import Experiment
-from search.tuner import TRIALS_FILE, Plan, make_tuner, plan, read_experiment, restore_tuner, run_dir, write_experiment
+from search.tuner import TRIALS_FILE, Plan, make_tuner, read_experiment, restore_tuner, run_dir, write_experiment
 
 log = logging.getLogger(__name__)
 DATA_PLACEHOLDER = "<--data>"
@@ -150,7 +149,3 @@ def resume(directory: str | os.PathLike, *, callbacks: list | None = None):
     tuner = restore_tuner(directory, exp, indexes=indexes)
     return _fit_tuner(tuner, directory)
 
-
-def summary(results) -> dict[str, Any]:
-    errors = [r for r in results if r.error is not None]
-    return {"trials": len(results), "errored": len(errors)}

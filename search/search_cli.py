@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from search.config import list_presets, load_experiment, resolve_source
+from search.config import list_presets, load_experiment
 
 SEARCH_EXAMPLES = """examples:
   starch search --list-presets
@@ -130,16 +130,17 @@ def run_search(args) -> int:
     if args.dry_run:
         print_plan(exp)
         return 0
-    return _execute(lambda cb: __import__("search.run", fromlist=["fit"]).fit(exp, callbacks=cb), exp,
-                    address=exp.cluster.address, report=not args.no_report)
+    from search import run
+
+    return _execute(lambda cb: run.fit(exp, callbacks=cb), exp, address=exp.cluster.address,
+                    report=not args.no_report)
 
 
 def run_resume(args) -> int:
+    from search import run
     from search.tuner import read_experiment
 
     exp = read_experiment(args.run_dir)
-    from search import run
-
     return _execute(lambda cb: run.resume(args.run_dir, callbacks=cb), exp, address=args.address,
                     report=not args.no_report)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from trainers import checkpoint
 from trainers.datasets import FORMATS, DataSpec
 from trainers.recipe import Recipe
-from trainers.trial import TrialConfig, resolve, run_trial
+from trainers.trial import resolve, run_trial
 
 EXAMPLES = """examples:
   starch data synth /tmp/motion --videos-per-class 50
