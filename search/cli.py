@@ -7,6 +7,7 @@ exceptions into one clear line (a traceback only with --debug).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from spaces import describe_cli
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("starch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `starch … | head`: the reader left, which is not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except (ValueError, FileNotFoundError, UserError) as exc:  # bad input: the message says what to fix
         if args.debug:
             raise
