@@ -50,14 +50,21 @@ def reason(v: dict[str, float]) -> str | None:
     return "; ".join(bad) or None
 
 
-def check_point(exp: Experiment, space: Space, point: dict[str, Any]) -> tuple[ArchSpec | None, str | None]:
-    """(arch, None) if the point is feasible, else (arch or None, why)."""
+def point_violations(exp: Experiment, space: Space, point: dict[str, Any]
+                     ) -> tuple[ArchSpec | None, dict[str, float], str | None]:
+    """(arch, violations, why): why is None for a feasible point; arch is None if it cannot be built."""
     try:
         arch = space.to_arch(point)
     except ValueError as exc:  # e.g. an impossible budget for this network
-        return None, str(exc)
-    return arch, reason(violations(arch, exp.constraints, batch_size=exp.to_data().batch_size,
-                                   budget=point.get("budget")))
+        return None, {"invalid": 1.0}, str(exc)
+    v = violations(arch, exp.constraints, batch_size=exp.to_data().batch_size, budget=point.get("budget"))
+    return arch, v, reason(v)
+
+
+def check_point(exp: Experiment, space: Space, point: dict[str, Any]) -> tuple[ArchSpec | None, str | None]:
+    """(arch, None) if the point is feasible, else (arch or None, why)."""
+    arch, _, why = point_violations(exp, space, point)
+    return arch, why
 
 
 def constraints_of(trial) -> list[float]:
@@ -80,16 +87,18 @@ class OptunaSpace:
             else:
                 encoded = [_encode(c) for c in choices]
                 point[name] = _decode(trial.suggest_categorical(name, encoded))
-        arch, why = check_point(self.exp, space, point)
-        v = violations(arch, self.exp.constraints, batch_size=self.exp.to_data().batch_size,
-                       budget=point.get("budget")) if arch is not None else {"invalid": 1.0}
+        _, v, why = point_violations(self.exp, space, point)  # one cost() per sample
         if hasattr(trial, "set_constraint"):  # Optuna >= 5: samplers read these directly
             for name, excess in (v or {"none": 0.0}).items():
                 trial.set_constraint(name, excess)
         else:  # older Optuna: read back by `constraints_of` through the samplers' constraints_func
             trial.set_user_attr("constraints", list(v.values()) or [0.0])
         trial.set_user_attr("infeasible", why)
-        return {"axes": {k: list(v) if isinstance(v, tuple) else v for k, v in point.items()}}
+        return {"axes": jsonable(point)}
+
+
+def jsonable(point: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in point.items()}
 
 
 def _encode(choice):
@@ -134,7 +143,7 @@ class ConstrainedSearcher(Searcher):
     def _reject(self, inner_id: str, point: dict, arch: ArchSpec | None, why: str) -> None:
         worst = {m: (0.0 if mode == "max" else 1e12) for m, mode in self._objectives()}
         self.inner.on_trial_complete(inner_id, result=worst, error=False)
-        entry = {"axes": {k: list(v) if isinstance(v, tuple) else v for k, v in point.items()},
+        entry = {"axes": jsonable(point),
                  "arch": arch.to_dict() if arch else None, "reason": why}
         self.infeasible.append(entry)
         log.info("infeasible sample skipped (%s): %s", why, entry["axes"])

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from search.config import Experiment
-from search.constraints import ConstrainedSearcher, OptunaSpace, check_point, constraints_of, write_infeasible
+from search.constraints import (ConstrainedSearcher, OptunaSpace, jsonable, check_point, constraints_of,
+                                write_infeasible)
 
 log = logging.getLogger(__name__)
 EXPERIMENT_FILE = "starch_experiment.json"
@@ -42,10 +43,6 @@ class Plan:
         return len(self.candidates)
 
 
-def _jsonable(point: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in point.items()}
-
-
 def plan(exp: Experiment) -> Plan:
     """Expand a grid and check every point against the constraints (other algorithms sample lazily)."""
     out = Plan()
@@ -55,10 +52,10 @@ def plan(exp: Experiment) -> Plan:
     for point in space.grid():
         arch, why = check_point(exp, space, point)
         if why is not None:
-            out.infeasible.append({"axes": _jsonable(point), "arch": arch.to_dict() if arch else None, "reason": why})
+            out.infeasible.append({"axes": jsonable(point), "arch": arch.to_dict() if arch else None, "reason": why})
             continue
         for repeat in range(exp.search.repeats):
-            out.candidates.append(Candidate(_jsonable(point), arch, repeat))
+            out.candidates.append(Candidate(jsonable(point), arch, repeat))
     return out
 
 
