@@ -208,7 +208,7 @@ def run_status(args) -> int:
     counts = table["state"].value_counts().to_dict() if len(table) else {}
     print(f"{directory}: {len(table)} trial(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if len(table):
-        print(table.fillna("").to_string(index=False))
+        print(table.to_string(index=False, na_rep=""))
     for note in df.attrs.get("notes", []):
         print(f"note: {note}")
     return 0
