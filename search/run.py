@@ -14,6 +14,7 @@ from search.tuner import TRIALS_FILE, Plan, make_tuner, read_experiment, restore
 
 log = logging.getLogger(__name__)
 DATA_PLACEHOLDER = "<--data>"
+ORPHANS = "orphaned"  # trial folders a killed driver left that its last snapshot does not list
 
 
 def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
@@ -122,6 +123,30 @@ def mark_interrupted(directory: str) -> None:
     path.write_text(json.dumps(trials, indent=1))
 
 
+def set_aside_orphans(directory: str) -> list[str]:
+    """Move trial folders that Tune.restore will not know into RUN_DIR/orphaned/; return their names.
+
+    Tune snapshots its experiment state every few seconds; a driver killed between a trial's start
+    and the next snapshot leaves that trial's folder behind, and the restored searcher samples the
+    trial again under a new id. Left in place, the run would list it twice (once without results).
+    Moved aside, nothing is deleted. Local run folders only (a cloud URI is left as it is).
+    """
+    path = Path(directory)
+    states = sorted(path.glob("experiment_state-*.json")) if "://" not in directory else []
+    if not states:
+        return []
+    try:
+        known = {json.loads(trial)["relative_logdir"] for trial, _ in json.loads(states[-1].read_text())["trial_data"]}
+    except (ValueError, KeyError, TypeError):  # a format we do not know: touch nothing, Tune decides
+        return []
+    orphans = [d for d in sorted(path.iterdir())
+               if d.is_dir() and d.name not in known and (d / "params.json").exists()]
+    for folder in orphans:
+        (path / ORPHANS).mkdir(exist_ok=True)
+        folder.rename(path / ORPHANS / folder.name)
+    return [d.name for d in orphans]
+
+
 def _fit_tuner(tuner, directory: str):
     with GracefulInterrupt() as guard:
         results = tuner.fit()
@@ -146,6 +171,11 @@ def resume(directory: str | os.PathLike, *, callbacks: list | None = None):
     exp = read_experiment(directory)  # saved with the dataset's class count already applied
     indexes = driver_indexes(exp)
     check_resources(exp)
+    moved = set_aside_orphans(directory)
+    if moved:
+        print(f"note: {len(moved)} trial folder(s) started after the killed driver's last experiment snapshot, "
+              f"so Tune does not know them and samples them anew; kept in {Path(directory) / ORPHANS}: "
+              + ", ".join(moved))
     tuner = restore_tuner(directory, exp, indexes=indexes)
     return _fit_tuner(tuner, directory)
 

@@ -21,6 +21,17 @@ def test_grid_search_end_to_end(ray_cluster, make_experiment, capsys):
     out = capsys.readouterr().out
     assert "run folder:" in out and "3 trial(s), 0 errored" in out
 
+    # a driver killed between a trial's start and Tune's next snapshot leaves a folder that the
+    # restored experiment does not know; resume moves it aside instead of listing a trial twice
+    ghost = run / "0000dead_R3D-18"
+    ghost.mkdir()
+    (ghost / "params.json").write_text(next(run.glob("*_R3D-18/params.json")).read_text())
+    assert main(["resume", str(run), "--no-report"]) == 0
+    assert "1 trial folder(s) started after the killed driver's last experiment snapshot" in capsys.readouterr().out
+    assert not ghost.exists() and (run / "orphaned" / ghost.name / "params.json").is_file()
+    from analysis import load
+    assert len(load([run])) == 3 and len(trials(run)) == 3
+
 
 @pytest.mark.parametrize("algorithm, scheduler", [("random", "asha"), ("tpe", "asha"), ("nsga2", "fifo")])
 def test_model_based_search_with_constraints(ray_cluster, make_experiment, algorithm, scheduler):
