@@ -113,6 +113,7 @@ def _counts(run: Run) -> dict[str, Any]:
     row.update({s: int(status.get(s, 0)) for s in STATUSES})
     row.update({"bad videos": int(t["bad_videos"].max()) if len(t) else 0,
                 "short videos dropped": int(t["short_videos_dropped"].max()) if len(t) else 0,
+                "missing videos": int(t["missing_videos"].max()) if len(t) and "missing_videos" in t else 0,
                 "wall time (h)": f"{wall:.3f}", "GPU-hours": "—" if pd.isna(gpu) else f"{gpu:.3f}"})
     return row
 

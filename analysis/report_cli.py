@@ -46,10 +46,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from analysis.remote import default_report_dir
     from analysis.report import write_report  # pandas, matplotlib, scipy: only when a report is made
 
     formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
-    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "report"
+    out = Path(args.out) if args.out else default_report_dir(args.run_dirs[0])
     path = write_report(args.run_dirs, out, args.metric, datasets=args.dataset, formats=formats)
     print(f"report written: {path} (and {path.with_suffix('.html').name}, figures/, tables/)")
     return 0

@@ -32,6 +32,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from analysis import ACCURACY_METRICS
+from analysis.remote import fetch, is_uri
 from spaces.arch import ArchSpec
 
 ARCH_FIELDS = tuple(f.name for f in fields(ArchSpec))
@@ -300,6 +301,7 @@ def read_trial(folder: Path, *, ray_statuses: dict[str, str], starch_trials: dic
         "reason": reason,
         "bad_videos": max((r.get("bad_videos", 0) or 0 for r in records), default=0),
         "short_videos_dropped": max((r.get("short_videos_dropped", 0) or 0 for r in records), default=0),
+        "missing_videos": max((r.get("missing_videos", 0) or 0 for r in records), default=0),
         "resumed": any((r.get("resumed_from_epoch") or 0) > 0 for r in records),
         "wall_time_s": wall if wall is not None else math.nan,
         "gpu_hours": wall * gpus / 3600 if (wall is not None and gpus is not None) else math.nan,
@@ -372,16 +374,21 @@ def _infeasible_rows(path: Path, skipped: list[str]) -> list[dict[str, Any]]:
         rows.append({"trial_id": f"infeasible_{i}", "trial_dir": None, "family": arch.get("name"),
                      **flatten_arch(arch), "params": math.nan, "gflops": math.nan, **_metrics([]),
                      "epochs": 0, "status": "infeasible", "reason": entry.get("reason"),
-                     "bad_videos": 0, "short_videos_dropped": 0, "arch_key": arch_key(arch)})
+                     "bad_videos": 0, "short_videos_dropped": 0, "missing_videos": 0, "arch_key": arch_key(arch)})
     return rows
 
 
 def read_run(run_dir: str | Path, *, dataset: str | None = None) -> Run:
-    """Read one run folder. Raises only when `run_dir` is not a run; everything else is skipped and said."""
-    path = Path(run_dir).expanduser()
+    """Read one run folder (or URI, see analysis.remote). Raises only when `run_dir` is not a run;
+    everything else is skipped and said."""
+    notes: list[str] = []
+    if is_uri(run_dir):
+        path = fetch(str(run_dir))
+        notes.append(f"{run_dir}: result files copied to {path} (checkpoints not downloaded)")
+    else:
+        path = Path(run_dir).expanduser()
     folders = _check_run_dir(path)
     skipped: list[str] = []
-    notes: list[str] = []
     experiment = _read_json(path / "starch_experiment.json", skipped)
     starch_list = _read_json(path / "starch_trials.json", skipped)
     starch_trials = {str(t.get("trial_id")): t for t in starch_list or [] if isinstance(t, dict)}

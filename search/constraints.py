@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 from ray.tune.search import Searcher
 
 from search.config import Constraints, Experiment
+from search.runfiles import write_text
 from spaces import ArchSpec, cost
 from spaces.space import Space
 from spaces.width import parse_count
@@ -174,10 +174,5 @@ class ConstrainedSearcher(Searcher):
 
 
 def write_infeasible(record_dir: str | None, entries: list[dict[str, Any]]) -> None:
-    if record_dir is None or "://" in record_dir:
-        return
-    path = Path(record_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / f".{INFEASIBLE_FILE}.tmp"
-    tmp.write_text(json.dumps(entries, indent=1))
-    tmp.replace(path / INFEASIBLE_FILE)
+    if record_dir is not None:
+        write_text(record_dir, INFEASIBLE_FILE, json.dumps(entries, indent=1))

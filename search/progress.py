@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from search.tuner import TRIALS_FILE  # noqa: F401  (re-exported for readers)
+from search.runfiles import write_text
+from search.tuner import TRIALS_FILE
 
 
 class TrialsFileCallback(Callback):
@@ -29,13 +30,8 @@ class TrialsFileCallback(Callback):
         self._write()
 
     def _write(self) -> None:
-        if self.directory is None:
-            return
-        path = Path(self.directory)
-        path.mkdir(parents=True, exist_ok=True)
-        tmp = path / f".{TRIALS_FILE}.tmp"
-        tmp.write_text(json.dumps(sorted(self.trials.values(), key=lambda t: t["trial_id"]), indent=1))
-        tmp.replace(path / TRIALS_FILE)
+        if self.directory is not None:
+            write_text(self.directory, TRIALS_FILE, json.dumps(sorted(self.trials.values(), key=lambda t: t["trial_id"]), indent=1))
 
     def on_experiment_end(self, trials, **info):
         """The authoritative final word: every trial the controller knows, with its status."""

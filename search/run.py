@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from search.config import Experiment
+from search.runfiles import read_text, write_text
 from search.tuner import TRIALS_FILE, Plan, make_tuner, read_experiment, restore_tuner, run_dir, write_experiment
 
 log = logging.getLogger(__name__)
@@ -112,15 +113,15 @@ class GracefulInterrupt(contextlib.AbstractContextManager):
 
 def mark_interrupted(directory: str) -> None:
     """Trials that an interruption ended mid-training are INTERRUPTED, not stopped early."""
-    path = Path(directory) / TRIALS_FILE
-    if not path.is_file():
+    text = read_text(directory, TRIALS_FILE)
+    if text is None:
         return
-    trials = json.loads(path.read_text())
+    trials = json.loads(text)
     for t in trials:
         if t["status"] in ("TERMINATED", "RUNNING", "PENDING") and t.get("run_status") != "completed" \
                 and t.get("run_status") not in ("diverged", "oom"):
             t.update(status="INTERRUPTED", stopped_early=False)
-    path.write_text(json.dumps(trials, indent=1))
+    write_text(directory, TRIALS_FILE, json.dumps(trials, indent=1))
 
 
 def set_aside_orphans(directory: str) -> list[str]:

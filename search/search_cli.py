@@ -171,32 +171,35 @@ def quiet_ray_logs() -> None:
 
 
 def _unfinished(directory: str) -> int:
+    from search.runfiles import read_text
     from search.tuner import TRIALS_FILE
 
-    path = Path(directory) / TRIALS_FILE
-    if not path.is_file():
-        return 0
-    return sum(t["status"] not in ("TERMINATED", "ERROR") for t in json.loads(path.read_text()))
+    text = read_text(directory, TRIALS_FILE)
+    return 0 if text is None else sum(t["status"] not in ("TERMINATED", "ERROR") for t in json.loads(text))
 
 
 def _report(directory: str, metric: str) -> None:
     from analysis import ACCURACY_METRICS
+    from analysis.remote import default_report_dir
     from analysis.report import write_report
 
     # the report ranks by an accuracy; a search on loss or GFLOPs is reported by video@1
-    out = write_report([directory], Path(directory) / "report", metric=metric if metric in ACCURACY_METRICS else "video@1")
+    out = write_report([directory], default_report_dir(directory), metric=metric if metric in ACCURACY_METRICS else "video@1")
     print(f"report: {out}")
 
 
 def run_status(args) -> int:
     """Trials of a run, read from its folder (works while it runs, after a crash, without Ray)."""
     from analysis import load
+    from analysis.remote import fetch, is_uri
+    from search.runfiles import read_text
+    from search.tuner import EXPERIMENT_FILE
 
-    directory = Path(args.run_dir)
+    directory = fetch(args.run_dir) if is_uri(args.run_dir) else Path(args.run_dir)
     if not directory.is_dir():
         raise FileNotFoundError(f"run folder {str(directory)!r} does not exist")
-    exp_file = directory / "starch_experiment.json"
-    metric = json.loads(exp_file.read_text())["search"]["metric"] if exp_file.is_file() else "video@1"
+    text = read_text(directory, EXPERIMENT_FILE)
+    metric = json.loads(text)["search"]["metric"] if text is not None else "video@1"
     df = load([directory])
     cols = {"trial_id": "trial", "label": "network", "width": "k", "status": "state", "epochs": "epoch",
             f"final_{metric}": metric, "reason": "why"}
@@ -206,7 +209,7 @@ def run_status(args) -> int:
             print(json.dumps({k: (None if v != v else v) for k, v in row.items()}, default=str))
         return 0
     counts = table["state"].value_counts().to_dict() if len(table) else {}
-    print(f"{directory}: {len(table)} trial(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    print(f"{args.run_dir}: {len(table)} trial(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if len(table):
         print(table.to_string(index=False, na_rep=""))
     for note in df.attrs.get("notes", []):

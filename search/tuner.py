@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from search.config import Experiment
+from search.runfiles import read_text, write_text
 from search.constraints import (ConstrainedSearcher, OptunaSpace, jsonable, check_point, constraints_of,
                                 write_infeasible)
 
@@ -147,9 +148,8 @@ def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | N
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # per-epoch checkpoints are by design
     p = p or plan(exp)
     directory = run_dir(exp, storage)
-    local_dir = None if "://" in directory else directory
-    write_infeasible(local_dir, p.infeasible)
-    searcher = make_searcher(exp, local_dir)
+    write_infeasible(directory, p.infeasible)
+    searcher = make_searcher(exp, directory)
     grid = exp.search.algorithm == "grid"
     tune_config = tune.TuneConfig(
         metric=None if exp.search.algorithm == "nsga2" else exp.search.metric,
@@ -167,7 +167,7 @@ def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | N
         storage_path=directory.rsplit("/", 1)[0],
         failure_config=tune.FailureConfig(max_failures=exp.failures.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), TrialsFileCallback(local_dir), *(callbacks or [])],
+        callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), TrialsFileCallback(directory), *(callbacks or [])],
         verbose=0,
     )
     if not grid and exp.search.algorithm == "nsga2" and exp.scheduler.type != "fifo":
@@ -177,17 +177,14 @@ def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | N
 
 
 def write_experiment(exp: Experiment, directory: str) -> None:
-    if "://" in directory:
-        return
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    (Path(directory) / EXPERIMENT_FILE).write_text(json.dumps(exp.model_dump(mode="json"), indent=2))
+    write_text(directory, EXPERIMENT_FILE, json.dumps(exp.model_dump(mode="json"), indent=2))
 
 
 def read_experiment(directory: str | Path) -> Experiment:
-    path = Path(directory) / EXPERIMENT_FILE
-    if not path.is_file():
+    text = read_text(directory, EXPERIMENT_FILE)
+    if text is None:
         raise FileNotFoundError(f"{str(directory)!r} is not a starch run folder (no {EXPERIMENT_FILE})")
-    return Experiment.model_validate(json.loads(path.read_text()))
+    return Experiment.model_validate(json.loads(text))
 
 
 def restore_tuner(directory: str, exp: Experiment, *, indexes: dict | None = None):

@@ -7,6 +7,8 @@ that turn a dataset folder into a `VideoIndex` (list of (path, label), class nam
 Index building only lists and stats files; it never opens a video (that happens in the loader's
 decode processes). A split file that lists videos which are not on disk fails here, at
 construction, naming how many are missing and the first few paths — not an hour into training.
+Kinetics copies always lack some videos (deleted from YouTube): `missing_videos: skip` trains on
+the ones present, warns once, and every epoch record carries the count (`missing_videos`).
 
 Layouts (every format also accepts `video_root` / `annotation_root` overrides):
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import re
 import zlib
@@ -41,7 +44,10 @@ from pathlib import Path
 from trainers.clips import SHORT_POLICIES
 
 FORMATS: tuple[str, ...] = ("ucf101", "hmdb51", "kinetics", "folder", "csv")
+log = logging.getLogger(__name__)
+
 SUBSETS: tuple[str, ...] = ("train", "test")
+MISSING_POLICIES: tuple[str, ...] = ("error", "skip")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 DATASET_META_FILE = "starch_dataset.json"
 
@@ -74,6 +80,7 @@ class DataSpec:
     resize: str | tuple[int, int] | None = "auto"  # 'auto' = the papers' size for the crop; None = native
     eval_clips: int = 10                # clips per video for video@1
     short_video: str = "drop"           # videos shorter than a clip: 'drop' (counted) or 'loop'
+    missing_videos: str = "error"       # listed but not on disk: 'error' at construction, or 'skip' (counted)
     hflip: bool | None = None           # None = ask the dataset (starch_dataset.json), default True
     # how
     num_workers: int = 2
@@ -99,6 +106,7 @@ class DataSpec:
             object.__setattr__(self, "resize", tuple(self.resize))
         _check_int("eval_clips", self.eval_clips, low=1)
         _check_choice("short_video", self.short_video, SHORT_POLICIES)
+        _check_choice("missing_videos", self.missing_videos, MISSING_POLICIES)
         if self.hflip not in (True, False, None):
             raise ValueError(f"DataSpec.hflip must be true, false or null (ask the dataset), got {self.hflip!r}")
         _check_int("num_workers", self.num_workers, low=0)
@@ -194,9 +202,12 @@ def build_index(spec: DataSpec, subset: str | None = None, *, allow_missing: boo
     missing = tuple(p for p, _ in listed if not os.path.isfile(p))
     if missing and not allow_missing:
         first = "\n  ".join(missing[:5])
-        raise MissingVideosError(
-            f"{spec.format} {subset} split {spec.split}: {len(missing)} of {len(listed)} listed videos "
-            f"are missing (first: {first}); check root/video_root, or list the present ones in a csv")
+        what = f"{spec.format} {subset} split {spec.split}: {len(missing)} of {len(listed)} listed videos are missing"
+        if spec.missing_videos == "error":
+            raise MissingVideosError(
+                f"{what} (first: {first}); check root/video_root, or set data.missing_videos: skip to train "
+                f"on the present ones")
+        log.warning("%s and skipped (missing_videos: skip); first: %s", what, missing[0])
     if not present and not allow_missing:
         raise ValueError(f"{spec.format} {subset} split {spec.split} under {str(root)!r}: no usable video found")
     meta_dir = Path(spec.video_root).expanduser() if spec.video_root else root

@@ -82,7 +82,8 @@ def run_trial(
     c = cost(arch)
     static = {**(static or {}), "hostname": socket.gethostname(), "started_at": time.time(),
               "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "arch_name": arch.name, "width": arch.width, "params": c.params,
-              "gflops": c.flops / 1e9, "arch": arch.to_dict()}
+              "gflops": c.flops / 1e9, "arch": arch.to_dict(),
+              "missing_videos": len(train_index.missing) + len(test_index.missing)}
     shard = {"rank": distributed.rank, "world_size": distributed.world_size}
     loaders = {
         "train": make_loader(data, "train", seed=seed, index=train_index, **shard),

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,31 @@ def test_grid_dry_run_lists_infeasible_points(make_experiment, capsys):
     out = capsys.readouterr().out
     assert "1 trial(s) (1 repeat(s) each), 1 infeasible point(s)" in out
     assert "infeasible: gflops over its limit" in out
+
+
+def test_a_run_on_shared_storage_is_searched_resumed_and_reported_by_uri(ray_cluster, make_experiment, tmp_path,
+                                                                          capsys, monkeypatch):
+    """`cluster.storage` as a URI (file:// here; s3:// and gs:// take the same pyarrow path): the
+    starch files are written there too, and status, report and resume read the run by its URI."""
+    from analysis import load
+
+    path = make_experiment(name="shared")
+    uri = f"file://{tmp_path}/bucket"
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", str(path), "--storage", uri]) == 0
+    run = tmp_path / "bucket" / "shared"
+    assert {"starch_experiment.json", "starch_trials.json", "starch_infeasible.json"} <= {p.name for p in run.iterdir()}
+    assert (tmp_path / "shared-report" / "report.md").is_file()  # a URI's report is written locally
+    capsys.readouterr()
+
+    assert main(["status", f"{uri}/shared"]) == 0
+    out = capsys.readouterr().out
+    assert f"{uri}/shared: 3 trial(s): 3 completed" in out
+    by_uri, local = load([f"{uri}/shared"]), load([run])
+    cols = ["trial_id", "label", "status", "final_video@1"]
+    assert by_uri[cols].equals(local[cols])
+    copy = Path(by_uri.attrs["notes"][0].split(" copied to ")[1].split(" (")[0])
+    assert not list(copy.rglob("checkpoint_*")) and list(run.rglob("checkpoint_*"))  # results only
+
+    assert main(["resume", f"{uri}/shared", "--no-report"]) == 0  # a finished run: nothing left to do
+    assert "3 trial(s), 0 errored" in capsys.readouterr().out

@@ -71,8 +71,37 @@ def test_missing_listed_videos_fail_at_construction(ucf_root, tmp_path):
     with pytest.raises(MissingVideosError, match=r"2 of 11 listed videos are missing .*g99") as err:
         build_index(spec, "train")
     assert isinstance(err.value, FileNotFoundError)
+    assert "missing_videos: skip" in str(err.value)  # the way out is named
     index = build_index(spec, "train", allow_missing=True)
     assert len(index) == 9 and len(index.missing) == 2
+
+
+def test_missing_videos_skip_trains_on_the_present_ones_and_counts_the_rest(synth_root, tmp_path, caplog):
+    """Kinetics copies always lack videos; `missing_videos: skip` warns once and the trial's
+    records carry the count."""
+    import torch
+
+    from spaces import named
+    from trainers.recipe import Recipe
+    from trainers.trial import TrialConfig, run_trial
+
+    ann = tmp_path / "ann"
+    shutil.copytree(synth_root / "ucfTrainTestlist", ann)
+    with open(ann / "trainlist01.txt", "a") as f:
+        f.write("Left1/v_Left1_g99_c01.mp4 2\n")  # listed, never downloaded
+    spec = DataSpec(format="ucf101", root=str(synth_root), annotation_root=str(ann), resize=None, num_workers=0,
+                    batch_size=8, eval_clips=1, missing_videos="skip")
+    with caplog.at_level("WARNING", logger="trainers.datasets"):
+        index = build_index(spec, "train")
+    assert index.missing == (str(synth_root / "UCF-101" / "Left1" / "v_Left1_g99_c01.mp4"),)
+    assert "1 of" in caplog.text and "skipped (missing_videos: skip)" in caplog.text
+    torch.manual_seed(0)
+    records = []
+    run_trial(TrialConfig(named("r3d_18", width=2, frames=4, crop=32, blocks=(1, 1, 1, 1)), spec,
+                          Recipe(epochs=1)), lambda r, s: records.append(r))
+    assert records[-1]["missing_videos"] == 1 and records[-1]["status"] == "completed"
+    with pytest.raises(ValueError, match="missing_videos"):
+        DataSpec(format="ucf101", root="/x", missing_videos="ignore")
 
 
 def test_hmdb51_splits_ignore_unused_videos(hmdb_root):

@@ -1,0 +1,50 @@
+"""starch's own files in a run folder, which may be local or on shared storage (s3://, gs://, file://…).
+
+Ray Tune writes the run folder through pyarrow's file systems when `cluster.storage` is a URI; the
+starch files (starch_experiment.json, starch_trials.json, starch_infeasible.json) go the same way,
+so `starch resume`, `starch status` and `starch report` work on a run that lives in a bucket.
+Local writes are atomic (a temporary file renamed over the old one): a reader never sees half a file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def is_uri(directory: str | Path) -> bool:
+    return "://" in str(directory)
+
+
+def _fs(directory: str):
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(directory)
+    return fs, root.rstrip("/")
+
+
+def write_text(directory: str | Path, name: str, text: str) -> None:
+    """Write `directory/name` (creating the folder)."""
+    if is_uri(directory):
+        fs, root = _fs(str(directory))
+        fs.create_dir(root, recursive=True)
+        with fs.open_output_stream(f"{root}/{name}") as out:
+            out.write(text.encode())
+        return
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / f".{name}.tmp"
+    tmp.write_text(text)
+    tmp.replace(path / name)
+
+
+def read_text(directory: str | Path, name: str) -> str | None:
+    """The text of `directory/name`, or None when there is no such file."""
+    if is_uri(directory):
+        import pyarrow.fs as pafs
+
+        fs, root = _fs(str(directory))
+        if fs.get_file_info(f"{root}/{name}").type != pafs.FileType.File:
+            return None
+        with fs.open_input_stream(f"{root}/{name}") as src:
+            return src.read().decode()
+    path = Path(directory) / name
+    return path.read_text() if path.is_file() else None
