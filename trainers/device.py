@@ -77,6 +77,7 @@ class Runtime:
             clips = clips.contiguous(memory_format=torch.channels_last_3d)
         return clips
 
-    def is_oom(self, exc: BaseException) -> bool:
+    @staticmethod
+    def is_oom(exc: BaseException | None) -> bool:
         return isinstance(exc, torch.OutOfMemoryError) if hasattr(torch, "OutOfMemoryError") else \
             "out of memory" in str(exc)

@@ -260,7 +260,8 @@ def fit(
             return record
         except RuntimeError as exc:
             # an OOM on one of W ranks would leave the others waiting in a collective: let the
-            # worker fail instead, so Ray Train ends the whole group and Tune sees an error
+            # worker fail instead; Ray Train ends the whole group and the trial's driver reports
+            # status oom (ray_adapter.fit_data_parallel)
             if not runtime.is_oom(exc) or distributed.world_size > 1:
                 raise
             record = {**base, "status": "oom", "reason": f"out of memory on {runtime.device}: {exc}".splitlines()[0],

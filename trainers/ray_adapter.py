@@ -36,6 +36,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from trainers import checkpoint
 from trainers.datasets import VideoIndex
+from trainers.device import Runtime
 from trainers.loop import Distributed
 from trainers.trial import resolve, run_trial
 
@@ -92,6 +93,40 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
               device=ray.train.torch.get_device())
 
 
+def fit_data_parallel(config: dict[str, Any], indexes: dict[str, VideoIndex] | None, *, workers: int,
+                      use_gpu: bool, per_worker: dict[str, float], loop: Callable[[dict], None] = _train_worker) -> None:
+    """Fit the trial's TorchTrainer of `workers` ranks running `loop`. A rank that runs out of GPU
+    memory ends the trial with a last result of status 'oom' (as a single-process trial does),
+    not with an error Tune would retry: the same batch on the same GPU runs out again."""
+    storage_path, filesystem = _trial_storage()
+    trainer = ray.train.torch.TorchTrainer(
+        loop,
+        train_loop_config={"config": config, "indexes": indexes},
+        scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=per_worker),
+        # same (storage_path, name) on every attempt: Ray Train resumes its own run
+        run_config=ray.train.RunConfig(name="train", storage_path=storage_path, storage_filesystem=filesystem,
+                                       callbacks=[TuneReportCallback()]),
+    )
+    try:
+        trainer.fit()
+    except ray.train.TrainingFailedError as exc:
+        reason = oom_reason(exc, workers)
+        if reason is None:
+            raise
+        tune.report({"status": "oom", "reason": reason, "workers": workers})
+
+
+def oom_reason(exc: BaseException, workers: int) -> str | None:
+    """'out of memory on rank r of W: <torch's message>' when a rank of a failed Train run ran out
+    of GPU memory, else None."""
+    for rank, failure in sorted((getattr(exc, "worker_failures", None) or {}).items()):
+        cause = getattr(failure, "cause", None) or failure  # Ray wraps a worker's exception
+        if Runtime.is_oom(failure) or Runtime.is_oom(cause):
+            message = str(cause).strip().splitlines()
+            return f"out of memory on rank {rank} of {workers}: {message[0] if message else type(cause).__name__}"
+    return None
+
+
 def _trial_storage() -> tuple[str, Any]:
     """The Tune trial's folder in persistent storage (path, pyarrow filesystem), where the trial's
     Train run lives. Tune's public context only gives the node-local staging folder, which a
@@ -134,18 +169,7 @@ def make_trainable(*, workers_per_trial: int = 1, use_gpu: bool = False, cpus_pe
         per_worker = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
 
         def data_parallel(config: dict[str, Any], indexes: dict[str, VideoIndex] | None = None) -> None:
-            storage_path, filesystem = _trial_storage()
-            trainer = ray.train.torch.TorchTrainer(
-                _train_worker,
-                train_loop_config={"config": config, "indexes": indexes},
-                scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=gpus > 0,
-                                                       resources_per_worker=per_worker),
-                # same (storage_path, name) on every attempt: Ray Train resumes its own run
-                run_config=ray.train.RunConfig(name="train", storage_path=storage_path,
-                                               storage_filesystem=filesystem,
-                                               callbacks=[TuneReportCallback()]),
-            )
-            trainer.fit()
+            fit_data_parallel(config, indexes, workers=workers, use_gpu=gpus > 0, per_worker=per_worker)
 
         data_parallel.__name__ = f"trainable_{workers}x"
         fn = data_parallel

@@ -205,6 +205,28 @@ def test_checkpoint_of_w2_resumes_a_further_epoch_in_process(two_worker_trial, s
     assert [(r["epoch"], r["workers"], r["train_clips"]) for r in records] == [(3, 1, 48)]
 
 
+def test_a_rank_out_of_gpu_memory_ends_the_trial_as_oom_not_as_an_error(ray_cluster, synth_root, tmp_path):
+    """The real Tune trial → TorchTrainer(W=2) → worker path, with only the loop replaced by one
+    whose rank 1 raises the OutOfMemoryError a GPU would: the trial ends with status oom and the
+    reason, and Tune neither records an error nor retries (max_failures=1 would)."""
+    from trainers.ray_adapter import fit_data_parallel
+
+    def rank1_runs_out_of_gpu_memory(loop_config):  # a closure: Ray pickles it by value
+        import ray.train
+
+        if ray.train.get_context().get_world_rank() == 1:  # what a CUDA rank raises mid-step
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 1; 15.78 GiB total)")
+
+    def oom_trial(trainable):
+        return lambda config, indexes=None: fit_data_parallel(
+            config, indexes, workers=2, use_gpu=False, per_worker={"CPU": 1}, loop=rank1_runs_out_of_gpu_memory)
+
+    results, grid, _ = _tune_w2(ray_cluster, synth_root, tmp_path / "run", wrap=oom_trial)
+    assert not grid.errors and len(results) == 1
+    assert results[0]["status"] == "oom" and results[0]["workers"] == 2
+    assert results[0]["reason"].startswith("out of memory on rank 1 of 2: CUDA out of memory. Tried to allocate")
+
+
 @pytest.mark.slow  # two Ray Train runs: ~70 s on 2 cores
 def test_tune_restarts_a_crashed_trial_from_its_last_checkpoint(ray_cluster, synth_root, tmp_path):
     marker = tmp_path / "crashed-once"
