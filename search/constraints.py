@@ -19,13 +19,12 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from search.config import Constraints, Experiment
-from search.runfiles import write_text
+from search.runfiles import INFEASIBLE_FILE, write_text
 from spaces import ArchSpec, cost
 from spaces.space import Space
 from spaces.width import parse_count
 
 log = logging.getLogger(__name__)
-INFEASIBLE_FILE = "starch_infeasible.json"
 MAX_REJECTIONS = 10_000
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from search.runfiles import write_text
-from search.tuner import TRIALS_FILE
+from search.runfiles import TRIALS_FILE, write_text
 
 
 class TrialsFileCallback(Callback):

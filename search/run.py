@@ -10,8 +10,8 @@ import threading
 from pathlib import Path
 
 from search.config import Experiment
-from search.runfiles import read_text, write_text
-from search.tuner import TRIALS_FILE, Plan, make_tuner, read_experiment, restore_tuner, run_dir, write_experiment
+from search.runfiles import TRIALS_FILE, read_text, write_text
+from search.tuner import Plan, make_tuner, read_experiment, restore_tuner, run_dir, write_experiment
 
 log = logging.getLogger(__name__)
 DATA_PLACEHOLDER = "<--data>"

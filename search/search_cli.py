@@ -171,8 +171,7 @@ def quiet_ray_logs() -> None:
 
 
 def _unfinished(directory: str) -> int:
-    from search.runfiles import read_text
-    from search.tuner import TRIALS_FILE
+    from search.runfiles import TRIALS_FILE, read_text
 
     text = read_text(directory, TRIALS_FILE)
     return 0 if text is None else sum(t["status"] not in ("TERMINATED", "ERROR") for t in json.loads(text))
@@ -192,8 +191,7 @@ def run_status(args) -> int:
     """Trials of a run, read from its folder (works while it runs, after a crash, without Ray)."""
     from analysis import load
     from analysis.remote import fetch, is_uri
-    from search.runfiles import read_text
-    from search.tuner import EXPERIMENT_FILE
+    from search.runfiles import EXPERIMENT_FILE, read_text
 
     directory = fetch(args.run_dir) if is_uri(args.run_dir) else Path(args.run_dir)
     if not directory.is_dir():

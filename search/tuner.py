@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from search.config import Experiment
-from search.runfiles import read_text, write_text
+from search.runfiles import EXPERIMENT_FILE, read_text, write_text
 from search.constraints import (ConstrainedSearcher, OptunaSpace, jsonable, check_point, constraints_of,
                                 write_infeasible)
 
 log = logging.getLogger(__name__)
-EXPERIMENT_FILE = "starch_experiment.json"
-TRIALS_FILE = "starch_trials.json"
 
 
 @dataclass
