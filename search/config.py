@@ -123,12 +123,21 @@ class Experiment(_Strict):
             raise ValueError(f"unknown axis {unknown}; valid axes: {', '.join(AXES)}")
         return {k: _choices(k, x) for k, x in v.items()}
 
+    @field_validator("data")
+    @classmethod
+    def _data(cls, v: dict[str, Any]) -> dict[str, Any]:
+        DataSpec.from_dict(v)  # the dataclass's own message, under the section's name
+        return v
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: dict[str, Any]) -> dict[str, Any]:
+        Recipe.from_dict(v)
+        return v
+
     @model_validator(mode="after")
     def _deep(self):
-        # Validate the nested dataclass sections with their own messages.
-        self.to_space()
-        self.to_data()
-        self.to_recipe()
+        self.to_space()  # needs width_rule beside the space
         return self
 
     def to_space(self) -> Space:

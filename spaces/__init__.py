@@ -11,8 +11,8 @@ from spaces.zoo import NETWORKS, PROTOCOLS, named
 __all__ = ["ArchSpec", "Cost", "NETWORKS", "PROTOCOLS", "build", "cost", "named"]
 
 
-def build(spec: ArchSpec):
+def build(spec: ArchSpec, *, zero_init_residual: bool = False):
     """Build the nn.Module for `spec` (imports torch lazily so cost-only users never load it)."""
     from spaces.builder import build as _build
 
-    return _build(spec)
+    return _build(spec, zero_init_residual=zero_init_residual)

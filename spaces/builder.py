@@ -139,7 +139,7 @@ class ResidualBlock(nn.Module):
 
 
 class VideoResNet(nn.Module):
-    def __init__(self, spec: ArchSpec):
+    def __init__(self, spec: ArchSpec, *, zero_init_residual: bool = False):
         super().__init__()
         plan = blueprint(spec)
         self.spec = spec
@@ -152,10 +152,12 @@ class VideoResNet(nn.Module):
         self.layers = nn.ModuleList(nn.Sequential(*(ResidualBlock(b) for b in stage)) for stage in plan.stages)
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Linear(plan.features, spec.num_classes)
-        self.reset_parameters()
+        self.reset_parameters(zero_init_residual)
 
-    def reset_parameters(self) -> None:
-        """He initialisation for convs (as torchvision's video ResNets), BN γ = 1, β = 0."""
+    def reset_parameters(self, zero_init_residual: bool = False) -> None:
+        """He initialisation for convs (as torchvision's video ResNets), BN γ = 1, β = 0; with
+        `zero_init_residual` the last BN of every residual branch starts at γ = 0, so each block
+        starts as its shortcut (Goyal et al. 2017; torchvision's option of the same name)."""
         for m in self.modules():
             if isinstance(m, nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -165,6 +167,11 @@ class VideoResNet(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for block in self.modules():
+                if isinstance(block, ResidualBlock):
+                    last_bn = [m for m in block.convs[-1].modules() if isinstance(m, nn.BatchNorm3d)][-1]
+                    nn.init.zeros_(last_bn.weight)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)  # (B, k, T, H/2, W/2)
@@ -176,6 +183,6 @@ class VideoResNet(nn.Module):
         return self.fc(self.features(x))  # (B, num_classes)
 
 
-def build(spec: ArchSpec) -> VideoResNet:
+def build(spec: ArchSpec, *, zero_init_residual: bool = False) -> VideoResNet:
     """The network for `spec`; input (B, 3, spec.frames, spec.crop, spec.crop) → logits (B, classes)."""
-    return VideoResNet(spec)
+    return VideoResNet(spec, zero_init_residual=zero_init_residual)

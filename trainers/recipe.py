@@ -35,6 +35,7 @@ class Recipe:
     compile: bool = False  # torch.compile the model
     grad_clip: float | None = None  # max grad norm; None = off
     label_smoothing: float = 0.0
+    zero_init_residual: bool = False  # each residual block starts as its shortcut (γ = 0 in its last BN)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -53,7 +54,7 @@ class Recipe:
             raise ValueError(f"Recipe.schedule = {self.schedule!r} is not valid; valid: {SCHEDULES}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"Recipe.precision = {self.precision!r} is not valid; valid: {PRECISIONS}")
-        for name in ("nesterov", "compile"):
+        for name in ("nesterov", "compile", "zero_init_residual"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"Recipe.{name} must be true or false, got {getattr(self, name)!r}")
 

@@ -78,7 +78,7 @@ def run_trial(
     arch, data = align(cfg.arch, cfg.data, train_index.num_classes)
     seed = cfg.recipe.seed
     torch.manual_seed(seed)
-    model = build(arch)
+    model = build(arch, zero_init_residual=cfg.recipe.zero_init_residual)
     c = cost(arch)
     static = {**(static or {}), "hostname": socket.gethostname(), "started_at": time.time(),
               "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "arch_name": arch.name, "width": arch.width, "params": c.params,

@@ -45,7 +45,8 @@ MINIMAL = "name: x\nspace: {network: sr18}\ndata: {format: ucf101, root: /d}\n"
         ("search: {metric: top1}\n", "search.metric: metric 'top1' is not reported; valid: video@1"),
         ("resources: {gpus_per_trial: -1}\n", "resources.gpus_per_trial: Input should be greater than or equal to 0"),
         ("scheduler: {type: pbt}\n", "scheduler.type: Input should be 'fifo', 'asha' or 'hyperband'"),
-        ("schedule: {lr: fast}\n", "Recipe.lr must be a number > 0, got 'fast'"),
+        ("schedule: {lr: fast}\n", "exp.yaml: schedule: Recipe.lr must be a number > 0, got 'fast'"),
+        ("data: {format: ucf101, root: /d, missing_videos: ignore}\n", "exp.yaml: data: DataSpec.missing_videos"),
         ("constraints: {max_gflops: 0}\n", "constraints.max_gflops: Input should be greater than 0"),
     ],
 )

@@ -102,3 +102,26 @@ def test_backward_works_and_train_mode_matches_shapes():
     loss = model(torch.randn(2, 3, 4, 32, 32)).logsumexp(1).mean()
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def _block_input(block) -> torch.Tensor:
+    cin = next(m for m in block.modules() if isinstance(m, nn.Conv3d)).in_channels
+    return torch.randn(2, cin, 4, 8, 8)  # (B, C, T, H, W)
+
+
+@pytest.mark.parametrize("name", ["r3d_18", "r2plus1d_18", "p3d_b_50", "mc3"])
+def test_zero_init_residual_starts_every_block_as_its_shortcut(name):
+    from spaces.builder import ResidualBlock
+
+    torch.manual_seed(0)
+    spec = named(name, width=4, frames=4, crop=32, num_classes=3)
+    plain, zeroed = build(spec), build(spec, zero_init_residual=True)
+    blocks = [b for b in zeroed.modules() if isinstance(b, ResidualBlock)]
+    assert len(blocks) == sum(spec.blocks)
+    for block in blocks:
+        x = _block_input(block)
+        assert torch.equal(block(x), torch.relu(block.shortcut(x)))  # train-mode BN: the branch is 0
+    first = next(b for b in plain.modules() if isinstance(b, ResidualBlock))
+    x = _block_input(first)
+    assert not torch.equal(first(x), torch.relu(first.shortcut(x)))  # the default init has a branch
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in zeroed.parameters())

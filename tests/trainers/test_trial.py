@@ -91,7 +91,8 @@ def test_recipe_schedule_and_validation():
     assert cos.lr_at(0) == pytest.approx(0.01) and cos.lr_at(2) == pytest.approx(0.1)
     assert cos.lr_at(9) < cos.lr_at(5) < 0.1
     for bad, field in (({"lr": -1}, "lr"), ({"epochs": 0}, "epochs"), ({"schedule": "poly"}, "schedule"),
-                       ({"precision": "fp8"}, "precision"), ({"lr": math.nan}, "lr")):
+                       ({"precision": "fp8"}, "precision"), ({"lr": math.nan}, "lr"),
+                       ({"zero_init_residual": "yes"}, "zero_init_residual")):
         with pytest.raises(ValueError, match=f"Recipe.{field}"):
             Recipe(**bad)
 
