@@ -9,6 +9,7 @@ wrote through, so a URI that Ray could write to can be read back with the same c
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 
@@ -35,8 +36,9 @@ def default_report_dir(run_dir: str | Path) -> Path:
 
 
 def fetch(uri: str, into: Path | None = None) -> Path:
-    """Copy the result files of the run at `uri` to `into` (default: a fresh temporary folder); the
-    local copy keeps the run's folder name, so its default name and labels are unchanged."""
+    """Copy the result files of the run at `uri` to `into` (default: one folder per URI under the
+    system's temporary folder, replaced on every fetch so files deleted remotely do not linger);
+    the local copy keeps the run's folder name, so its default name and labels are unchanged."""
     import pyarrow.fs as pafs
 
     try:
@@ -47,8 +49,9 @@ def fetch(uri: str, into: Path | None = None) -> Path:
     if fs.get_file_info(root).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"run folder {uri!r} does not exist")
     name = PurePosixPath(root).name or "run"
-    base = into or Path(tempfile.mkdtemp(prefix=f"starch-{hashlib.sha1(uri.encode()).hexdigest()[:8]}-"))
+    base = into or Path(tempfile.gettempdir()) / "starch-runs" / hashlib.sha1(uri.encode()).hexdigest()[:12]
     local = base / name
+    shutil.rmtree(local, ignore_errors=True)
     for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
         relative = info.path[len(root):].lstrip("/")
         if info.type != pafs.FileType.File or not wanted(relative):

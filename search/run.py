@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from search.config import Experiment
+from analysis.remote import is_uri
 from search.runfiles import TRIALS_FILE, read_text, write_text
 from search.tuner import Plan, make_tuner, read_experiment, restore_tuner, run_dir, write_experiment
 
@@ -133,7 +134,7 @@ def set_aside_orphans(directory: str) -> list[str]:
     Moved aside, nothing is deleted. Local run folders only (a cloud URI is left as it is).
     """
     path = Path(directory)
-    states = sorted(path.glob("experiment_state-*.json")) if "://" not in directory else []
+    states = [] if is_uri(directory) else sorted(path.glob("experiment_state-*.json"))
     if not states:
         return []
     try:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analysis.remote import is_uri
+
 EXPERIMENT_FILE = "starch_experiment.json"  # the validated experiment: what `starch resume` rebuilds from
 TRIALS_FILE = "starch_trials.json"  # state, epoch, error and early stop of every trial
 INFEASIBLE_FILE = "starch_infeasible.json"  # samples the constraints rejected before any training
-
-
-def is_uri(directory: str | Path) -> bool:
-    return "://" in str(directory)
 
 
 def _fs(directory: str):
