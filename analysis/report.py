@@ -123,8 +123,9 @@ def _accounting(doc: Document, runs: Sequence[Run], trials: pd.DataFrame) -> Non
     counts = pd.DataFrame([_counts(r) for r in runs])
     empty = [s for s in STATUSES if s in counts and counts[s].sum() == 0]
     doc.table(counts.drop(columns=empty))
-    doc.para("Bad videos and short videos dropped are the largest counts any one trial reported (every trial "
-             "reads the same files). Wall time sums the trials' `time_total_s`; GPU-hours multiply it by the "
+    doc.para("Bad, short (dropped) and missing videos are the largest counts any one trial reported (every "
+             "trial reads the same files; missing: listed but not on disk, skipped with `missing_videos: skip`). "
+             "Wall time sums the trials' `time_total_s`; GPU-hours multiply it by the "
              "GPUs per trial in starch_experiment.json (— when the run does not record them).")
     failed = trials[trials["status"].isin(["errored", "diverged", "oom", "infeasible"])]
     if len(failed):
