@@ -55,6 +55,7 @@ class Run:
     epochs: pd.DataFrame
     skipped: list[str] = field(default_factory=list)  # files/lines not read, and why
     notes: list[str] = field(default_factory=list)  # what was inferred rather than read
+    data: dict[str, Any] | None = None  # a trial's data section (format, root, split, …)
 
 
 # ------------------------------------------------------------------------------------------ reading files
@@ -413,7 +414,7 @@ def read_run(run_dir: str | Path, *, dataset: str | None = None) -> Run:
         frame.insert(0, "dataset", label)
         frame.insert(0, "run", name)
     return Run(path=path, name=name, dataset=label, experiment=experiment, trials=trials, epochs=epochs,
-               skipped=skipped, notes=notes)
+               skipped=skipped, notes=notes, data=data)
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -461,8 +462,7 @@ def read_runs(run_dirs: str | Path | Iterable[str | Path], *, datasets: Iterable
 
 def _data_identity(run: Run) -> str | None:
     """Which videos a run used (format, root, split): runs that share it may share a label."""
-    params = [p for p in run.path.glob("*/params.json")][:1]
-    data = (_read_json(params[0], []) or {}).get("data") if params else None
+    data = run.data
     return json.dumps([data.get(k) for k in ("format", "root", "split")]) if isinstance(data, dict) else None
 
 

@@ -168,9 +168,10 @@ def fit(exp: Experiment, *, storage: str | None = None, callbacks: list | None =
     return _fit_tuner(tuner, directory)
 
 
-def resume(directory: str | os.PathLike, *, callbacks: list | None = None):
-    directory = str(Path(directory).expanduser().resolve()) if "://" not in str(directory) else str(directory)
-    exp = read_experiment(directory)  # saved with the dataset's class count already applied
+def resume(directory: str | os.PathLike, *, callbacks: list | None = None, exp: Experiment | None = None):
+    """Tuner.restore the run at `directory`; `exp` is its starch_experiment.json if the caller has read it."""
+    directory = str(Path(directory).expanduser().resolve()) if not is_uri(directory) else str(directory)
+    exp = exp or read_experiment(directory)  # saved with the dataset's class count already applied
     indexes = driver_indexes(exp)
     check_resources(exp)
     moved = set_aside_orphans(directory)

@@ -141,7 +141,7 @@ def run_resume(args) -> int:
     from search.tuner import read_experiment
 
     exp = read_experiment(args.run_dir)
-    return _execute(lambda cb: run.resume(args.run_dir, callbacks=cb), exp, address=args.address,
+    return _execute(lambda cb: run.resume(args.run_dir, callbacks=cb, exp=exp), exp, address=args.address,
                     report=not args.no_report)
 
 

@@ -90,7 +90,6 @@ class _Walker:
 
     def __init__(self) -> None:
         self.layers: list[Layer] = []
-        self.params = self.macs = self.block_macs = self.activations = 0  # running totals
 
     def conv(self, name, shape: Shape, cout, kernel, stride, in_block=False) -> Shape:
         c, t, h, w = shape
@@ -98,19 +97,12 @@ class _Walker:
         st, sh, sw = stride
         out = (cout, _out(t, kt, st), _out(h, kh, sh), _out(w, kw, sw))
         weights = cout * c * kt * kh * kw
-        elements = out[0] * out[1] * out[2] * out[3]
-        macs = weights * elements // cout
+        macs = weights * out[1] * out[2] * out[3]
         self.layers.append(Layer(name, "conv", shape, out, kernel, stride, weights, macs, in_block))
-        self.params += weights
-        self.macs += macs
-        self.block_macs += macs if in_block else 0
-        self.activations += elements
         return out
 
     def bn(self, name, shape: Shape) -> Shape:
         self.layers.append(Layer(name, "bn", shape, shape, params=2 * shape[0]))
-        self.params += 2 * shape[0]
-        self.activations += shape[0] * shape[1] * shape[2] * shape[3]
         return shape
 
     def slot(self, name: str, slot: Conv, shape: Shape, in_block: bool = False) -> Shape:
@@ -156,8 +148,15 @@ def cost(spec: ArchSpec) -> Cost:
     for stage in plan.stages:
         for block in stage:
             shape = walk.block(f"conv{block.stage}_{block.index}", block, shape)
-    fc_params, fc_macs = plan.features * spec.num_classes + spec.num_classes, plan.features * spec.num_classes
-    walk.layers.append(Layer("fc", "fc", (plan.features, 1, 1, 1), (spec.num_classes, 1, 1, 1), params=fc_params,
-                             macs=fc_macs))
-    return Cost(params=walk.params + fc_params, flops=walk.macs + fc_macs, block_flops=walk.block_macs,
-                activations=walk.activations, layers=tuple(walk.layers))
+    walk.layers.append(Layer("fc", "fc", (plan.features, 1, 1, 1), (spec.num_classes, 1, 1, 1),
+                             params=plan.features * spec.num_classes + spec.num_classes,
+                             macs=plan.features * spec.num_classes))
+    layers = tuple(walk.layers)
+    return Cost(
+        params=sum(l.params for l in layers),
+        flops=sum(l.macs for l in layers),
+        block_flops=sum(l.macs for l in layers if l.in_block),
+        activations=sum(l.out_shape[0] * l.out_shape[1] * l.out_shape[2] * l.out_shape[3]
+                        for l in layers if l.op != "fc"),
+        layers=layers,
+    )

@@ -15,13 +15,22 @@ def _session_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def synth_root(tmp_path_factory) -> Path:
-    """4 motion classes × 16 videos × 24 frames of 32×44, UCF101 layout (~3 s to write)."""
+def tiny_synthetic(tmp_path_factory):
+    """seed → a new folder with 4 motion classes × 16 videos × 24 frames of 32×44, UCF101 layout
+    (~3 s to write)."""
     from trainers.synth import write_synthetic_dataset
 
-    root = tmp_path_factory.mktemp("synth")
-    write_synthetic_dataset(root, classes=4, videos_per_class=16, frames=24, size=(32, 44), seed=0)
-    return root
+    def write(seed: int) -> Path:
+        root = tmp_path_factory.mktemp(f"synth-seed{seed}")
+        write_synthetic_dataset(root, classes=4, videos_per_class=16, frames=24, size=(32, 44), seed=seed)
+        return root
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def synth_root(tiny_synthetic) -> Path:
+    return tiny_synthetic(0)
 
 
 @pytest.fixture(scope="session")

@@ -54,12 +54,8 @@ def tune_run(storage: Path, name: str, space: dict, stop=None) -> Path:
 
 
 @pytest.fixture(scope="session")
-def second_root(tmp_path_factory) -> Path:
-    from trainers.synth import write_synthetic_dataset
-
-    root = tmp_path_factory.mktemp("synth-b")
-    write_synthetic_dataset(root, classes=4, videos_per_class=16, frames=24, size=(32, 44), seed=1)
-    return root
+def second_root(tiny_synthetic) -> Path:
+    return tiny_synthetic(1)
 
 
 @pytest.fixture(scope="session")
