@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search.config import Experiment
+from pydantic import ValidationError
+
+from search.config import Experiment, format_errors
 from search.runfiles import EXPERIMENT_FILE, read_text, write_text
 from search.constraints import (ConstrainedSearcher, OptunaSpace, jsonable, check_point, constraints_of,
                                 write_infeasible)
@@ -182,7 +184,14 @@ def read_experiment(directory: str | Path) -> Experiment:
     text = read_text(directory, EXPERIMENT_FILE)
     if text is None:
         raise FileNotFoundError(f"{str(directory)!r} is not a starch run folder (no {EXPERIMENT_FILE})")
-    return Experiment.model_validate(json.loads(text))
+    where = f"{str(directory).rstrip('/')}/{EXPERIMENT_FILE}"
+    try:
+        return Experiment.model_validate(json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where} is not valid JSON ({exc}); the trials' folders are intact — restore the "
+                         f"file from a copy, or start the experiment again under a new name") from None
+    except ValidationError as exc:
+        raise ValueError(format_errors(exc, where)) from None
 
 
 def restore_tuner(directory: str, exp: Experiment, *, indexes: dict | None = None):

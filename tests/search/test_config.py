@@ -94,3 +94,14 @@ def test_running_a_preset_without_data_is_a_clear_error(capsys):
 def test_overrides_from_the_command_line(tmp_path):
     exp = load_experiment(write(tmp_path, MINIMAL), overrides={"search.algorithm": "tpe", "name": "y"})
     assert (exp.search.algorithm, exp.name) == ("tpe", "y")
+
+
+def test_a_broken_experiment_file_of_a_run_names_the_file(tmp_path):
+    from search.tuner import read_experiment
+
+    (tmp_path / "starch_experiment.json").write_text('{"name": ')  # cut short by a full disk
+    with pytest.raises(ValueError, match=r"starch_experiment.json is not valid JSON .* trials' folders are intact"):
+        read_experiment(tmp_path)
+    (tmp_path / "starch_experiment.json").write_text('{"name": "x"}')
+    with pytest.raises(ValueError, match=r"starch_experiment.json: data: Field required"):
+        read_experiment(tmp_path)
