@@ -16,6 +16,7 @@ Every error names the field path, the bad value and what is valid; unknown keys 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spaces.space import AXES, Space
-from trainers.datasets import DataSpec
+from trainers.datasets import MIN_CROP, DataSpec
 from trainers.recipe import Recipe
 
 PRESET_DIR = Path(__file__).with_name("presets")
@@ -126,7 +127,9 @@ class Experiment(_Strict):
     @field_validator("data")
     @classmethod
     def _data(cls, v: dict[str, Any]) -> dict[str, Any]:
-        DataSpec.from_dict(v)  # the dataclass's own message, under the section's name
+        # the dataclass's own message, under the section's name; the crop is each trial's
+        # architecture's, so resize is checked against those crops in _deep
+        DataSpec.from_dict({**v, "crop": MIN_CROP})
         return v
 
     @field_validator("schedule")
@@ -137,14 +140,22 @@ class Experiment(_Strict):
 
     @model_validator(mode="after")
     def _deep(self):
-        self.to_space()  # needs width_rule beside the space
+        space = self.to_space()  # needs width_rule beside the space
+        for crop in space.crops():
+            try:
+                DataSpec.from_dict({**self.data, "crop": crop})
+            except ValueError as exc:
+                raise ValueError(f"data: {exc} (the crop is the architecture's: space.crop or the network's "
+                                 f"own; this space has crops {space.crops()})") from None
         return self
 
     def to_space(self) -> Space:
         return Space(axes=self.space, width_rule=self.width_rule)
 
     def to_data(self) -> DataSpec:
-        return DataSpec.from_dict(self.data)
+        """The data section; each trial replaces clip length, sampling rate and crop with its
+        architecture's (trainers.trial.align), so here the crop is the space's smallest."""
+        return DataSpec.from_dict({**self.data, "crop": self.to_space().crops()[0]})
 
     def to_recipe(self) -> Recipe:
         return Recipe.from_dict({"seed": self.search.seed, **self.schedule})
@@ -164,25 +175,67 @@ def _choices(axis: str, value: Any) -> list[Any]:
 def format_errors(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         shown = err.get("input")
         value = "" if isinstance(shown, dict) or err["type"] == "missing" else f" (got {shown!r})"
         if err["type"] == "extra_forbidden":
             msg = "unknown key (typo?)"
-        lines.append(f"{source}: {loc}: {msg}{value}")
+        lines.append(f"{source}: {loc + ': ' if loc else ''}{msg}{value}")
     return "\n".join(lines)
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with two YAML 1.2 habits users expect: `1e-3` is a float (YAML 1.1 wants
+    `1.0e-3`) and a key given twice in one mapping is an error (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1}; a key may appear once "
+                    "per mapping: merge the two)", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(  # YAML 1.2's float, e.g. 1e-3, 5E+2, .5
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str, source: str):
+    """One YAML document → Python objects, with the loader above; errors name `source`."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        what = " ".join(x for x in (exc.context, exc.problem) if x)
+        raise ValueError(f"{where}: not valid YAML: {what}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{source}: not valid YAML: {exc}") from None
+
+
+def read_yaml(path: Path):
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+                         "an experiment file is YAML text") from None
+    return parse_yaml(text, str(path))
 
 
 def load_experiment(source: str | Path, *, overrides: dict[str, Any] | None = None) -> Experiment:
     """Read an experiment YAML file or a preset name, apply CLI overrides, validate."""
     path = resolve_source(source)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: an experiment file must be a mapping of sections, got {type(raw).__name__}")
+        raise ValueError(f"{path}: an experiment file must be a mapping of sections (name:, space:, data:, …), "
+                         f"got {type(raw).__name__}")
     for key, value in (overrides or {}).items():
         section, _, field = key.partition(".")
         if field:

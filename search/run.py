@@ -20,7 +20,12 @@ ORPHANS = "orphaned"  # trial folders a killed driver left that its last snapsho
 
 
 def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
-    """Join a cluster (address 'auto' or ray://…) or start a local Ray whose dashboard stays on localhost."""
+    """Join a cluster (address 'auto' or ray://…) or start a new local Ray without a dashboard.
+
+    Without an address the local Ray is always our own (`address="local"`): never another user's
+    Ray on the same machine, nor the address file a dead `ray start` left behind (plain
+    `ray.init(num_cpus=…)` would try to join either).
+    """
     import ray
 
     if ray.is_initialized():
@@ -28,20 +33,34 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: int 
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, dashboard_host="127.0.0.1", include_dashboard=False,
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                  log_to_driver=False)
 
 
-def check_resources(exp: Experiment) -> Experiment:
+def local_resources(exp: Experiment) -> dict[str, float]:
+    """What the local Ray that `init_ray(None)` starts will have: the CPUs this process may use and,
+    only when the experiment asks for GPUs, the GPUs torch sees (torch is imported only then)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    gpus = 0
+    if exp.resources.gpus_per_trial > 0:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    return {"CPU": float(cpus), "GPU": float(gpus)}
+
+
+def check_resources(exp: Experiment, total: dict[str, float] | None = None) -> Experiment:
     """Refuse a run that could never be scheduled (instead of pending forever); bound DDP trials.
 
-    With W data-parallel workers the Tune trial is a cheap driver, so without a limit Tune would
-    start more drivers than the cluster can train: max_concurrent_trials defaults to what fits.
+    `total`: the cluster's resources (default: ask the running Ray). With W data-parallel workers
+    the Tune trial is a cheap driver, so without a limit Tune would start more drivers than the
+    cluster can train: max_concurrent_trials defaults to what fits.
     """
-    import ray
+    if total is None:
+        import ray
 
+        total = ray.cluster_resources()
     r = exp.resources
-    total = ray.cluster_resources()
     gpus, cpus = total.get("GPU", 0), total.get("CPU", 0)
     need_gpu, need_cpu = r.gpus_per_trial * r.workers_per_trial, r.cpus_per_trial * r.workers_per_trial
     if need_gpu > gpus:
@@ -63,14 +82,18 @@ def driver_indexes(exp: Experiment) -> dict | None:
     Fails early on missing videos. When the data is not visible from the driver (Ray Client, data
     only on the workers) the trials build it themselves.
     """
-    from trainers.datasets import build_index
+    from trainers.datasets import build_index, layout
 
     data = exp.to_data()
     if data.root == DATA_PLACEHOLDER:
         raise ValueError(f"experiment {exp.name!r} names no dataset: pass --data FORMAT:ROOT (e.g. ucf101:/data/ucf101)")
-    if not Path(data.root).expanduser().exists():
+    if not Path(data.root).expanduser().exists() and (exp.cluster.address or "").startswith("ray://"):
+        # Ray Client: the driver may be a laptop without the data; the trials index it on the cluster
         log.warning("dataset root %s is not visible from the driver; each trial will index it itself", data.root)
         return None
+    if not Path(data.root).expanduser().exists():
+        raise FileNotFoundError(f"data.root {data.root!r} does not exist; format {data.format} expects "
+                                f"{layout(data.format)}")
     return {"train": build_index(data, "train"), "test": build_index(data, "test")}
 
 
@@ -157,10 +180,22 @@ def _fit_tuner(tuner, directory: str):
     return directory, results
 
 
+def preflight(exp: Experiment, *, local: bool = True) -> tuple[Experiment, dict | None]:
+    """Everything that can be checked before Ray starts, for a dry run and a run alike: the dataset
+    (root, layout, split files, listed videos, labels; widths are then solved for its class count)
+    and, when `local` and no address is given, the resources of the local Ray about to start."""
+    if local and not exp.cluster.address:
+        check_resources(exp, local_resources(exp))
+    indexes = driver_indexes(exp)
+    return with_dataset_classes(exp, indexes), indexes
+
+
 def fit(exp: Experiment, *, storage: str | None = None, callbacks: list | None = None, p: Plan | None = None,
         time_budget_s: float | None = None):
-    indexes = driver_indexes(exp)
-    exp = with_dataset_classes(exp, indexes)
+    import ray
+
+    exp, indexes = preflight(exp, local=not ray.is_initialized())
+    init_ray(exp.cluster.address)
     directory = run_dir(exp, storage)
     exp = check_resources(exp)
     write_experiment(exp, directory)
@@ -170,9 +205,14 @@ def fit(exp: Experiment, *, storage: str | None = None, callbacks: list | None =
 
 def resume(directory: str | os.PathLike, *, callbacks: list | None = None, exp: Experiment | None = None):
     """Tuner.restore the run at `directory`; `exp` is its starch_experiment.json if the caller has read it."""
+    import ray
+
     directory = str(Path(directory).expanduser().resolve()) if not is_uri(directory) else str(directory)
     exp = exp or read_experiment(directory)  # saved with the dataset's class count already applied
+    if not ray.is_initialized() and not exp.cluster.address:
+        check_resources(exp, local_resources(exp))
     indexes = driver_indexes(exp)
+    init_ray(exp.cluster.address)
     check_resources(exp)
     moved = set_aside_orphans(directory)
     if moved:

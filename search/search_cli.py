@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from search.config import list_presets, load_experiment
@@ -60,7 +61,7 @@ def add_parsers(subparsers) -> None:
 
 
 def overrides_from_args(args) -> dict:
-    import yaml
+    from search.config import parse_yaml
 
     out: dict = {}
     if args.data:
@@ -78,7 +79,7 @@ def overrides_from_args(args) -> dict:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:
             raise ValueError(f"--set needs SECTION.KEY=VALUE (e.g. search.num_samples=20), got {item!r}")
-        out[key] = yaml.safe_load(value)
+        out[key] = parse_yaml(value, f"--set {item}")
     return out
 
 
@@ -127,13 +128,19 @@ def run_search(args) -> int:
     if not args.experiment:
         raise ValueError("starch search needs an experiment file or preset name (see --list-presets)")
     exp = load_experiment(args.experiment, overrides=overrides_from_args(args))
-    if args.dry_run:
-        print_plan(exp)
-        return 0
     from search import run
 
-    return _execute(lambda cb: run.fit(exp, callbacks=cb), exp, address=exp.cluster.address,
-                    report=not args.no_report)
+    if args.dry_run:
+        if exp.to_data().root == run.DATA_PLACEHOLDER:
+            if not exp.cluster.address:
+                run.check_resources(exp, run.local_resources(exp))
+            print(f"note: no dataset given (--data FORMAT:ROOT): widths are solved for the space's "
+                  f"num_classes, and the data is not checked")
+            print_plan(exp)
+        else:
+            print_plan(run.preflight(exp)[0])
+        return 0
+    return _execute(lambda cb: run.fit(exp, callbacks=cb), exp, report=not args.no_report)
 
 
 def run_resume(args) -> int:
@@ -141,26 +148,52 @@ def run_resume(args) -> int:
     from search.tuner import read_experiment
 
     exp = read_experiment(args.run_dir)
-    return _execute(lambda cb: run.resume(args.run_dir, callbacks=cb, exp=exp), exp, address=args.address,
-                    report=not args.no_report)
+    exp = exp.model_copy(update={"cluster": exp.cluster.model_copy(update={"address": args.address})})
+    return _execute(lambda cb: run.resume(args.run_dir, callbacks=cb, exp=exp), exp, report=not args.no_report)
 
 
-def _execute(start, exp, *, address: str | None, report: bool) -> int:
-    from search import run
+def _execute(start, exp, *, report: bool) -> int:
+    """Run (start Ray, fit or restore), print the outcome, write the report; the exit code says
+    how it went: 0 some trial completed, 1 none did, 130 interrupted (resume to continue)."""
     from search.progress import ProgressPrinter
 
     quiet_ray_logs()
-    run.init_ray(address)
     directory, results = start([ProgressPrinter(exp.search.metric)])
     errored = [r for r in results if r.error is not None]
-    unfinished = _unfinished(directory)
+    trials = _trials(directory)
+    unfinished = sum(t["status"] not in ("TERMINATED", "ERROR") for t in trials)
+    succeeded = [t for t in trials if t["status"] == "TERMINATED" and t.get("run_status") in ("completed", "running")]
     print(f"\nrun folder: {directory}")
     print(f"{len(results)} trial(s), {len(errored)} errored")
     if unfinished:
         print(f"{unfinished} trial(s) did not finish (interrupted?); continue with: starch resume {directory}")
     if report:
         _report(directory, exp.search.metric)
-    return 0 if not unfinished else 130
+    if unfinished:
+        return 130
+    if not succeeded:
+        print(f"starch: error: no trial completed ({_failure_summary(trials)}); see starch status {directory}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _trials(directory: str) -> list[dict]:
+    from search.runfiles import TRIALS_FILE, read_text
+
+    text = read_text(directory, TRIALS_FILE)
+    return [] if text is None else json.loads(text)
+
+
+def _failure_summary(trials: list[dict]) -> str:
+    """'3 errored, 1 diverged; first error: ValueError: …' (what a failed run's one line says)."""
+    kinds: dict[str, int] = {}
+    for t in trials:
+        kind = "errored" if t["status"] == "ERROR" else t.get("run_status") or t["status"].lower()
+        kinds[kind] = kinds.get(kind, 0) + 1
+    first = next((t["error"] for t in trials if t.get("error")), None)
+    counts = ", ".join(f"{n} {k}" for k, n in kinds.items()) or "no trial ran"
+    return counts + (f"; first error: {first}" if first else "")
 
 
 def quiet_ray_logs() -> None:
@@ -168,13 +201,6 @@ def quiet_ray_logs() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("ray", "ray.tune", "ray.train"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _unfinished(directory: str) -> int:
-    from search.runfiles import TRIALS_FILE, read_text
-
-    text = read_text(directory, TRIALS_FILE)
-    return 0 if text is None else sum(t["status"] not in ("TERMINATED", "ERROR") for t in json.loads(text))
 
 
 def _report(directory: str, metric: str) -> None:

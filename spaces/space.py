@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spaces.arch import ArchSpec
-from spaces.width import RULES, parse_count, solve_width
+from spaces.width import RULES, params_at, parse_count, solve_width
 from spaces.zoo import RES3D_DEPTHS, named
 
 AXES = ("network", "depth", "blocks", "block", "temporal_stride", "width", "budget",
         "frames", "crop", "sampling_rate", "num_classes")
+PARAM_AXES = ("network", "depth", "blocks", "block", "budget", "num_classes")  # the axes params depend on
 ARCH_FIELDS = {"block", "temporal_stride", "width", "frames", "crop", "sampling_rate", "num_classes", "blocks"}
 
 
@@ -62,6 +63,25 @@ class Space:
         for name, choices in axes.items():
             for c in choices:
                 self.to_arch({**self.first(), name: c}, solve=False)
+        if "budget" in axes:
+            self._check_budgets()
+
+    def _check_budgets(self) -> None:
+        """A budget below a network's k = 1 size is an error here, not an infeasible trial later.
+
+        Only the axes that change the parameter count vary (frames, crop and stride do not)."""
+        varying = [n for n in PARAM_AXES if n in self.axes]
+        for values in itertools.product(*(self.axes[n] for n in varying)):
+            point = {**self.first(), **dict(zip(varying, values))}
+            spec = self.to_arch(point, solve=False)
+            budget = point["budget"] if not isinstance(point["network"], dict) else \
+                point["network"].get("budget", None if "width" in point["network"] else point["budget"])
+            if budget is None:
+                continue
+            target, smallest = parse_count(budget, field="space.budget"), params_at(spec, 1)
+            if target < smallest:
+                raise ValueError(f"space.budget {budget!r} is below the smallest {spec.name} network (k = 1 has "
+                                 f"{smallest:,} params); valid: budget >= {smallest:,}")
 
     def first(self) -> dict[str, Any]:
         return {name: choices[0] for name, choices in self.axes.items()}
@@ -111,6 +131,17 @@ class Space:
         elif budget is not None:
             parse_count(budget, field="space.budget")
         return spec
+
+    def crops(self) -> list[int]:
+        """Every crop size a trial of this space can have (the data's resize must fit each)."""
+        out = set()
+        for network in self.axes["network"]:
+            own = network if isinstance(network, dict) else {"network": network}
+            if "crop" in own:
+                out.add(own["crop"])
+            else:
+                out.update(self.axes.get("crop", (named(str(own["network"])).crop,)))
+        return sorted(out)
 
     def label(self, point: dict[str, Any]) -> str:
         network = point["network"]

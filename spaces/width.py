@@ -45,20 +45,18 @@ def params_at(spec: ArchSpec, width: int) -> int:
 def solve_width(spec: ArchSpec, budget: int | float | str, rule: str = "nearest") -> int:
     """The width k that puts `spec` at the parameter `budget` under `rule` (see module doc).
 
-    Raises ValueError when no width can meet the budget (e.g. `under` with a budget below the k = 1
-    network, whose fc layer alone may exceed it).
+    Raises ValueError when no width can meet the budget: a budget below the k = 1 network (whose fc
+    layer alone may exceed it) is refused under both rules, naming the smallest reachable size.
     """
     if rule not in RULES:
         raise ValueError(f"width rule must be one of {RULES}, got {rule!r}")
     target = parse_count(budget)
     smallest = params_at(spec, 1)
     if target < smallest:
-        if rule == "under":
-            raise ValueError(
-                f"parameter budget {target:,} is below the smallest {spec.name} network "
-                f"(k = 1 has {smallest:,} params); valid: budget >= {smallest:,}"
-            )
-        return 1
+        raise ValueError(
+            f"parameter budget {target:,} is below the smallest {spec.name} network "
+            f"(k = 1 has {smallest:,} params); valid: budget >= {smallest:,}"
+        )
     lo, hi = 1, 2  # invariant: params(lo) <= target
     while params_at(spec, hi) <= target:
         lo, hi = hi, hi * 2

@@ -12,6 +12,8 @@ settings so a sweep can put every network on the same footing:
 """
 from __future__ import annotations
 
+import difflib
+import re
 from typing import Any
 
 from spaces.arch import ArchSpec
@@ -89,10 +91,28 @@ def _networks() -> dict[str, ArchSpec]:
 NETWORKS: dict[str, ArchSpec] = _networks()
 
 
+def canonical(name: str) -> str:
+    """One spelling for every way the papers and torchvision write a name: `R3D-18`, `r3d-18` and
+    `r3d_18` → `r3d18`; `R(2+1)D-34` → `r2plus1d34`; `f-R2D` → `fr2d`; `P3D-199` → `p3d199`."""
+    return re.sub(r"[^a-z0-9.]", "", name.lower().replace("(2+1)", "2plus1"))
+
+
+_BY_CANONICAL: dict[str, str] = {canonical(key): key for key in NETWORKS}
+
+
+def lookup(name: str) -> str:
+    """The NETWORKS key for `name` in any of its spellings; an unknown name suggests the nearest."""
+    if not isinstance(name, str):
+        raise ValueError(f"a network name must be a string, got {name!r}")
+    key = name if name in NETWORKS else _BY_CANONICAL.get(canonical(name))
+    if key is None:
+        near = difflib.get_close_matches(canonical(name), list(_BY_CANONICAL), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(_BY_CANONICAL[n] for n in near)}? " if near else ""
+        raise ValueError(f"unknown network {name!r}; {hint}valid names: {', '.join(NETWORKS)}")
+    return key
+
+
 def named(name: str, **overrides: Any) -> ArchSpec:
-    """The paper's network `name`, with any ArchSpec field overridden."""
-    key = name.lower()
-    if key not in NETWORKS:
-        raise ValueError(f"unknown network {name!r}; valid names: {', '.join(NETWORKS)}")
-    spec = NETWORKS[key]
+    """The paper's network `name` (any spelling `lookup` accepts), with any ArchSpec field overridden."""
+    spec = NETWORKS[lookup(name)]
     return spec.replace(**overrides) if overrides else spec

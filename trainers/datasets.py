@@ -50,6 +50,23 @@ SUBSETS: tuple[str, ...] = ("train", "test")
 MISSING_POLICIES: tuple[str, ...] = ("error", "skip")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 DATASET_META_FILE = "starch_dataset.json"
+MIN_CROP = 8
+
+# What each format expects under its root, for error messages (the module doc has the details).
+LAYOUTS: dict[str, str] = {
+    "ucf101": "ROOT/UCF-101/<Class>/<video>.avi and ROOT/ucfTrainTestlist/{classInd.txt, trainlist0N.txt, "
+              "testlist0N.txt} (as UCF101's two archives unpack)",
+    "hmdb51": "ROOT/<class>/<video>.avi and ROOT/testTrainMulti_7030_splits/<class>_test_split<N>.txt",
+    "kinetics": "ROOT/annotations/{train,validate}.csv (label,youtube_id,time_start,time_end) and "
+                "ROOT/{train,val}/<label>/<youtube_id>_<start>_<end>.mp4",
+    "folder": "ROOT/[train|test/]<class>/<video>",
+    "csv": "ROOT/{train,test}.csv (or ROOT = one CSV) with rows path,label",
+}
+
+
+def layout(fmt: str) -> str:
+    return LAYOUTS.get(fmt, "one of the formats " + ", ".join(FORMATS))
+
 
 # The papers' frame sizes for their crops (Res3D §3: 112 crops of 128×171, 56 of 64×86, 224 of 256×342).
 PAPER_RESIZE = {112: (128, 171), 56: (64, 86), 224: (256, 342)}
@@ -100,7 +117,7 @@ class DataSpec:
                 raise ValueError(f"DataSpec.{name} must be a path string or None, got {value!r}")
         _check_int("clip_len", self.clip_len, low=1)
         _check_int("sampling_rate", self.sampling_rate, low=1)
-        _check_int("crop", self.crop, low=8)
+        _check_int("crop", self.crop, low=MIN_CROP)
         _check_resize(self.resize, self.crop)
         if isinstance(self.resize, list):
             object.__setattr__(self, "resize", tuple(self.resize))
@@ -194,10 +211,14 @@ def build_index(spec: DataSpec, subset: str | None = None, *, allow_missing: boo
     _check_choice("subset", subset, SUBSETS)
     root = Path(spec.root).expanduser()
     if not root.exists():
-        raise FileNotFoundError(f"dataset root {str(root)!r} does not exist")
+        raise FileNotFoundError(f"dataset root {str(root)!r} does not exist; format {spec.format} expects "
+                                f"{layout(spec.format)}")
     builder = {"ucf101": _ucf101, "hmdb51": _hmdb51, "kinetics": _kinetics,
                "folder": _folder, "csv": _csv}[spec.format]
-    listed, classes = builder(spec, root, subset)
+    try:
+        listed, classes = builder(spec, root, subset)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{exc}; format {spec.format} expects {layout(spec.format)}") from None
     present = [(p, y) for p, y in listed if os.path.isfile(p)]
     missing = tuple(p for p, _ in listed if not os.path.isfile(p))
     if missing and not allow_missing:

@@ -54,6 +54,9 @@ class VideoReader:
 
     resize: (H, W) every returned frame is scaled to (by ffmpeg inside decord), or None for the
     native size. Aspect ratio is not preserved: the papers resize 320×240 UCF101 to 171×128.
+    decord 0.6 cannot scale some files to some widths (a 44-pixel-wide mp4 to 48, 24, 16, … wide:
+    "DECORDArrayCopyFromTo: The size must exactly match"); for those the reader decodes at the
+    native size and scales with Pillow (bilinear), so a valid resize never turns a video into "bad".
     """
 
     def __init__(self, path: str | os.PathLike, *, resize: tuple[int, int] | None = None,
@@ -63,17 +66,21 @@ class VideoReader:
             raise VideoDecodeError(self.path, "no such file")
         if os.path.getsize(self.path) == 0:
             raise VideoDecodeError(self.path, "empty file (0 bytes)")
-        height, width = resize if resize is not None else (-1, -1)
-        decord = _decord()
+        self.resize, self._num_threads, self._scale = resize, num_threads, None
         try:
-            self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), width=width,
-                                              height=height, num_threads=num_threads)
+            self._reader = self._open(resize)
             self.num_frames = len(self._reader)
             self.fps = float(self._reader.get_avg_fps())
         except Exception as exc:  # decord raises RuntimeError / DECORDError with the C++ message
             raise VideoDecodeError(self.path, _reason(exc)) from None
         if self.num_frames <= 0:
             raise VideoDecodeError(self.path, "no video frames")
+
+    def _open(self, resize: tuple[int, int] | None):
+        decord = _decord()
+        height, width = resize if resize is not None else (-1, -1)
+        return decord.VideoReader(self.path, ctx=decord.cpu(0), width=width, height=height,
+                                  num_threads=self._num_threads)
 
     def get_frames(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Decode exactly these frame indices → uint8 (T, H, W, 3)."""
@@ -82,13 +89,23 @@ class VideoReader:
         if bad:
             raise VideoDecodeError(self.path, f"frame index {bad[0]} outside 0..{self.num_frames - 1}")
         try:
-            frames = self._reader.get_batch(indices).asnumpy()  # (T, H, W, 3)
-            self._reader.seek(0)  # decord #208/#197: release decoder buffers between clips
+            frames = self._batch(indices)
         except Exception as exc:
-            raise VideoDecodeError(self.path, _reason(exc)) from None
+            if self.resize is None or self._scale is not None or "size must exactly match" not in str(exc):
+                raise VideoDecodeError(self.path, _reason(exc)) from None
+            try:  # decord cannot scale this file to this size: decode native, scale with Pillow
+                self._reader, self._scale = self._open(None), self.resize
+                frames = self._batch(indices)
+            except Exception as exc2:
+                raise VideoDecodeError(self.path, _reason(exc2)) from None
         if frames.shape[0] != len(indices) or frames.ndim != 4 or frames.shape[-1] != 3:
             raise VideoDecodeError(self.path, f"decoder returned shape {frames.shape} for {len(indices)} frames")
         return frames
+
+    def _batch(self, indices: list[int]) -> np.ndarray:
+        frames = self._reader.get_batch(indices).asnumpy()  # (T, H, W, 3)
+        self._reader.seek(0)  # decord #208/#197: release decoder buffers between clips
+        return frames if self._scale is None else _scaled(frames, self._scale)
 
     def iter_chunks(self, chunk: int = 32):
         """Yield the whole video as consecutive uint8 (t, H, W, 3) chunks (for the frame cache)."""
@@ -103,6 +120,13 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _scaled(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    height, width = size
+    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in frames])
 
 
 def read_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray, *,

@@ -1,0 +1,132 @@
+"""Wrong input stops before Ray starts: one line naming the file, field or value, exit 2.
+
+Every case here ran to the end (or was silently accepted) before the checks existed."""
+import subprocess
+import sys
+import time
+
+import pytest
+
+from search.cli import main
+from search.config import load_experiment
+
+MINIMAL = "name: x\nspace: {network: r3d_18, width: 4, crop: 32}\ndata: {format: ucf101, root: /d}\n"
+
+
+def write(tmp_path, text, name="exp.yaml", mode="w"):
+    path = tmp_path / name
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+    return path
+
+
+def error_of(capsys, argv) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().err.strip()
+
+
+def test_a_key_given_twice_is_an_error_not_last_wins(tmp_path):
+    path = write(tmp_path, MINIMAL + "schedule: {lr: 0.1}\nschedule: {epochs: 3}\n")
+    with pytest.raises(ValueError, match=r"exp.yaml:5:1: not valid YAML: duplicate key 'schedule' \(first on line 4"):
+        load_experiment(path)
+
+
+@pytest.mark.parametrize("text", ["1e-3", "1E-3", "5e+2", ".5e-2"])
+def test_exponent_floats_are_numbers_in_files_and_in_set(tmp_path, text):
+    exp = load_experiment(write(tmp_path, MINIMAL + f"schedule: {{lr: {text}}}\n"))
+    assert exp.to_recipe().lr == float(text)
+    exp = load_experiment(write(tmp_path, MINIMAL, "b.yaml"), overrides=None)
+    from search.search_cli import overrides_from_args
+
+    class Args:
+        data = name = storage = address = None
+        set = [f"schedule.lr={text}"]
+
+    assert overrides_from_args(Args())["schedule.lr"] == float(text)
+
+
+def test_a_file_that_is_not_utf8_or_not_a_mapping_is_named(tmp_path, capsys):
+    code, err = error_of(capsys, ["search", str(write(tmp_path, b"name: x\n\xff\xfe\x00garbage", "bin.yaml")), "--dry-run"])
+    assert code == 2 and "bin.yaml: not UTF-8 text" in err and "\n" not in err
+    code, err = error_of(capsys, ["search", str(write(tmp_path, "- a\n- b\n", "list.yaml")), "--dry-run"])
+    assert code == 2 and "list.yaml: an experiment file must be a mapping" in err
+
+
+def test_a_budget_no_width_can_meet_is_an_error_with_the_smallest_size(tmp_path, capsys):
+    code, err = error_of(capsys, ["describe", "mc3", "--budget", "1000"])
+    assert code == 2 and "below the smallest MC3 network (k = 1 has 6,987 params); valid: budget >= 6,987" in err
+    path = write(tmp_path, "name: x\nspace: {network: [r3d_18, mc3], budget: 1000}\ndata: {format: ucf101, root: /d}\n")
+    with pytest.raises(ValueError, match="space.budget 1000 is below the smallest R3D-18 network"):
+        load_experiment(path)
+
+
+@pytest.mark.parametrize("spelling", ["r3d_18", "r3d-18", "R3D-18", "R3D_18"])
+def test_torchvision_and_paper_spellings_name_the_same_network(spelling, tmp_path):
+    from spaces import named
+
+    assert named(spelling) == named("r3d_18")
+    assert named("r2plus1d-34") == named("r2plus1d_34") and named("p3d-199") == named("p3d_199")
+    assert named("R(2+1)D-18") == named("r2plus1d_18") and named("F-R2D") == named("f-r2d")
+
+
+def test_an_unknown_network_suggests_the_nearest(capsys):
+    code, err = error_of(capsys, ["describe", "r3d_81"])
+    assert code == 2 and "unknown network 'r3d_81'; did you mean r3d_18" in err
+
+
+def test_resize_is_checked_against_each_trials_own_crop(tmp_path):
+    ok = write(tmp_path, "name: x\nspace: {network: r3d_18, crop: 32, width: 4}\n"
+                         "data: {format: ucf101, root: /d, resize: [48, 64]}\n")
+    assert load_experiment(ok).to_data().resize == (48, 64)  # refused before: checked against crop 112
+    bad = write(tmp_path, "name: x\nspace: {network: r3d_18, crop: [32, 112], width: 4}\n"
+                          "data: {format: ucf101, root: /d, resize: [36, 48]}\n", "bad.yaml")
+    with pytest.raises(ValueError, match=r"bad.yaml: data: DataSpec.resize \(36, 48\) is smaller than crop 112.*"
+                                         r"crops \[32, 112\]"):
+        load_experiment(bad)
+
+
+def test_a_resize_decord_cannot_scale_to_is_decoded_another_way(synth_root):
+    """decord 0.6 fails on 44-px-wide mp4s scaled to 48 px wide ("size must exactly match")."""
+    from trainers.video import VideoReader
+
+    video = next((synth_root / "UCF-101").rglob("*.mp4"))
+    with VideoReader(video, resize=(36, 48)) as reader:
+        frames = reader.get_frames([0, 3, 5])
+    assert frames.shape == (3, 36, 48, 3) and frames.std() > 0
+    with VideoReader(video, resize=(36, 47)) as reader:  # decord scales this one itself
+        assert reader.get_frames([0]).shape == (1, 36, 47, 3)
+
+
+def test_a_missing_dataset_root_stops_the_dry_run_and_the_run_before_ray(tmp_path, capsys):
+    path = write(tmp_path, MINIMAL.replace("root: /d", f"root: {tmp_path / 'nowhere'}") +
+                 f"cluster: {{storage: {tmp_path / 'runs'}}}\n")
+    code, err = error_of(capsys, ["search", str(path), "--dry-run"])
+    assert code == 2 and f"data.root '{tmp_path / 'nowhere'}' does not exist; format ucf101 expects ROOT/UCF-101" in err
+    started = time.time()
+    code, err = error_of(capsys, ["search", str(path)])  # no Ray is started: seconds, not minutes
+    assert code == 2 and "does not exist" in err and time.time() - started < 20
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_root_without_split_files_names_the_expected_layout(tmp_path, capsys):
+    (tmp_path / "data" / "UCF-101").mkdir(parents=True)
+    path = write(tmp_path, MINIMAL.replace("root: /d", f"root: {tmp_path / 'data'}"))
+    code, err = error_of(capsys, ["search", str(path), "--dry-run"])
+    assert code == 2 and "classInd.txt not found" in err and "expects ROOT/UCF-101/<Class>/<video>.avi" in err
+
+
+def test_gpus_the_local_machine_lacks_are_refused_in_the_dry_run(tmp_path, capsys, synth_root):
+    path = write(tmp_path, MINIMAL.replace("root: /d", f"root: {synth_root}, resize: null")
+                 + "resources: {gpus_per_trial: 1}\n")
+    code, err = error_of(capsys, ["search", str(path), "--dry-run"])
+    assert code == 2 and "a trial needs 1 GPU(s)" in err and "--set resources.gpus_per_trial=0" in err
+    assert main(["search", str(path), "--dry-run", "--address", "auto"]) == 0  # a cluster may have them
+
+
+def test_the_dry_run_solves_widths_for_the_datasets_classes(tmp_path, capsys, synth_root):
+    path = write(tmp_path, "name: x\nspace: {network: r3d_18, budget: 0.13M, crop: 32, num_classes: 101}\n"
+                           f"data: {{format: ucf101, root: {synth_root}, resize: null}}\n")
+    assert main(["search", str(path), "--dry-run"]) == 0
+    with_data = capsys.readouterr().out
+    assert main(["search", str(path), "--dry-run", "--set", "data.root=<--data>"]) == 0
+    without = capsys.readouterr().out
+    assert "note: no dataset given" in without and with_data.splitlines()[-1] != without.splitlines()[-1]
