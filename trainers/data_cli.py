@@ -10,12 +10,15 @@ only marks that file unusable (see trainers.video.DecodeProcess).
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import statistics
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from trainers.clips import clip_span
 from trainers.datasets import FORMATS, DataSpec, build_index
 
 CHECK_EPILOG = """\
@@ -24,6 +27,7 @@ examples:
   starch data check hmdb51 /data/hmdb51 --split 2 --subset test --bad-list bad.txt
   starch data check kinetics /data/k400 --workers 2 --timeout 120
   starch data check folder ~/my_videos
+  starch data check ucf101 /data/ucf101 --frames 16 --sampling-rate 2   # the clips a search trains on
 
 exit code: 0 all listed videos are usable, 1 some are not (listed with the reason), 2 bad input.
 --bad-list writes one "path<TAB>reason" line per unusable file.
@@ -59,6 +63,10 @@ def add_parser(subparsers) -> None:
                        help="which subset to scan (default all)")
     check.add_argument("--video-root", help="where the videos are, if not under ROOT")
     check.add_argument("--annotation-root", help="where the split / CSV files are, if not under ROOT")
+    check.add_argument("--frames", type=int, metavar="L", help="clip length the experiment trains on: videos "
+                       "shorter than one clip are flagged and each video's last clip is decoded")
+    check.add_argument("--sampling-rate", type=int, default=1, metavar="S",
+                       help="temporal sampling rate of those clips (default 1)")
     check.add_argument("--bad-list", metavar="FILE", help="write the unusable files to FILE")
     check.add_argument("--workers", type=int, default=2, help="decode processes in parallel (default 2)")
     check.add_argument("--timeout", type=float, default=60.0, help="seconds per video (default 60)")
@@ -86,6 +94,9 @@ def run_check(args) -> int:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.timeout <= 0:
         raise ValueError(f"--timeout must be > 0, got {args.timeout}")
+    if (args.frames is not None and args.frames < 1) or args.sampling_rate < 1:
+        raise ValueError(f"--frames and --sampling-rate must be >= 1, got {args.frames} and {args.sampling_rate}")
+    span = clip_span(args.frames, args.sampling_rate) if args.frames else None
     spec = DataSpec(format=args.format, root=args.root, split=args.split, video_root=args.video_root,
                     annotation_root=args.annotation_root, cache=False)
     subsets = ("train", "test") if args.subset == "all" else (args.subset,)
@@ -93,16 +104,16 @@ def run_check(args) -> int:
     for subset in subsets:
         try:
             indexes[subset] = build_index(spec, subset, allow_missing=True)
-        except (FileNotFoundError, ValueError) as exc:
+        except FileNotFoundError as exc:  # e.g. no test list; a bad line (ValueError) always stops
             if args.subset != "all":
                 raise
             absent[subset] = exc
     if not indexes:
         raise next(iter(absent.values()))
     paths = sorted({p for index in indexes.values() for p, _ in index.videos})
-    results = scan(paths, workers=args.workers, timeout_s=args.timeout)
+    results = scan(paths, workers=args.workers, timeout_s=args.timeout, span=span)
     for index in indexes.values():
-        results.update({p: "missing: listed in the annotations, not on disk" for p in index.missing})
+        results.update({p: why_missing(p) for p in index.missing})
 
     classes = next(iter(indexes.values())).classes
     print(f"{args.format} at {args.root} (split {args.split}): {len(classes)} classes")
@@ -132,10 +143,23 @@ def run_check(args) -> int:
     return 1 if bad else 0
 
 
+def why_missing(path: str) -> str:
+    """Why a listed file cannot be opened: absent, a broken symlink, or a symlink loop."""
+    if os.path.islink(path):
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "symlink loop: the link points back at itself"
+            return f"broken symlink to {os.readlink(path)!r}"
+    return "missing: listed in the annotations, not on disk"
+
+
 def scan(paths: list[str], *, workers: int = 2, timeout_s: float = 60.0,
-         resize: tuple[int, int] | None = None) -> dict[str, dict | str]:
+         resize: tuple[int, int] | None = None, span: int | None = None) -> dict[str, dict | str]:
     """path → {num_frames, fps, height, width} or the reason it is unusable. `workers` threads each
-    drive their own decode child, so `workers` videos decode in parallel and a crash costs one file."""
+    drive their own decode child, so `workers` videos decode in parallel and a crash costs one file.
+    With `span` (the frames one clip covers) a shorter video is unusable and the last clip is decoded."""
     from trainers.video import DecodeProcess, VideoDecodeError
 
     local, decoders, lock = threading.local(), [], threading.Lock()
@@ -146,7 +170,7 @@ def scan(paths: list[str], *, workers: int = 2, timeout_s: float = 60.0,
             with lock:
                 decoders.append(local.decoder)
         try:
-            return path, local.decoder.request({"op": "check", "path": path, "resize": resize})
+            return path, local.decoder.request({"op": "check", "path": path, "resize": resize, "span": span})
         except VideoDecodeError as exc:
             return path, exc.reason
 

@@ -292,15 +292,35 @@ def _ucf101(spec: DataSpec, root: Path, subset: str):
         if not parts:
             continue
         rel = parts[0].replace("\\", "/")
+        where = f"{list_file}:{number}"
+        _check_inside(rel, video_root, where)
         class_name = rel.split("/")[0]
-        if len(parts) > 1:  # trainlist: 1-based label
-            label = int(parts[1]) - 1
+        if len(parts) > 1:  # trainlist: 1-based label, which must be the class folder's
+            label = _label_number(parts[1], len(classes), where) - 1
+            if classes[label].lower() != class_name.lower():
+                raise ValueError(f"{where}: label {parts[1]!r} is {classes[label]!r} in classInd.txt but the video is "
+                                 f"in folder {class_name!r}")
         elif class_name.lower() in lower_ids:  # testlist: label from the class folder
             label = lower_ids[class_name.lower()]
         else:
-            raise ValueError(f"{list_file}:{number}: class folder {class_name!r} is not in classInd.txt")
+            raise ValueError(f"{where}: class folder {class_name!r} is not in classInd.txt")
         listed.append((str(video_root / rel), label))
     return _fix_case(listed, video_root), classes
+
+
+def _check_inside(rel: str, folder: Path, where: str) -> None:
+    """A split list names files below its video folder: an absolute path or one that climbs out
+    with `..` is refused (a list from elsewhere, or one written to read other files)."""
+    if os.path.isabs(rel) or re.match(r"^[A-Za-z]:", rel) or os.path.normpath(rel).split(os.sep)[0] == "..":
+        raise ValueError(f"{where}: {rel!r} is outside the video folder {str(folder)!r}; split lists name "
+                         "files relative to it")
+
+
+def _label_number(text: str, num_classes: int, where: str) -> int:
+    """A 1-based class number from a split list, checked against classInd.txt's 1..num_classes."""
+    if not re.fullmatch(r"\d+", text) or not 1 <= int(text) <= num_classes:
+        raise ValueError(f"{where}: label {text!r} is not a class number of classInd.txt (valid: 1..{num_classes})")
+    return int(text)
 
 
 def _fix_case(listed: list[tuple[str, int]], video_root: Path) -> list[tuple[str, int]]:
@@ -338,6 +358,8 @@ def _hmdb51(spec: DataSpec, root: Path, subset: str):
         for line in f.read_text().split("\n"):
             parts = line.split()
             if len(parts) >= 2 and parts[1] == wanted:
+                if "/" in parts[0] or "\\" in parts[0]:
+                    raise ValueError(f"{f}: {parts[0]!r}: HMDB51 split files name videos by file name only")
                 default = video_root / classes[label] / parts[0]
                 listed.append((by_name.get(parts[0], str(default)), label))
     return listed, classes
@@ -453,13 +475,18 @@ def _csv(spec: DataSpec, root: Path, subset: str):
         classes = sorted(set(all_labels))
         ids = {c: i for i, c in enumerate(classes)}
     folder = video_root or (csv_files[subset].parent if root.is_file() else base)
-    return [(str(folder / p) if not os.path.isabs(p) else p, ids[y]) for p, y, _ in rows], classes
+    for p, _, _, number in rows:
+        if not os.path.isabs(p):  # absolute paths are how a CSV points at videos elsewhere
+            _check_inside(p, folder, f"{csv_files[subset]}:{number}")
+    return [(str(folder / p) if not os.path.isabs(p) else p, ids[y]) for p, y, _, _ in rows], classes
 
 
-def _read_path_label_rows(path: Path) -> list[tuple[str, str, str | None]]:
+def _read_path_label_rows(path: Path) -> list[tuple[str, str, str | None, int]]:
+    """(path, label, subset or None, line number) of every row."""
     with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
-    header = [c.strip().lower() for c in rows[0]] if rows else []
+        reader = csv.reader(f)
+        rows = [(reader.line_num, r) for r in reader if r and any(c.strip() for c in r)]
+    header = [c.strip().lower() for c in rows[0][1]] if rows else []
     if "path" in header and "label" in header:
         ip, il = header.index("path"), header.index("label")
         isub = header.index("subset") if "subset" in header else None
@@ -467,8 +494,8 @@ def _read_path_label_rows(path: Path) -> list[tuple[str, str, str | None]]:
     else:
         ip, il, isub = 0, 1, None
     out = []
-    for number, r in enumerate(rows, 2 if header and "path" in header else 1):
+    for number, r in rows:
         if len(r) <= max(ip, il):
             raise ValueError(f"{path}:{number}: expected `path,label`, got {','.join(r)!r}")
-        out.append((r[ip].strip(), r[il].strip(), r[isub].strip() if isub is not None else None))
+        out.append((r[ip].strip(), r[il].strip(), r[isub].strip() if isub is not None else None, number))
     return out

@@ -346,9 +346,16 @@ def _op_cache(req: dict, open_reader: list) -> dict:
 
 
 def _op_check(req: dict, open_reader: list) -> dict:
+    """Open, then decode the first, middle and last frame; with a clip `span`, refuse a video
+    shorter than one clip and decode every frame of the last clip a trial may read."""
     with VideoReader(req["path"], resize=req.get("resize")) as reader:
-        n = reader.num_frames
+        n, span = reader.num_frames, req.get("span")
+        if span and n < span:
+            raise VideoDecodeError(req["path"], f"short: {n} frames, one clip needs {span} "
+                                                "(usable only with data.short_video: loop)")
         frames = reader.get_frames(sorted({0, n // 2, n - 1}))
+        if span:
+            reader.get_frames(range(n - span, n))
         return {"num_frames": n, "fps": reader.fps, "height": int(frames.shape[1]),
                 "width": int(frames.shape[2])}
 

@@ -130,3 +130,71 @@ def test_the_dry_run_solves_widths_for_the_datasets_classes(tmp_path, capsys, sy
     assert main(["search", str(path), "--dry-run", "--set", "data.root=<--data>"]) == 0
     without = capsys.readouterr().out
     assert "note: no dataset given" in without and with_data.splitlines()[-1] != without.splitlines()[-1]
+
+
+@pytest.fixture
+def ucf_copy(synth_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "ucf"
+    shutil.copytree(synth_root, root)
+    return root
+
+
+def _edit_trainlist(root, line_no, new_line):
+    path = root / "ucfTrainTestlist" / "trainlist01.txt"
+    lines = path.read_text().splitlines()
+    lines[line_no - 1] = new_line
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_an_out_of_range_label_is_found_by_data_check_and_the_dry_run(ucf_copy, tmp_path, capsys):
+    first = (ucf_copy / "ucfTrainTestlist" / "trainlist01.txt").read_text().splitlines()[2].split()[0]
+    _edit_trainlist(ucf_copy, 3, f"{first} 9")  # 4 classes: 9 crashed training with an IndexError
+    code, err = error_of(capsys, ["data", "check", "ucf101", str(ucf_copy)])
+    assert code == 2 and "trainlist01.txt:3: label '9' is not a class number of classInd.txt (valid: 1..4)" in err
+    path = write(tmp_path, MINIMAL.replace("root: /d", f"root: {ucf_copy}, resize: null"))
+    code, err = error_of(capsys, ["search", str(path), "--dry-run"])
+    assert code == 2 and "trainlist01.txt:3: label '9'" in err
+
+
+def test_a_label_that_contradicts_the_class_folder_is_refused(ucf_copy, capsys):
+    first = (ucf_copy / "ucfTrainTestlist" / "trainlist01.txt").read_text().splitlines()[0].split()
+    wrong = 1 + int(first[1]) % 4
+    _edit_trainlist(ucf_copy, 1, f"{first[0]} {wrong}")
+    code, err = error_of(capsys, ["data", "check", "ucf101", str(ucf_copy)])
+    assert code == 2 and f"trainlist01.txt:1: label {str(wrong)!r} is" in err and "but the video is in folder" in err
+
+
+@pytest.mark.parametrize("entry", ["../../../etc/passwd 1", "/etc/passwd 1", "Left1/../../../x.mp4 1"])
+def test_split_entries_outside_the_dataset_are_refused_with_the_line(ucf_copy, capsys, entry):
+    _edit_trainlist(ucf_copy, 2, entry)
+    code, err = error_of(capsys, ["data", "check", "ucf101", str(ucf_copy)])
+    assert code == 2 and "trainlist01.txt:2:" in err and "is outside the video folder" in err
+
+
+def test_csv_rows_that_climb_out_of_their_folder_are_refused(tmp_path):
+    from trainers.datasets import DataSpec, build_index
+
+    (tmp_path / "train.csv").write_text("path,label\na.mp4,x\n../secret.mp4,y\n")
+    with pytest.raises(ValueError, match=r"train.csv:3: '../secret.mp4' is outside the video folder"):
+        build_index(DataSpec(format="csv", root=str(tmp_path)), "train")
+
+
+def test_data_check_flags_short_videos_and_symlink_loops(ucf_copy, capsys):
+    import os
+
+    videos = sorted((ucf_copy / "UCF-101").rglob("*.mp4"))
+    loop = videos[0]
+    loop.unlink()
+    os.symlink(loop.name, loop)  # points at itself
+    assert main(["data", "check", "ucf101", str(ucf_copy)]) == 1
+    out = capsys.readouterr().out
+    assert f"{loop}: symlink loop" in out and "not on disk" not in out
+    # the videos have 24 frames: clips of 16 at rate 2 need 31, so every other video is short
+    assert main(["data", "check", "ucf101", str(ucf_copy), "--frames", "16", "--sampling-rate", "2"]) == 1
+    out = capsys.readouterr().out
+    assert f"{videos[1]}: short: 24 frames, one clip needs 31" in out
+    assert main(["data", "check", "ucf101", str(ucf_copy), "--frames", "8", "--sampling-rate", "2"]) == 1
+    assert "short:" not in capsys.readouterr().out  # 15 frames fit
