@@ -97,7 +97,7 @@ def resolve_metric(runs: Sequence[Run], metric: str | None) -> str:
     """The metric asked for, else the one the experiment optimised (starch_experiment.json), else video@1."""
     if metric is None:
         for run in runs:
-            candidate = (run.experiment or {}).get("metric")
+            candidate = (run.experiment or {}).get("search", {}).get("metric")
             if candidate in ACCURACY_METRICS:
                 return candidate
         metric = "video@1"
@@ -258,6 +258,13 @@ def write_report(run_dirs: str | Path | Iterable[str | Path], out: str | Path, m
     doc = Document(f"starch report: {', '.join(r.name for r in runs)}")
     doc.para(f"Runs: {', '.join(f'`{r.path}` ({r.dataset})' for r in runs)}. Ranking metric: **{metric}** at each "
              "trial's last evaluated epoch; repeats of one network (seeds) as mean ± std.")
+    if epochs.empty:  # every trial failed before its first epoch: say so, keep what is known
+        _accounting(doc, runs, trials)
+        counts = ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items())
+        doc.heading("Ranking")
+        doc.para(f"Nothing to rank or plot: no trial reported an epoch ({counts}). The tables above give each "
+                 "trial's status and reason; `starch status RUN_DIR` shows the same.")
+        return _finish(doc, out, runs, trials, epochs)
     rank = tables.ranking(trials, metric)
     _best(doc, trials, rank, metric)
     _accounting(doc, runs, trials)
@@ -315,6 +322,11 @@ def write_report(run_dirs: str | Path | Iterable[str | Path], out: str | Path, m
         doc.table(tables.display_stats(fid))
         _write_table(out, "fidelity", fid, tables.display_stats(fid), "Early-stopping fidelity")
 
+    return _finish(doc, out, runs, trials, epochs)
+
+
+def _finish(doc: Document, out: Path, runs: Sequence[Run], trials: pd.DataFrame, epochs: pd.DataFrame) -> Path:
+    """The sections every report ends with, then the files."""
     _configuration(doc, runs)
     doc.heading("What was skipped or inferred")
     notes = [n for r in runs for n in r.notes] + [s for r in runs for s in r.skipped]
@@ -322,7 +334,7 @@ def write_report(run_dirs: str | Path | Iterable[str | Path], out: str | Path, m
 
     (out / "tables").mkdir(exist_ok=True)
     trials.to_csv(out / "tables" / "trials.csv", index=False)
-    epochs.drop(columns=["arch_key"]).to_csv(out / "tables" / "epochs.csv", index=False)  # trials.csv has it
+    epochs.drop(columns=["arch_key"], errors="ignore").to_csv(out / "tables" / "epochs.csv", index=False)
     (out / "report.html").write_text(doc.to_html())
     path = out / "report.md"
     path.write_text(doc.markdown())

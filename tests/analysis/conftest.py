@@ -73,7 +73,7 @@ def runs(ray_cluster, synth_root, second_root, tmp_path_factory) -> dict[str, Pa
         "arch": tune.grid_search([_arch("r3d_18"), _arch("mc3"), _arch("f-r2d")]),
         "data": _data(second_root), "recipe": {"epochs": 2, "lr": 0.05, "seed": tune.grid_search([0, 1])},
     })
-    experiment = {"name": "hmdb", "metric": "video@1", "mode": "max", "dataset": "synth-B",
+    experiment = {"name": "hmdb", "search": {"metric": "video@1", "mode": "max"}, "dataset": "synth-B",
                   "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0.5}}
     (hmdb / "starch_experiment.json").write_text(json.dumps(experiment))
     return {"ucf": ucf, "hmdb": hmdb}

@@ -167,3 +167,15 @@ def test_analysis_runs_without_torch_or_ray(runs, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "ok"
     assert (tmp_path / "r" / "report.html").exists()
+
+
+def test_the_report_ranks_by_the_metric_the_search_optimised():
+    """starch_experiment.json keeps it under search.metric (read as experiment["metric"] before)."""
+    from types import SimpleNamespace
+
+    from analysis.report import resolve_metric
+
+    runs = [SimpleNamespace(experiment={"name": "x", "search": {"metric": "clip@1", "mode": "max"}})]
+    assert resolve_metric(runs, None) == "clip@1"
+    assert resolve_metric(runs, "video@5") == "video@5"
+    assert resolve_metric([SimpleNamespace(experiment=None)], None) == "video@1"

@@ -100,7 +100,7 @@ def test_starch_json_files_are_used_when_present(runs, tmp_path):
     ]))
     (run / "starch_infeasible.json").write_text(json.dumps([
         {"arch": {**json.loads(df["arch_key"].iloc[0]), "width": 900}, "reason": "params 1.2G > budget 33.2M"}]))
-    (run / "starch_experiment.json").write_text(json.dumps({"name": "conv_mixture", "metric": "clip@1",
+    (run / "starch_experiment.json").write_text(json.dumps({"name": "conv_mixture", "search": {"metric": "clip@1"},
                                                             "dataset": "UCF101"}))
     df = load(run)
     assert set(df["run"]) == {"conv_mixture"} and set(df["dataset"]) == {"UCF101"}

@@ -173,3 +173,18 @@ def test_ctrl_c_leaves_a_resumable_run_and_says_how(ray_cluster, make_experiment
     assert any(t["status"] == "INTERRUPTED" for t in trials) and not any(t["stopped_early"] for t in trials)
     assert main(["resume", str(run), "--no-report"]) == 0
     assert all(r[-1]["epoch"] == 3 for r in records(run).values()) and len(records(run)) == 3
+
+
+def test_a_search_in_which_every_trial_failed_exits_1_and_still_writes_the_report(ray_cluster, make_experiment,
+                                                                                    capsys):
+    path = make_experiment(name="allfail", body="failures:\n  max_failures: 0\n")
+    path.write_text(path.read_text().replace("sampling_rate: 2", "sampling_rate: 100")
+                    .replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18, mc3]"))
+    run = path.parent / "runs" / "allfail"
+    assert main(["search", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "starch: error: no trial completed (2 errored; first error: RuntimeError: the training loader" \
+        in captured.err and len(captured.err.strip().splitlines()) == 1
+    report = (run / "report" / "report.md").read_text()  # no epoch was reported: the report says why
+    assert "no trial reported an epoch" in report and "2 errored" in report
+    assert main(["report", str(run), "--out", str(path.parent / "again")]) == 0
