@@ -118,6 +118,16 @@ def _counts(run: Run) -> dict[str, Any]:
     return row
 
 
+def unusable_videos(trials: pd.DataFrame) -> pd.DataFrame:
+    """file | what was wrong | trials that met it, from the trials' `data_problems`."""
+    met: dict[tuple[str, str], int] = {}
+    for problems in trials.get("data_problems", pd.Series(dtype=object)).dropna():
+        for path, problem in problems.items():
+            met[(path, problem)] = met.get((path, problem), 0) + 1
+    rows = [{"file": path, "what was wrong": problem, "trials": n} for (path, problem), n in sorted(met.items())]
+    return pd.DataFrame(rows, columns=["file", "what was wrong", "trials"])
+
+
 def _accounting(doc: Document, runs: Sequence[Run], trials: pd.DataFrame) -> None:
     doc.heading("Trials")
     counts = pd.DataFrame([_counts(r) for r in runs])
@@ -127,6 +137,12 @@ def _accounting(doc: Document, runs: Sequence[Run], trials: pd.DataFrame) -> Non
              "trial reads the same files; missing: listed but not on disk, skipped with `missing_videos: skip`). "
              "Wall time sums the trials' `time_total_s`; GPU-hours multiply it by the "
              "GPUs per trial in starch_experiment.json (— when the run does not record them).")
+    problems = unusable_videos(trials)
+    if len(problems):
+        doc.heading("Unusable videos", 3)
+        doc.para(f"{len(problems)} video file(s) could not be used by at least one trial (names as the trials "
+                 "reported them; a record lists at most 200).")
+        doc.table(problems)
     failed = trials[trials["status"].isin(["errored", "diverged", "oom", "infeasible"])]
     if len(failed):
         doc.heading("Errored, diverged and infeasible trials", 3)
@@ -330,10 +346,14 @@ def _finish(doc: Document, out: Path, runs: Sequence[Run], trials: pd.DataFrame,
     _configuration(doc, runs)
     doc.heading("What was skipped or inferred")
     notes = [n for r in runs for n in r.notes] + [s for r in runs for s in r.skipped]
-    doc.bullets(notes or ["nothing: every file was read and every status was recorded by the search"])
+    unusable = len(unusable_videos(trials))
+    if unusable:
+        notes.append(f"{unusable} video file(s) could not be used by some trial: see Unusable videos")
+    doc.bullets(notes or ["nothing: every run file and video was read, and every status was recorded by the search"])
 
     (out / "tables").mkdir(exist_ok=True)
-    trials.to_csv(out / "tables" / "trials.csv", index=False)
+    trials.drop(columns=["data_problems"], errors="ignore").to_csv(out / "tables" / "trials.csv", index=False)
+    unusable_videos(trials).to_csv(out / "tables" / "unusable_videos.csv", index=False)
     epochs.drop(columns=["arch_key"], errors="ignore").to_csv(out / "tables" / "epochs.csv", index=False)
     (out / "report.html").write_text(doc.to_html())
     path = out / "report.md"

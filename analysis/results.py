@@ -303,6 +303,7 @@ def read_trial(folder: Path, *, ray_statuses: dict[str, str], starch_trials: dic
         "bad_videos": max((r.get("bad_videos", 0) or 0 for r in records), default=0),
         "short_videos_dropped": max((r.get("short_videos_dropped", 0) or 0 for r in records), default=0),
         "missing_videos": max((r.get("missing_videos", 0) or 0 for r in records), default=0),
+        "data_problems": {path: problem for r in records for path, problem in (r.get("data_problems") or [])},
         "resumed": any((r.get("resumed_from_epoch") or 0) > 0 for r in records),
         "wall_time_s": wall if wall is not None else math.nan,
         "gpu_hours": wall * gpus / 3600 if (wall is not None and gpus is not None) else math.nan,
@@ -375,7 +376,8 @@ def _infeasible_rows(path: Path, skipped: list[str]) -> list[dict[str, Any]]:
         rows.append({"trial_id": f"infeasible_{i}", "trial_dir": None, "family": arch.get("name"),
                      **flatten_arch(arch), "params": math.nan, "gflops": math.nan, **_metrics([]),
                      "epochs": 0, "status": "infeasible", "reason": entry.get("reason"),
-                     "bad_videos": 0, "short_videos_dropped": 0, "missing_videos": 0, "arch_key": arch_key(arch)})
+                     "bad_videos": 0, "short_videos_dropped": 0, "missing_videos": 0, "data_problems": {},
+                     "arch_key": arch_key(arch)})
     return rows
 
 

@@ -271,6 +271,11 @@ class ClipLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Listed in the annotations, not on disk (skipped under data.missing_videos: skip)."""
+        return self.dataset.index.missing
+
     def __len__(self) -> int:
         n = len(self.order(0))  # shards of every epoch have the same size
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)

@@ -299,10 +299,18 @@ def _share_data_stats(loaders: list, distributed: Distributed) -> None:
         loader.short_videos.update(short)
 
 
+DATA_PROBLEMS_SHOWN = 200  # file names per record; the counts stay exact
+
+
 def _data_stats(train_loader, eval_loaders: dict[str, Any]) -> dict[str, Any]:
-    bad = set(train_loader.bad_videos)
-    short = set(train_loader.short_videos)
-    for loader in eval_loaders.values():
-        bad |= set(loader.bad_videos)
-        short |= set(loader.short_videos)
-    return {"bad_videos": len(bad), "short_videos_dropped": len(short)}
+    """Counts of unusable videos, and their names with what was wrong (`data_problems`: a sorted
+    list of [path, problem], at most DATA_PROBLEMS_SHOWN), so they reach the run, not only logs."""
+    problems: dict[str, str] = {}
+    for loader in (train_loader, *eval_loaders.values()):
+        problems.update({p: "missing: listed, not on disk" for p in getattr(loader, "missing", ())})
+        problems.update({p: f"short: {n} frames, dropped" for p, n in loader.short_videos.items()})
+        problems.update({p: f"bad: {reason}" for p, reason in loader.bad_videos.items()})
+    bad = sum(v.startswith("bad") for v in problems.values())
+    short = sum(v.startswith("short") for v in problems.values())
+    return {"bad_videos": bad, "short_videos_dropped": short,
+            "data_problems": [[p, problems[p]] for p in sorted(problems)[:DATA_PROBLEMS_SHOWN]]}

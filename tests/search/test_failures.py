@@ -188,3 +188,27 @@ def test_a_search_in_which_every_trial_failed_exits_1_and_still_writes_the_repor
     report = (run / "report" / "report.md").read_text()  # no epoch was reported: the report says why
     assert "no trial reported an epoch" in report and "2 errored" in report
     assert main(["report", str(run), "--out", str(path.parent / "again")]) == 0
+
+
+def test_bad_videos_are_named_in_the_records_and_the_report(ray_cluster, synth_root, tmp_path):
+    import shutil
+
+    from tests.search.conftest import tiny_experiment
+    from tests.videos import write_random_bytes
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_root, root)
+    train = (root / "ucfTrainTestlist" / "trainlist01.txt").read_text().split()[0]
+    broken = root / "UCF-101" / train
+    write_random_bytes(broken)
+    path = tiny_experiment(tmp_path, root, name="badvids")
+    path.write_text(path.read_text().replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18, f-r2d]")
+                    .replace("epochs: 2", "epochs: 1"))
+    run = tmp_path / "runs" / "badvids"
+    assert main(["search", str(path)]) == 0
+    for recs in records(run).values():
+        problems = dict(recs[-1]["data_problems"])
+        assert recs[-1]["bad_videos"] == 1 and problems[str(broken)].startswith("bad: ")
+    report = (run / "report" / "report.md").read_text()
+    assert "### Unusable videos" in report and f"| {broken} | bad: " in report and "| 2 |" in report
+    assert "every run file and video was read" not in report
