@@ -113,31 +113,61 @@ def _decode(value):
 
 
 class ConstrainedSearcher(Searcher):
-    """Wraps a Searcher: infeasible suggestions never become trials; they are counted instead."""
+    """Wraps a Searcher: infeasible suggestions never become trials; they are counted instead.
+
+    Nor does a configuration that already ran (same axes and seed: a sampler such as TPE proposes
+    the same categorical point again and again in a small space). A repeat of a finished trial is
+    told its result (Optuna's FAQ recipe for duplicates), so the sampler learns without paying; a
+    repeat of a running one is told as failed (samplers ignore failed trials). When every point of
+    the space has run, the search is finished.
+    """
 
     def __init__(self, inner: Searcher, exp: Experiment, record_dir: str | None):
         super().__init__(metric=inner.metric, mode=inner.mode)
         self.inner, self.exp, self.record_dir = inner, exp, record_dir
         self.infeasible: list[dict[str, Any]] = []
+        self.duplicates = 0
         self._alias: dict[str, str] = {}
+        self._key_of: dict[str, str] = {}  # trial id → configuration key
+        self._results: dict[str, dict | None] = {}  # configuration key → its final result (None: running)
+        self._infeasible_keys: set[str] = set()
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return self.inner.set_search_properties(metric, mode, config, **spec)
 
     def suggest(self, trial_id: str):
         space = self.exp.to_space()
+        if len(self._results) + len(self._infeasible_keys) >= space.size:
+            log.warning("every one of the space's %d points has run; the search is finished", space.size)
+            return Searcher.FINISHED
         for attempt in range(MAX_REJECTIONS):
             inner_id = trial_id if attempt == 0 else f"{trial_id}-rejected{attempt}"
             config = self.inner.suggest(inner_id)
             if config is None or config == Searcher.FINISHED:
                 return config
             point = dict(config["axes"])
+            key = json.dumps({"axes": jsonable(point), "repeat": config.get("repeat", 0)}, sort_keys=True)
+            if key in self._results:
+                self._duplicate(inner_id, key)
+                continue
             arch, why = check_point(self.exp, space, point)
             if why is None:
-                self._alias[trial_id] = inner_id
-                return {"axes": config["axes"]}  # drop Optuna's raw (encoded) parameter names
+                self._alias[trial_id], self._key_of[trial_id], self._results[key] = inner_id, key, None
+                # drop Optuna's raw (encoded) parameter names
+                return {"axes": config["axes"], **({"repeat": config["repeat"]} if "repeat" in config else {})}
+            self._infeasible_keys.add(key)
             self._reject(inner_id, point, arch, why)
-        raise RuntimeError(f"{MAX_REJECTIONS} samples in a row were infeasible; loosen the constraints")
+        raise RuntimeError(f"{MAX_REJECTIONS} samples in a row were infeasible or had already run; "
+                           "loosen the constraints or lower search.num_samples")
+
+    def _duplicate(self, inner_id: str, key: str) -> None:
+        self.duplicates += 1
+        previous = self._results[key]
+        if previous is None:  # still running
+            self.inner.on_trial_complete(inner_id, result=None, error=True)
+        else:
+            self.inner.on_trial_complete(inner_id, result=previous, error=False)
+        log.info("sample %s repeats a configuration that already ran; not run again", inner_id)
 
     def _reject(self, inner_id: str, point: dict, arch: ArchSpec | None, why: str) -> None:
         worst = {m: (0.0 if mode == "max" else 1e12) for m, mode in self._objectives()}
@@ -157,6 +187,9 @@ class ConstrainedSearcher(Searcher):
         self.inner.on_trial_result(self._alias.get(trial_id, trial_id), result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        key = self._key_of.get(trial_id)
+        if key is not None and result is not None and not error:
+            self._results[key] = {m: result[m] for m, _ in self._objectives() if m in result}
         self.inner.on_trial_complete(self._alias.get(trial_id, trial_id), result=result, error=error)
 
     def save(self, checkpoint_path: str) -> None:

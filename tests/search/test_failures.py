@@ -114,7 +114,8 @@ def test_killed_driver_resumes_without_losing_or_duplicating_trials(ray_cluster,
     path = make_experiment(name="killed", body="search:\n  algorithm: tpe\n  num_samples: 4\n  seed: 3\n"
                            "resources:\n  cpus_per_trial: 1\n  max_concurrent_trials: 2\n")
     path.write_text(path.read_text().replace("resources:\n  cpus_per_trial: 1\n", "", 1)
-                    .replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 3"))
+                    .replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 3")
+                    .replace("sampling_rate: 2", "sampling_rate: [1, 2]"))  # 6 points for 4 samples
     run = path.parent / "runs" / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     driver = subprocess.Popen([sys.executable, "-m", "search.cli", "search", str(path), "--no-report",

@@ -55,8 +55,9 @@ def test_model_based_search_with_constraints(ray_cluster, make_experiment, algor
     assert main(["search", str(path), "--no-report"]) == 0
     run = path.parent / "runs" / algorithm
     ts = trials(run)
-    assert len(ts) == 4 and all(t["status"] == "TERMINATED" for t in ts)
-    assert "R(2+1)D" not in {t["arch_name"] for t in ts}
+    # 3 feasible networks: a sampler that proposes one again is not given a fourth trial
+    assert len(ts) == 3 and all(t["status"] == "TERMINATED" for t in ts)
+    assert sorted(t["arch_name"] for t in ts) == ["MC3", "R3D-18", "f-R2D"]
     infeasible = json.loads((run / "starch_infeasible.json").read_text())
     assert infeasible and all(i["axes"]["network"] == "r2plus1d_18" and "gflops over" in i["reason"]
                               for i in infeasible)
@@ -99,3 +100,25 @@ def test_a_run_on_shared_storage_is_searched_resumed_and_reported_by_uri(ray_clu
 
     assert main(["resume", f"{uri}/shared", "--no-report"]) == 0  # a finished run: nothing left to do
     assert "3 trial(s), 0 errored" in capsys.readouterr().out
+
+
+def test_tpe_never_runs_a_configuration_twice(tmp_path, synth_root):
+    """TPE sampled the same network, sampling rate and seed three times in five trials before."""
+    from ray.tune.search import Searcher
+
+    from search.config import load_experiment
+    from search.tuner import make_searcher
+    from tests.search.conftest import tiny_experiment
+
+    path = tiny_experiment(tmp_path, synth_root, body="search:\n  algorithm: tpe\n  num_samples: 20\n  seed: 3\n")
+    path.write_text(path.read_text().replace("sampling_rate: 2", "sampling_rate: [1, 2]"))
+    searcher = make_searcher(load_experiment(path), None)
+    seen = []
+    for i in range(10):
+        config = searcher.suggest(f"t{i}")
+        if config == Searcher.FINISHED:
+            break
+        seen.append(json.dumps(config["axes"], sort_keys=True))
+        searcher.on_trial_complete(f"t{i}", {"video@1": 0.1 * (i % 3), "training_iteration": 1})
+    assert len(seen) == 6 == len(set(seen))  # 3 networks × 2 rates, each once, then finished
+    assert searcher.duplicates > 0  # TPE did propose repeats; they were not run
