@@ -198,3 +198,19 @@ def test_data_check_flags_short_videos_and_symlink_loops(ucf_copy, capsys):
     assert f"{videos[1]}: short: 24 frames, one clip needs 31" in out
     assert main(["data", "check", "ucf101", str(ucf_copy), "--frames", "8", "--sampling-rate", "2"]) == 1
     assert "short:" not in capsys.readouterr().out  # 15 frames fit
+
+
+@pytest.mark.parametrize("ray_address", ["session", "127.0.0.1:1"])
+def test_without_address_starch_starts_its_own_ray(ray_cluster, ray_address):
+    """Another Ray on the machine (the session's), or the address of a dead `ray start` head, used
+    to be joined by the plain ray.init(num_cpus=…) (or to make it raise)."""
+    import os
+
+    address = ray_cluster.address if ray_address == "session" else ray_address
+    code = ("from search.run import init_ray; init_ray(None, num_cpus=1); import ray; "
+            "print('GCS', ray.get_runtime_context().gcs_address); ray.shutdown()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "RAY_ADDRESS": address})
+    assert done.returncode == 0, done.stderr[-2000:]
+    gcs = next(l.split()[1] for l in done.stdout.splitlines() if l.startswith("GCS"))
+    assert gcs != ray_cluster.address and gcs != address
