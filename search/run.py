@@ -24,7 +24,9 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: int 
 
     Without an address the local Ray is always our own (`address="local"`): never another user's
     Ray on the same machine, nor the address file a dead `ray start` left behind (plain
-    `ray.init(num_cpus=…)` would try to join either).
+    `ray.init(num_cpus=…)` would try to join either). It runs in Ray's single-machine mode (the
+    one macOS and Windows get by default), so its GCS, raylet and workers listen on the loopback
+    only: Ray would otherwise bind them to every interface.
     """
     import ray
 
@@ -33,6 +35,10 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: int 
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
+        from ray._private import ray_constants  # read when Ray picks the node IP; the env var is for children
+
+        os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                  log_to_driver=False)
 

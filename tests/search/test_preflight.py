@@ -214,3 +214,61 @@ def test_without_address_starch_starts_its_own_ray(ray_cluster, ray_address):
     assert done.returncode == 0, done.stderr[-2000:]
     gcs = next(l.split()[1] for l in done.stdout.splitlines() if l.startswith("GCS"))
     assert gcs != ray_cluster.address and gcs != address
+
+
+LISTEN_CODE = """
+import os
+from search.run import init_ray
+init_ray(None, num_cpus=1)
+import ray
+
+@ray.remote
+def f():
+    return os.getpid()
+
+ray.get(f.remote())
+
+def children(pid):
+    kids = {}
+    for p in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            ppid = int(open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[1])
+        except OSError:
+            continue
+        kids.setdefault(ppid, []).append(int(p))
+    out, stack = set(), [pid]
+    while stack:
+        p = stack.pop(); out.add(p); stack += kids.get(p, [])
+    return out
+
+inodes = set()
+for pid in children(os.getpid()):
+    try:
+        for fd in os.listdir(f'/proc/{pid}/fd'):
+            link = os.readlink(f'/proc/{pid}/fd/{fd}')
+            if link.startswith('socket:['):
+                inodes.add(link[8:-1])
+    except OSError:
+        pass
+for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+    for line in open(table).read().splitlines()[1:]:
+        cols = line.split()
+        if cols[3] == '0A' and cols[9] in inodes:  # LISTEN
+            print('LISTEN', cols[1])
+ray.shutdown()
+"""
+
+
+def _is_loopback(hex_address: str) -> bool:
+    host = hex_address.split(":")[0]
+    if len(host) == 8:  # IPv4, little-endian
+        return host.endswith("7F")
+    return host in ("00000000000000000000000001000000", "0000000000000000FFFF00000100007F")
+
+
+def test_the_local_ray_listens_on_the_loopback_only(ray_cluster):
+    done = subprocess.run([sys.executable, "-c", LISTEN_CODE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    listening = [l.split()[1] for l in done.stdout.splitlines() if l.startswith("LISTEN")]
+    assert len(listening) >= 3, done.stdout  # GCS, raylet, workers …
+    assert all(_is_loopback(a) for a in listening), listening
