@@ -79,8 +79,13 @@ def run_trial(
     seed = cfg.recipe.seed
     torch.manual_seed(seed)
     model = build(arch, zero_init_residual=cfg.recipe.zero_init_residual)
+    init = {}
+    if cfg.recipe.init and state is None:  # a resumed trial has its own weights in the checkpoint
+        from trainers.init_weights import initialise
+
+        init = initialise(model, arch, cfg.recipe.init)
     c = cost(arch)
-    static = {**(static or {}), "hostname": socket.gethostname(), "started_at": time.time(),
+    static = {**(static or {}), **init, "hostname": socket.gethostname(), "started_at": time.time(),
               "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "arch_name": arch.name, "width": arch.width, "params": c.params,
               "gflops": c.flops / 1e9, "arch": arch.to_dict(),
               "missing_videos": len(train_index.missing) + len(test_index.missing)}
