@@ -167,3 +167,15 @@ def test_analysis_runs_without_torch_or_ray(runs, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "ok"
     assert (tmp_path / "r" / "report.html").exists()
+
+
+def test_report_shows_each_trials_predicted_memory(report, runs):
+    from analysis.results import load
+
+    df = load([runs["ucf"], runs["hmdb"]])
+    trained = df[df["predicted_memory_gb"].notna()]
+    assert len(trained) >= 10  # every trial that started (not the one whose spec could not be built)
+    text = report.read_text()
+    assert "### Memory" in text and "| predicted peak (GiB) | measured peak (GiB) |" in text
+    row = trained.iloc[0]
+    assert f"| {row['trial_id']} | {row['label']} | {row['predicted_memory_gb']:.3f} | — |" in text  # CPU: not measured
