@@ -80,3 +80,11 @@ def test_export_writes_torchvision_keys_of_the_newest_checkpoint(mc3_torchvision
     written = torch.load(tmp_path / "mc3.pth", weights_only=True)
     assert [[k, list(v.shape)] for k, v in written.items()] == fx["keys"]
     assert torch.equal(written["layer4.1.conv2.0.weight"], 2 * tv_state["layer4.1.conv2.0.weight"])  # epoch 2
+
+
+def test_train_cli_passes_init_to_the_recipe():
+    from search.cli import build_parser
+    from trainers.train_cli import config_from_args
+
+    args = build_parser().parse_args(["train", "--arch", "mc3", "--data", "ucf101:/d", "--out", "o", "--init", "w.pth"])
+    assert config_from_args(args)["recipe"]["init"] == "w.pth"
