@@ -10,8 +10,8 @@ from search.tuner import plan
 from spaces.memory import GiB
 from tests.search.test_failures import max_overlap, records
 
-# f-R2D and MC3 (≈3.7 MiB predicted at batch 8) fit twice, R2D (≈1.4 MiB) five times into the
-# 8 MiB a "GPU" of 0.0087 GiB leaves after 10 % headroom; R(2+1)D (≈12.7 MiB) fits none.
+# f-R2D (≈3.7 MiB predicted at batch 8) fits twice, R2D (≈1.4 MiB) five times into the 8 MiB a
+# "GPU" of 0.0087 GiB leaves after 10 % headroom; R(2+1)D (≈12.7 MiB) fits none.
 BODY = """
 resources:
   gpus_per_trial: auto
@@ -23,7 +23,7 @@ resources:
 def packed_experiment(make_experiment, name="auto"):
     path = make_experiment(name=name, body=BODY)
     text = path.read_text().replace("resources:\n  cpus_per_trial: 1\n", "", 1)
-    text = text.replace("network: [r3d_18, f-r2d, mc3]", "network: [r2d, f-r2d, mc3, r2plus1d_18]")
+    text = text.replace("network: [r3d_18, f-r2d, mc3]", "network: [r2d, f-r2d, r2plus1d_18]")
     path.write_text(text.replace("  epochs: 2\n", "  epochs: 1\n  precision: fp32\n"))
     return path
 
@@ -40,7 +40,7 @@ def test_fraction_is_one_over_how_many_fit():
 def test_plan_rejects_what_fits_no_gpu_and_requests_follow_the_prediction(make_experiment):
     exp = load_experiment(packed_experiment(make_experiment))
     p = plan(exp)
-    assert sorted(c.arch.name for c in p.candidates) == ["MC3", "R2D", "f-R2D"]
+    assert sorted(c.arch.name for c in p.candidates) == ["R2D", "f-R2D"]
     assert [i["arch"]["name"] for i in p.infeasible] == ["R(2+1)D"]
     assert "gpu_memory over its limit" in p.infeasible[0]["reason"]
     request = resources_fn(exp)
@@ -49,7 +49,7 @@ def test_plan_rejects_what_fits_no_gpu_and_requests_follow_the_prediction(make_e
         bundle = request({"candidate": {"arch": c.arch.to_dict(), "axes": c.axes}, "data": exp.to_data().to_dict(),
                           "recipe": exp.to_recipe().to_dict()}).bundles[0]
         assert bundle == {"CPU": 1, "GPU": gpu_fraction(predicted(c.arch, exp).peak, usable)}
-        assert bundle["GPU"] == {"R2D": 0.2, "f-R2D": 0.5, "MC3": 0.5}[c.arch.name]
+        assert bundle["GPU"] == {"R2D": 0.2, "f-R2D": 0.5}[c.arch.name]
 
 
 def test_trials_share_a_logical_gpu_by_predicted_memory(ray_cluster, make_experiment):
@@ -59,12 +59,12 @@ def test_trials_share_a_logical_gpu_by_predicted_memory(ray_cluster, make_experi
         assert main(["search", str(path), "--no-report"]) == 0
         run = path.parent / "runs" / "auto"
         recs = {r[0]["arch_name"]: r for r in records(run).values() if r}
-        assert sorted(recs) == ["MC3", "R2D", "f-R2D"]
-        assert {name: r[0]["gpus"] for name, r in recs.items()} == {"R2D": 0.2, "f-R2D": 0.5, "MC3": 0.5}
+        assert sorted(recs) == ["R2D", "f-R2D"]
+        assert {name: r[0]["gpus"] for name, r in recs.items()} == {"R2D": 0.2, "f-R2D": 0.5}
         assert all(r[0]["cuda_visible_devices"] == "0" for r in recs.values())
         assert all(r[0]["predicted_memory_gb"] * GiB < 0.0087 * GiB * 0.9 for r in recs.values())
         spans = [(r[0]["started_at"], r[-1]["reported_at"]) for r in recs.values()]
-        assert max_overlap(spans) >= 2  # at least two trials ran on the one GPU at once
+        assert max_overlap(spans) == 2  # both ran on the one GPU at once (0.2 + 0.5 of it)
         infeasible = json.loads((run / "starch_infeasible.json").read_text())
         assert [i["arch"]["name"] for i in infeasible] == ["R(2+1)D"]
     finally:
