@@ -50,6 +50,9 @@ def test_plan_rejects_what_fits_no_gpu_and_requests_follow_the_prediction(make_e
                           "recipe": exp.to_recipe().to_dict()}).bundles[0]
         assert bundle == {"CPU": 1, "GPU": gpu_fraction(predicted(c.arch, exp).peak, usable)}
         assert bundle["GPU"] == {"R2D": 0.2, "f-R2D": 0.5}[c.arch.name]
+        sampled = {"axes": c.axes, "space": exp.to_space().to_dict(), "data": exp.to_data().to_dict(),
+                   "recipe": exp.to_recipe().to_dict()}  # the form an Optuna sample takes
+        assert request(sampled).bundles[0] == bundle
 
 
 def test_trials_share_a_logical_gpu_by_predicted_memory(ray_cluster, make_experiment):
