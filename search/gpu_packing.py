@@ -71,8 +71,9 @@ def resources_fn(exp):
 
 
 def detect_gpu_memory_gb(timeout_s: float = 60.0) -> float | None:
-    """The smallest GPU memory (GiB) of the cluster, asked from a task on a GPU; None if unknown
-    (no CUDA where the GPU is, e.g. logical GPUs of a test cluster)."""
+    """The memory (GiB) of the smallest GPU on the node a probe task lands on; None if unknown (no
+    CUDA where the GPU is, e.g. logical GPUs of a test cluster). One node answers: on a cluster of
+    mixed GPUs set resources.gpu_memory_gb to the smallest."""
     import ray
 
     @ray.remote(num_gpus=0.01, num_cpus=0)
