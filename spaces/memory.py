@@ -107,6 +107,8 @@ def memory(spec: ArchSpec, batch: int = 1, precision: str = "fp32") -> Memory:
     params = 4 * (P + buffers)
     grads = 4 * P
     optimizer = 4 * P
+    # autocast: half-precision copies of the weights (2 bytes each); the clip is counted above at 2 bytes
+    # (its half copy, which conv1 saves) and its fp32 original adds 4 more
     half_copies = 2 * P + 4 * 3 * spec.frames * spec.crop * spec.crop * batch if act == 2 else 0
     saved_total = batch * (act * sum(s[0] for s in steps) + saved_bytes_extra) + half_copies
     fixed = params + optimizer + half_copies
