@@ -79,7 +79,7 @@ class SchedulerConfig(_Strict):
 class Resources(_Strict):
     """Per trial; with workers_per_trial W > 1 the GPU and CPU numbers are per worker."""
 
-    gpus_per_trial: float | Literal["auto"] = Field(0, description="fractional values pack trials onto one GPU; "
+    gpus_per_trial: float | Literal["auto"] = Field(0.0, description="fractional values pack trials onto one GPU; "
                                                    "auto: the fraction each trial's predicted memory needs")
     gpu_memory_gb: float | None = Field(None, gt=0, description="memory of each GPU (GiB) for auto; None: detected")
     gpu_memory_headroom: float = Field(0.1, ge=0, lt=1, description="fraction of a GPU auto keeps free")
