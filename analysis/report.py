@@ -150,6 +150,20 @@ def _accounting(doc: Document, runs: Sequence[Run], trials: pd.DataFrame) -> Non
                                 "status": failed["status"], "reason": failed["reason"].fillna("—")}))
 
 
+def _memory(doc: Document, trials: pd.DataFrame) -> None:
+    """Predicted peak memory of a training step beside torch's measured peak (CUDA trials only)."""
+    if "predicted_memory_gb" not in trials or not trials["predicted_memory_gb"].notna().any():
+        return
+    t = trials[trials["predicted_memory_gb"].notna()]
+    doc.heading("Memory", 3)
+    measured = t["measured_memory_gb"] if "measured_memory_gb" in t else pd.Series(float("nan"), index=t.index)
+    doc.table(pd.DataFrame({"run": t["run"], "trial": t["trial_id"], "architecture": t["label"],
+                            "predicted peak (GiB)": t["predicted_memory_gb"].map(lambda v: f"{v:.3f}"),
+                            "measured peak (GiB)": measured.map(lambda v: "—" if pd.isna(v) else f"{v:.3f}")}))
+    doc.para("Predicted: spaces.memory for the trial's batch and precision (what `gpus_per_trial: auto` packs "
+             "by). Measured: torch.cuda.max_memory_allocated over the trial (— for trials on the CPU).")
+
+
 def _configuration(doc: Document, runs: Sequence[Run]) -> None:
     doc.heading("Search configuration")
     for run in runs:
@@ -284,6 +298,7 @@ def write_report(run_dirs: str | Path | Iterable[str | Path], out: str | Path, m
     rank = tables.ranking(trials, metric)
     _best(doc, trials, rank, metric)
     _accounting(doc, runs, trials)
+    _memory(doc, trials)
 
     doc.heading("Accuracy vs computation")
     _figure(doc, out, "accuracy_vs_flops", formats,

@@ -287,6 +287,7 @@ def read_trial(folder: Path, *, ray_statuses: dict[str, str], starch_trials: dic
     elif status in ("diverged", "oom"):
         reason = last.get("reason")
     wall = last.get("time_total_s")
+    held = gpus if gpus is not None else _number(_last(records, "gpus"))  # gpus_per_trial: auto records its own
     repeat, seed = _repeat_and_seed(params)
     row = {
         "trial_id": tid,
@@ -306,7 +307,11 @@ def read_trial(folder: Path, *, ray_statuses: dict[str, str], starch_trials: dic
         "data_problems": {path: problem for r in records for path, problem in (r.get("data_problems") or [])},
         "resumed": any((r.get("resumed_from_epoch") or 0) > 0 for r in records),
         "wall_time_s": wall if wall is not None else math.nan,
-        "gpu_hours": wall * gpus / 3600 if (wall is not None and gpus is not None) else math.nan,
+        "gpu_hours": wall * held / 3600 if (wall is not None and held is not None) else math.nan,
+        # spaces.memory's prediction for the trial's batch and precision, and torch's peak on CUDA (search.gpu_packing)
+        "predicted_memory_gb": _last(records, "predicted_memory_gb") or math.nan,
+        "measured_memory_gb": max((r["measured_memory_gb"] for r in records if r.get("measured_memory_gb")),
+                                  default=math.nan),
         "seed": seed,
         "repeat": repeat,
         "budget": params.get("budget"),

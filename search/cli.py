@@ -13,7 +13,7 @@ import sys
 from spaces import describe_cli
 from analysis import report_cli
 from search import demo, search_cli
-from trainers import data_cli, train_cli
+from trainers import data_cli, export_cli, train_cli
 
 
 class UserError(Exception):
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     search_cli.add_parsers(sub)
     report_cli.add_parser(sub)
     data_cli.add_parser(sub)
+    export_cli.add_parser(sub)
     return parser
 
 

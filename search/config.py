@@ -39,7 +39,8 @@ class Constraints(_Strict):
     budget_tolerance: float | None = Field(None, gt=0, lt=1, description="params within ±this fraction of the budget")
     max_gflops: float | None = Field(None, gt=0)
     max_params: float | None = Field(None, gt=0)
-    max_activation_gb: float | None = Field(None, gt=0, description="activations of one training batch, float32")
+    max_activation_gb: float | None = Field(None, gt=0, description="predicted peak memory of one training step "
+                                            "(spaces.memory: weights, grads, momentum, saved activations), GiB")
 
 
 class SearchConfig(_Strict):
@@ -79,18 +80,44 @@ class SchedulerConfig(_Strict):
 class Resources(_Strict):
     """Per trial; with workers_per_trial W > 1 the GPU and CPU numbers are per worker."""
 
-    gpus_per_trial: float = Field(0, ge=0, description="fractional values pack trials onto one GPU")
+    gpus_per_trial: float | Literal["auto"] = Field(0.0, description="fractional values pack trials onto one GPU; "
+                                                   "auto: the fraction each trial's predicted memory needs")
+    gpu_memory_gb: float | None = Field(None, gt=0, description="memory of each GPU (GiB) for auto; None: detected")
+    gpu_memory_headroom: float = Field(0.1, ge=0, lt=1, description="fraction of a GPU auto keeps free")
     cpus_per_trial: float = Field(1, gt=0)
     workers_per_trial: int = Field(1, ge=1, description="data-parallel workers (DDP) per trial")
     max_concurrent_trials: int | None = Field(None, ge=1)
 
+    @field_validator("gpus_per_trial", mode="before")
+    @classmethod
+    def _gpus(cls, v):
+        if isinstance(v, str) and v != "auto":
+            raise ValueError(f"gpus_per_trial must be a number >= 0 or auto, got {v!r}")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+            raise ValueError("Input should be greater than or equal to 0 (or auto)")
+        return v
+
     @model_validator(mode="after")
     def _ddp_whole_gpus(self):
+        if self.gpus_per_trial == "auto":
+            if self.workers_per_trial > 1:
+                raise ValueError("gpus_per_trial = auto packs single-process trials onto GPUs; data-parallel "
+                                 f"trials (workers_per_trial = {self.workers_per_trial}) need whole GPUs: set 1")
+            return self
         if self.workers_per_trial > 1 and self.gpus_per_trial not in (0, int(self.gpus_per_trial)):
             raise ValueError(f"gpus_per_trial = {self.gpus_per_trial} with workers_per_trial = "
                              f"{self.workers_per_trial}: data-parallel workers need whole GPUs (NCCL cannot "
                              "put two ranks on one GPU); use 1 or more, or workers_per_trial: 1")
         return self
+
+
+    @property
+    def auto_gpus(self) -> bool:
+        return self.gpus_per_trial == "auto"
+
+    @property
+    def uses_gpus(self) -> bool:
+        return self.auto_gpus or self.gpus_per_trial > 0
 
 
 class Cluster(_Strict):

@@ -21,6 +21,7 @@ from ray.tune.search import Searcher
 from search.config import Constraints, Experiment
 from search.runfiles import INFEASIBLE_FILE, write_text
 from spaces import ArchSpec, cost
+from spaces.memory import GiB, memory
 from spaces.space import Space
 from spaces.width import parse_count
 
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 MAX_REJECTIONS = 10_000
 
 
-def violations(arch: ArchSpec, constraints: Constraints, *, batch_size: int, budget: Any = None) -> dict[str, float]:
+def violations(arch: ArchSpec, constraints: Constraints, *, batch_size: int, budget: Any = None,
+               precision: str = "fp32") -> dict[str, float]:
     """Each limit's excess (positive = violated), relative to the limit."""
     c = cost(arch)
     out: dict[str, float] = {}
@@ -40,7 +42,8 @@ def violations(arch: ArchSpec, constraints: Constraints, *, batch_size: int, bud
     if constraints.max_gflops is not None:
         out["gflops"] = c.gflops / constraints.max_gflops - 1
     if constraints.max_activation_gb is not None:
-        out["activation_gb"] = c.activation_bytes(batch=batch_size) / 1e9 / constraints.max_activation_gb - 1
+        # the predicted peak of a training step (spaces.memory), the same number gpus_per_trial: auto packs by
+        out["activation_gb"] = memory(arch, batch_size, precision).peak / GiB / constraints.max_activation_gb - 1
     return out
 
 
@@ -56,7 +59,14 @@ def point_violations(exp: Experiment, space: Space, point: dict[str, Any]
         arch = space.to_arch(point)
     except ValueError as exc:  # e.g. an impossible budget for this network
         return None, {"invalid": 1.0}, str(exc)
-    v = violations(arch, exp.constraints, batch_size=exp.to_data().batch_size, budget=point.get("budget"))
+    from search.gpu_packing import predicted, trial_precision, usable_bytes
+
+    precision = trial_precision(exp.to_recipe().precision, exp.resources.uses_gpus)
+    v = violations(arch, exp.constraints, batch_size=exp.to_data().batch_size, budget=point.get("budget"),
+                   precision=precision)
+    usable = usable_bytes(exp.resources) if exp.resources.auto_gpus else None
+    if usable is not None:  # gpus_per_trial: auto — a trial must fit one GPU
+        v["gpu_memory"] = predicted(arch, exp).peak / usable - 1
     return arch, v, reason(v)
 
 

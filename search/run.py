@@ -68,7 +68,21 @@ def check_resources(exp: Experiment, total: dict[str, float] | None = None) -> E
         total = ray.cluster_resources()
     r = exp.resources
     gpus, cpus = total.get("GPU", 0), total.get("CPU", 0)
-    need_gpu, need_cpu = r.gpus_per_trial * r.workers_per_trial, r.cpus_per_trial * r.workers_per_trial
+    if r.auto_gpus:
+        if not gpus:
+            raise ValueError("resources: gpus_per_trial = auto but the Ray cluster has no GPU; use a GPU cluster "
+                             "(--address) or --set resources.gpus_per_trial=0 to train on CPUs")
+        if r.gpu_memory_gb is None:
+            from search.gpu_packing import detect_gpu_memory_gb
+
+            detected = detect_gpu_memory_gb()
+            if detected is None:
+                raise ValueError("resources: gpus_per_trial = auto could not detect the GPUs' memory; set "
+                                 "resources.gpu_memory_gb (GiB per GPU, e.g. 16)")
+            r = r.model_copy(update={"gpu_memory_gb": round(detected, 2)})
+            exp = exp.model_copy(update={"resources": r})
+    need_gpu = 0.0001 if r.auto_gpus else r.gpus_per_trial * r.workers_per_trial
+    need_cpu = r.cpus_per_trial * r.workers_per_trial
     if need_gpu > gpus:
         raise ValueError(f"resources: a trial needs {need_gpu:g} GPU(s) (gpus_per_trial × workers_per_trial) but the "
                          f"Ray cluster has {gpus:g}; use a GPU cluster (--address) or set "

@@ -124,8 +124,12 @@ def make_trainable(exp: Experiment, indexes: dict | None):
     from trainers.ray_adapter import make_trainable as adapter
 
     r = exp.resources
-    fn = adapter(workers_per_trial=r.workers_per_trial, use_gpu=r.gpus_per_trial > 0,
-                 cpus_per_worker=r.cpus_per_trial, gpus_per_worker=r.gpus_per_trial)
+    fn = adapter(workers_per_trial=r.workers_per_trial, use_gpu=r.uses_gpus,
+                 cpus_per_worker=r.cpus_per_trial, gpus_per_worker=1.0 if r.auto_gpus else r.gpus_per_trial)
+    if r.auto_gpus:  # each trial's GPU fraction from its predicted memory (search.gpu_packing)
+        from search.gpu_packing import resources_fn
+
+        fn = tune.with_resources(fn, resources_fn(exp))
     return tune.with_parameters(fn, indexes=indexes) if indexes else fn
 
 

@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 # Convolution kinds. Each replaces one "t×d×d" convolution of the 3D ResNet.
-STEM_KINDS = ("3d", "2d", "2plus1d", "2.5d", "fold")
-STAGE_KINDS = ("3d", "2d", "2plus1d", "2.5d", "p3d-a", "p3d-b", "p3d-c", "p3d-mixed")
+# "2plus1d-tv" is torchvision's R(2+1)D: the same (2+1)D convolution, but every conv of a block takes
+# its mid-width from the block's input channels (see spaces.blueprint.factorised_mid).
+STEM_KINDS = ("3d", "2d", "2plus1d", "2plus1d-tv", "2.5d", "fold")
+STAGE_KINDS = ("3d", "2d", "2plus1d", "2plus1d-tv", "2.5d", "p3d-a", "p3d-b", "p3d-c", "p3d-mixed")
 P3D_KINDS = ("p3d-a", "p3d-b", "p3d-c", "p3d-mixed")
-TEMPORAL_KINDS = ("3d", "2plus1d", "2.5d", "p3d-a", "p3d-b", "p3d-c", "p3d-mixed")
+TEMPORAL_KINDS = ("3d", "2plus1d", "2plus1d-tv", "2.5d", "p3d-a", "p3d-b", "p3d-c", "p3d-mixed")
 BLOCK_TYPES = ("basic", "bottleneck")
 # Where time is halved at conv3_1, conv4_1, conv5_1 (while it is still > 1):
 #   "all"  – in every stage, 2D ones included (Res3D Table 13 output sizes);

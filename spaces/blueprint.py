@@ -12,6 +12,9 @@ Rules (with the paper they come from):
   convolution is temporal (R(2+1)D §4.1); `"all"` halves it in 2D stages too (Res3D Table 13).
 - The shortcut is a 1×1×1 convolution + BN whenever the shape changes (Res3D §3.2).
 - Bottleneck blocks put the stride on their first 1×1×1 convolution, as the P3D release does.
+- `2plus1d-tv` (torchvision's R(2+1)D): every factorised conv of a block takes M_i from the block's
+  input and output channels, so conv3_1's second conv has 230 mid channels where the paper's
+  formula on its own 128 → 128 gives 288 (torchvision r2plus1d_18: 31.5M parameters, not 33.4M).
 - P3D-mixed cycles A → B → C over the blocks of the whole network (P3D Figure 4).
 - `stem_pool` (2D ResNets, P3D) max-pools 3×3/2 in space and, with more than one frame, 2/2 in
   time, as the P3D release's (2, 3, 3) pool after conv1.
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 
 from spaces.arch import ArchSpec, TEMPORAL_KINDS
 
-FACTORISED_KINDS = ("2plus1d", "2.5d")
+FACTORISED_KINDS = ("2plus1d", "2plus1d-tv", "2.5d")
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,10 @@ def factorised_mid(kind: str, cin: int, cout: int, t: int, d: int) -> int:
 
     R(2+1)D §3.5: M_i = ⌊t d² N_{i−1} N_i / (d² N_{i−1} + t N_i)⌋.
     Res3D §3.5 (2.5D, t = 3): i = ⌈3 m n d² / (n d² + 3 m)⌉ with n in and m out channels.
+    `2plus1d-tv` is the R(2+1)D formula; `_block` gives it the block's channels instead of the slot's.
     """
     num, den = t * d * d * cin * cout, d * d * cin + t * cout
-    if kind == "2plus1d":
+    if kind in ("2plus1d", "2plus1d-tv"):
         return max(1, num // den)
     if kind == "2.5d":
         return max(1, math.ceil(num / den))
@@ -130,16 +134,18 @@ def blueprint(spec: ArchSpec) -> Blueprint:
 
 def _block(spec: ArchSpec, stage: int, index: int, kind: str, cin: int, cout: int, stride) -> Block:
     t = 1 if kind == "2d" else 3
+    planes = cout if spec.block == "basic" else cout // 4
+    # torchvision's BasicBlock / Bottleneck compute one midplanes from (inplanes, planes) for the block.
+    mid = factorised_mid(kind, cin, planes, t, 3) if kind == "2plus1d-tv" else None
     if spec.block == "basic":
         convs = (
-            make_conv(kind, cin, cout, t=t, d=3, stride=stride),
-            make_conv(kind, cout, cout, t=t, d=3),
+            make_conv(kind, cin, cout, t=t, d=3, stride=stride, mid=mid),
+            make_conv(kind, cout, cout, t=t, d=3, mid=mid),
         )
     else:
-        planes = cout // 4
         convs = (
             make_conv("3d", cin, planes, t=1, d=1, stride=stride),
-            make_conv(kind, planes, planes, t=t, d=3),
+            make_conv(kind, planes, planes, t=t, d=3, mid=mid),
             make_conv("3d", planes, cout, t=1, d=1),
         )
     shortcut = None

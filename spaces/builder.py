@@ -110,6 +110,7 @@ CONV_KINDS: dict[str, type[nn.Module]] = {
     "2d": ConvBN,
     "fold": FoldConv,
     "2plus1d": Factorised,
+    "2plus1d-tv": Factorised,
     "2.5d": Factorised,
     "p3d-a": P3DA,
     "p3d-b": P3DB,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from spaces.arch import ArchSpec
-from spaces.blueprint import Block, Conv, blueprint, stem_pool_geometry
+from spaces.blueprint import FACTORISED_KINDS, Block, Conv, blueprint, stem_pool_geometry
 
 Shape = tuple[int, int, int, int]  # (C, T, H, W)
 
@@ -116,7 +116,7 @@ class _Walker:
             c, frames, h, w = shape
             shape = self.conv(name, (c * frames, 1, h, w), slot.cout, (1, d, d), (1, ss, ss), in_block)
             return self.bn(f"{name}.bn", shape)
-        if slot.kind in ("2plus1d", "2.5d"):
+        if slot.kind in FACTORISED_KINDS:
             mid = self.conv(f"{name}.spatial", shape, slot.mid, (1, d, d), (1, ss, ss), in_block)
             mid = self.bn(f"{name}.bn_spatial", mid)
             out = self.conv(f"{name}.temporal", mid, slot.cout, (t, 1, 1), (ts, 1, 1), in_block)

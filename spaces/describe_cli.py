@@ -7,15 +7,18 @@ import json
 from spaces.arch import ArchSpec, TEMPORAL_STRIDES
 from spaces.blueprint import blueprint
 from spaces.cost import Cost, cost
+from spaces.memory import BYTES, memory
 from spaces.width import RULES, parse_count, solve_width
 from spaces.zoo import NETWORKS, named
 
+PRECISIONS = tuple(BYTES)
 EXAMPLES = """examples:
   starch describe --list
   starch describe sr18
   starch describe mc3 --budget 33.0M --rule under --frames 4 --temporal-stride all
   starch describe d26 --budget 33.2M --json
   starch describe r2plus1d_18 --classes 400 --frames 16
+  starch describe r3d_18 --batch 16 --precision bf16     # + predicted peak training memory
 """
 
 
@@ -40,6 +43,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--classes", type=int, metavar="C", help="number of classes")
     p.add_argument("--temporal-stride", choices=TEMPORAL_STRIDES,
                    help="halve time at conv3_1..conv5_1 in all stages (Res3D) or only temporal ones (R(2+1)D)")
+    p.add_argument("--batch", type=int, metavar="B",
+                   help="also predict the peak memory of one training step on B clips (spaces.memory)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="activations' precision for --batch")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=run)
 
@@ -95,11 +101,12 @@ def run(args) -> int:
         raise ValueError("describe needs a network NAME (see `starch describe --list`)")
     spec = spec_from_args(args)
     c = cost(spec)
+    mem = memory(spec, args.batch, args.precision) if args.batch is not None else None
     if args.json:
         print(json.dumps({
             "name": args.name, "label": spec.name, "width": spec.width, "params": c.params, "flops": c.flops,
             "block_flops": c.block_flops, "activations": c.activations, "blocks": list(spec.blocks),
-            "convs": list(spec.convs), "spec": spec.to_dict(),
+            "convs": list(spec.convs), "spec": spec.to_dict(), **({"memory": mem.to_dict()} if mem else {}),
         }))
         return 0
     rows = layer_rows(spec, c)
@@ -110,4 +117,9 @@ def run(args) -> int:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
     print(f"width k = {spec.width}   params = {c.params:,} ({c.mparams:.1f}M)   "
           f"GFLOPs = {c.gflops:.2f} (residual blocks only: {c.block_flops / 1e9:.2f})")
+    if mem is not None:
+        gib = 1024**3
+        print(f"training step, batch {mem.batch}, {mem.precision}: peak {mem.peak / gib:.2f} GiB predicted "
+              f"(weights {mem.params / gib:.2f}, grads {mem.grads / gib:.2f}, SGD momentum {mem.optimizer / gib:.2f}, "
+              f"saved activations {mem.saved / gib:.2f}, largest backward transient {mem.transient / gib:.2f})")
     return 0

@@ -64,6 +64,8 @@ def _networks() -> dict[str, ArchSpec]:
         # The official R(2+1)D code (and torchvision) uses 45 stem channels; the formula gives 83.
         "r2plus1d_18": _spec("R(2+1)D", ["2plus1d"] * 5, blocks=BASIC18, stem_mid=45, **r3d),
         "r2plus1d_34": _spec("R(2+1)D-34", ["2plus1d"] * 5, blocks=BASIC34, stem_mid=45, **r3d),
+        # torchvision's r2plus1d_18 (31.5M): one mid-width per block (spaces.blueprint), so its weights load.
+        "r2plus1d_18_tv": _spec("R(2+1)D-tv", ["2plus1d-tv"] * 5, blocks=BASIC18, stem_mid=45, **r3d),
     }
     nets["mc1"] = _spec("MC1", _mc(1), blocks=BASIC18, **res3d)  # only Res3D has MC1
     for x in range(2, 6):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import tempfile
 from typing import Any, Callable
 
+import ray
 import ray.train
 import ray.train.torch
 from ray import tune
@@ -67,7 +68,8 @@ def trainable(config: dict[str, Any], indexes: dict[str, VideoIndex] | None = No
     cfg = resolve(config)
     state = _load(tune.get_checkpoint())
     resumed_from = state["epoch"] if state else 0
-    run_trial(cfg, _report, state=state, indexes=indexes, static={"resumed_from_epoch": resumed_from})
+    gpus = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)  # a fraction under gpus_per_trial: auto
+    run_trial(cfg, _report, state=state, indexes=indexes, static={"resumed_from_epoch": resumed_from, "gpus": gpus})
 
 
 # -- data parallel (W > 1)

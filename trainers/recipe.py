@@ -36,6 +36,7 @@ class Recipe:
     grad_clip: float | None = None  # max grad norm; None = off
     label_smoothing: float = 0.0
     zero_init_residual: bool = False  # each residual block starts as its shortcut (γ = 0 in its last BN)
+    init: str | None = None  # start from these weights: a torchvision state dict or a starch checkpoint (trainers.init_weights)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -50,6 +51,8 @@ class Recipe:
             _number(name, getattr(self, name), positive=False)
         if self.grad_clip is not None:
             _number("grad_clip", self.grad_clip, positive=True)
+        if self.init is not None and (not isinstance(self.init, str) or not self.init):
+            raise ValueError(f"Recipe.init must be a path to a weights file, got {self.init!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"Recipe.schedule = {self.schedule!r} is not valid; valid: {SCHEDULES}")
         if self.precision not in PRECISIONS:

@@ -18,6 +18,7 @@ EXAMPLES = """examples:
                --crop 32 --resize native --epochs 3 --batch-size 16 --out runs/r3d_tiny
   starch train --arch mc3 --budget 33.0M --data ucf101:/data/ucf101 --frames 4 --out runs/mc3
   starch train --out runs/r3d_tiny --resume --epochs 6      # continue from the last checkpoint
+  starch train --arch r3d_18 --init r3d_18-b3b3357e.pth --data ucf101:/data/ucf101 --out runs/r3d_ft
 
 Writes OUT/config.json, one JSON object per epoch to OUT/metrics.jsonl, and the latest checkpoint
 to OUT/checkpoint/checkpoint.pt (with --keep-checkpoints, also every epoch's as OUT/checkpoint_NNNN.pt).
@@ -53,6 +54,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--lr-step-epochs", type=int)
     r.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
     r.add_argument("--seed", type=int)
+    r.add_argument("--init", metavar="FILE", help="start from a torchvision state dict or a starch checkpoint")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep every epoch's checkpoint")
     p.set_defaults(func=run)
 
@@ -83,7 +85,8 @@ def config_from_args(args) -> dict:
     data = DataSpec(format=fmt, root=root, split=args.split, resize=_parse_resize(args.resize),
                     num_workers=args.workers, batch_size=args.batch_size, eval_clips=args.eval_clips)
     recipe = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("lr_step_epochs", args.lr_step_epochs),
-                                ("precision", args.precision), ("seed", args.seed)) if v is not None}
+                                ("precision", args.precision), ("seed", args.seed), ("init", args.init))
+              if v is not None}
     return {"arch": arch.to_dict(), "data": data.to_dict(), "recipe": Recipe(**recipe).to_dict(),
             "budget": args.budget, "width_rule": args.rule}
 

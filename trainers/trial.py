@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from spaces import ArchSpec, build, cost
+from spaces.memory import GiB, memory
 from trainers.datasets import DataSpec, VideoIndex, build_index
 from trainers.device import Runtime
 from trainers.loader import make_loader
@@ -79,8 +80,14 @@ def run_trial(
     seed = cfg.recipe.seed
     torch.manual_seed(seed)
     model = build(arch, zero_init_residual=cfg.recipe.zero_init_residual)
+    init = {}
+    if cfg.recipe.init and state is None:  # a resumed trial has its own weights in the checkpoint
+        from trainers.init_weights import initialise
+
+        init = initialise(model, arch, cfg.recipe.init)
     c = cost(arch)
-    static = {**(static or {}), "hostname": socket.gethostname(), "started_at": time.time(),
+    runtime = Runtime.select(cfg.recipe.precision, device)
+    static = {**(static or {}), **init, **_predicted_memory(arch, data.batch_size, runtime), "hostname": socket.gethostname(), "started_at": time.time(),
               "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "arch_name": arch.name, "width": arch.width, "params": c.params,
               "gflops": c.flops / 1e9, "arch": arch.to_dict(),
               "missing_videos": len(train_index.missing) + len(test_index.missing)}
@@ -92,21 +99,31 @@ def run_trial(
     }
     try:
         return fit(model, train_loader=loaders["train"], eval_loaders={"clip": loaders["clip"], "video": loaders["video"]},
-                   recipe=cfg.recipe, runtime=Runtime.select(cfg.recipe.precision, device), report=_timed(report), state=state,
+                   recipe=cfg.recipe, runtime=runtime, report=_timed(report, runtime), state=state,
                    static=static, protocol=protocol_text(data), progress=progress, distributed=distributed)
     finally:
         for loader in loaders.values():
             loader.close()
 
 
-def _timed(report: Report) -> Report:
-    """Stamp each record with the wall-clock time it was reported (concurrency and GPU-hours)."""
+def _timed(report: Report, runtime: Runtime | None = None) -> Report:
+    """Stamp each record with the wall-clock time it was reported (concurrency and GPU-hours) and,
+    on CUDA, the peak memory torch allocated so far (beside the predicted one)."""
+    cuda = runtime is not None and runtime.device.type == "cuda"
 
     def stamped(record: dict[str, Any], state: dict[str, Any]) -> None:
         record["reported_at"] = time.time()
+        if cuda:
+            record["measured_memory_gb"] = torch.cuda.max_memory_allocated(runtime.device) / GiB
         report(record, state)
 
     return stamped
+
+
+def _predicted_memory(arch: ArchSpec, batch_size: int, runtime: Runtime) -> dict[str, Any]:
+    """spaces.memory's peak for this trial's batch and precision (what gpus_per_trial: auto packs by)."""
+    precision = runtime.precision if runtime.precision in ("bf16", "fp16") else "fp32"
+    return {"predicted_memory_gb": memory(arch, batch_size, precision).peak / GiB}
 
 
 def resolve(config: dict[str, Any]) -> TrialConfig:

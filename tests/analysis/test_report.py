@@ -179,3 +179,15 @@ def test_the_report_ranks_by_the_metric_the_search_optimised():
     assert resolve_metric(runs, None) == "clip@1"
     assert resolve_metric(runs, "video@5") == "video@5"
     assert resolve_metric([SimpleNamespace(experiment=None)], None) == "video@1"
+
+
+def test_report_shows_each_trials_predicted_memory(report, runs):
+    from analysis.results import load
+
+    df = load([runs["ucf"], runs["hmdb"]])
+    trained = df[df["predicted_memory_gb"].notna()]
+    assert len(trained) >= 10  # every trial that started (not the one whose spec could not be built)
+    text = report.read_text()
+    assert "### Memory" in text and "| predicted peak (GiB) | measured peak (GiB) |" in text
+    row = trained.iloc[0]
+    assert f"| {row['trial_id']} | {row['label']} | {row['predicted_memory_gb']:.3f} | — |" in text  # CPU: not measured
