@@ -48,7 +48,7 @@ def local_resources(exp: Experiment) -> dict[str, float]:
     only when the experiment asks for GPUs, the GPUs torch sees (torch is imported only then)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     gpus = 0
-    if exp.resources.gpus_per_trial > 0:
+    if exp.resources.uses_gpus:
         import torch
 
         gpus = torch.cuda.device_count()
@@ -62,7 +62,8 @@ def check_resources(exp: Experiment, total: dict[str, float] | None = None) -> E
     the Tune trial is a cheap driver, so without a limit Tune would start more drivers than the
     cluster can train: max_concurrent_trials defaults to what fits.
     """
-    if total is None:
+    running = total is None  # else: checked before Ray starts, from what the local Ray will have
+    if running:
         import ray
 
         total = ray.cluster_resources()
@@ -72,7 +73,7 @@ def check_resources(exp: Experiment, total: dict[str, float] | None = None) -> E
         if not gpus:
             raise ValueError("resources: gpus_per_trial = auto but the Ray cluster has no GPU; use a GPU cluster "
                              "(--address) or --set resources.gpus_per_trial=0 to train on CPUs")
-        if r.gpu_memory_gb is None:
+        if r.gpu_memory_gb is None and running:
             from search.gpu_packing import detect_gpu_memory_gb
 
             detected = detect_gpu_memory_gb()

@@ -114,11 +114,12 @@ def test_a_root_without_split_files_names_the_expected_layout(tmp_path, capsys):
     assert code == 2 and "classInd.txt not found" in err and "expects ROOT/UCF-101/<Class>/<video>.avi" in err
 
 
-def test_gpus_the_local_machine_lacks_are_refused_in_the_dry_run(tmp_path, capsys, synth_root):
+@pytest.mark.parametrize("gpus, expected", [("1", "a trial needs 1 GPU(s)"), ("auto", "auto but the Ray cluster has no GPU")])
+def test_gpus_the_local_machine_lacks_are_refused_in_the_dry_run(tmp_path, capsys, synth_root, gpus, expected):
     path = write(tmp_path, MINIMAL.replace("root: /d", f"root: {synth_root}, resize: null")
-                 + "resources: {gpus_per_trial: 1}\n")
+                 + f"resources: {{gpus_per_trial: {gpus}}}\n")
     code, err = error_of(capsys, ["search", str(path), "--dry-run"])
-    assert code == 2 and "a trial needs 1 GPU(s)" in err and "--set resources.gpus_per_trial=0" in err
+    assert code == 2 and expected in err and "--set resources.gpus_per_trial=0" in err
     assert main(["search", str(path), "--dry-run", "--address", "auto"]) == 0  # a cluster may have them
 
 
