@@ -70,7 +70,8 @@ class SearchConfig(_Strict):
 
 
 class SchedulerConfig(_Strict):
-    type: Literal["fifo", "asha", "hyperband"] = "fifo"
+    # moasha: ASHA's rungs, promotion by Pareto rank on [search.metric, *search.objectives]
+    type: Literal["fifo", "asha", "hyperband", "moasha"] = "fifo"
     grace_period: int = Field(1, ge=1, description="epochs before ASHA may stop a trial")
     reduction_factor: float = Field(3, gt=1)
 

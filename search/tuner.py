@@ -114,7 +114,18 @@ def make_scheduler(exp: Experiment):
                              reduction_factor=s.reduction_factor)
     if s.type == "hyperband":
         return HyperBandScheduler(time_attr="epoch", max_t=epochs, reduction_factor=s.reduction_factor)
+    if s.type == "moasha":
+        from search.moasha import make_moasha
+
+        return make_moasha(exp)
     return FIFOScheduler()
+
+
+def scheduler_callbacks(scheduler) -> list:
+    """MO-ASHA's rungs ride on Tune's callback snapshots (Tune does not snapshot schedulers)."""
+    from search.moasha import MOASHAScheduler, RungStateCallback
+
+    return [RungStateCallback(scheduler)] if isinstance(scheduler, MOASHAScheduler) else []
 
 
 def make_trainable(exp: Experiment, indexes: dict | None):
@@ -150,12 +161,13 @@ def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | N
     directory = run_dir(exp, storage)
     write_infeasible(directory, p.infeasible)
     searcher = make_searcher(exp, directory)
+    scheduler = make_scheduler(exp)
     grid = exp.search.algorithm == "grid"
     tune_config = tune.TuneConfig(
         metric=None if exp.search.algorithm == "nsga2" else exp.search.metric,
         mode=None if exp.search.algorithm == "nsga2" else exp.search.mode,
         search_alg=searcher,
-        scheduler=make_scheduler(exp),
+        scheduler=scheduler,
         num_samples=exp.search.num_samples,
         max_concurrent_trials=exp.resources.max_concurrent_trials,
         trial_dirname_creator=trial_dirname,
@@ -167,11 +179,12 @@ def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | N
         storage_path=directory.rsplit("/", 1)[0],
         failure_config=tune.FailureConfig(max_failures=exp.failures.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), TrialsFileCallback(directory), *(callbacks or [])],
+        callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), TrialsFileCallback(directory), *(callbacks or []),
+                   *scheduler_callbacks(scheduler)],
         verbose=0,
     )
-    if not grid and exp.search.algorithm == "nsga2" and exp.scheduler.type != "fifo":
-        raise ValueError("scheduler: ASHA/HyperBand need one metric; use scheduler.type: fifo with nsga2")
+    if not grid and exp.search.algorithm == "nsga2" and exp.scheduler.type not in ("fifo", "moasha"):
+        raise ValueError("scheduler: ASHA/HyperBand need one metric; use scheduler.type: moasha or fifo with nsga2")
     return tune.Tuner(make_trainable(exp, indexes), param_space=param_space(exp, p),
                       tune_config=tune_config, run_config=run_config)
 
