@@ -42,7 +42,7 @@ class Constraints(_Strict):
 
 
 class SearchConfig(_Strict):
-    algorithm: Literal["grid", "random", "tpe", "nsga2"] = "grid"
+    algorithm: Literal["grid", "random", "tpe", "nsga2", "expand"] = "grid"
     num_samples: int = Field(1, ge=1, description="grid: passes over the grid; others: sampled trials")
     metric: str = "video@1"
     mode: Literal["max", "min"] = "max"
@@ -51,6 +51,9 @@ class SearchConfig(_Strict):
     objective_modes: list[Literal["max", "min"]] = Field(default_factory=lambda: ["min"])
     repeats: int = Field(1, ge=1, description="seeds per configuration (grid), to show noise")
     seed: int = Field(0, ge=0)
+    # expand (X3D forward expansion, search/expand.py): grow until this many GFLOPs, ×factor per step
+    target_gflops: float | None = Field(None, gt=0)
+    expand_factor: float = Field(2.0, gt=1)
 
     @field_validator("metric")
     @classmethod
@@ -139,6 +142,10 @@ class Experiment(_Strict):
     @model_validator(mode="after")
     def _deep(self):
         self.to_space()  # needs width_rule beside the space
+        if self.search.algorithm == "expand":
+            from search.expand import check_space
+
+            check_space(self)
         return self
 
     def to_space(self) -> Space:

@@ -94,6 +94,11 @@ def print_plan(exp) -> None:
         from search.moasha import make_moasha
 
         print(f"MO-ASHA: {make_moasha(exp).describe()}")
+    if exp.search.algorithm == "expand":
+        from search.expand import describe_plan
+
+        print("\n".join(describe_plan(exp)))
+        return
     if exp.search.algorithm == "grid":
         print(f"{p.feasible} trial(s) ({exp.search.repeats} repeat(s) each), {len(p.infeasible)} infeasible point(s)")
         rows = [(c.axes, c.arch, None) for c in p.candidates if c.repeat == 0]

@@ -84,6 +84,10 @@ def make_searcher(exp: Experiment, record_dir: str | None):
     """None for grid (Tune's BasicVariantGenerator); otherwise Optuna behind the constraint filter."""
     if exp.search.algorithm == "grid":
         return None
+    if exp.search.algorithm == "expand":
+        from search.expand import make_expand_searcher
+
+        return make_expand_searcher(exp, record_dir)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -168,7 +172,7 @@ def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | N
         mode=None if exp.search.algorithm == "nsga2" else exp.search.mode,
         search_alg=searcher,
         scheduler=scheduler,
-        num_samples=exp.search.num_samples,
+        num_samples=-1 if exp.search.algorithm == "expand" else exp.search.num_samples,  # expand ends itself
         max_concurrent_trials=exp.resources.max_concurrent_trials,
         trial_dirname_creator=trial_dirname,
         reuse_actors=reuse_actors,  # a finished trial's actor takes the next one: no process start-up

@@ -40,7 +40,7 @@ MINIMAL = "name: x\nspace: {network: sr18}\ndata: {format: ucf101, root: /d}\n"
     "extra, expected",
     [
         ("serch: {algorithm: grid}\n", "serch: unknown key (typo?)"),
-        ("search: {algorithm: bayes}\n", "search.algorithm: Input should be 'grid', 'random', 'tpe' or 'nsga2' (got 'bayes')"),
+        ("search: {algorithm: bayes}\n", "search.algorithm: Input should be 'grid', 'random', 'tpe', 'nsga2' or 'expand' (got 'bayes')"),
         ("search: {num_samples: lots}\n", "search.num_samples: Input should be a valid integer"),
         ("search: {metric: top1}\n", "search.metric: metric 'top1' is not reported; valid: video@1"),
         ("resources: {gpus_per_trial: -1}\n", "resources.gpus_per_trial: Input should be greater than or equal to 0"),
