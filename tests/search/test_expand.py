@@ -183,6 +183,16 @@ def test_tiny_real_expansion_reaches_the_target(ray_cluster, make_experiment):
     run = path.parent / "runs" / "x3d"
     steps = check_path(run)["steps"]
     assert len(steps) >= 2 and steps[0]["candidates"][0]["axis"] == "base"
+    # the report draws the path and tabulates every candidate, the kept ones marked
+    from analysis.report import write_report
+
+    md = write_report([run], path.parent / "report", formats=("png",)).read_text()
+    assert "## Progressive expansion: x3d" in md and (path.parent / "report/figures/expansion_x3d.png").exists()
+    import pandas as pd
+
+    table = pd.read_csv(path.parent / "report/tables/expansion_x3d.csv")
+    assert len(table) == sum(len(st["candidates"]) for st in steps)
+    assert (table["kept"] == "✓").sum() == len(steps) - (steps[-1]["chosen"] is None)
 
 
 def test_killed_driver_resumes_the_expansion(ray_cluster, make_experiment):
