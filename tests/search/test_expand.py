@@ -195,6 +195,7 @@ def test_tiny_real_expansion_reaches_the_target(ray_cluster, make_experiment):
     assert (table["kept"] == "✓").sum() == len(steps) - (steps[-1]["chosen"] is None)
 
 
+@pytest.mark.slow  # a killed driver and a resume: ~30–50 s on this machine
 def test_killed_driver_resumes_the_expansion(ray_cluster, make_experiment):
     from search.cli import main
     from tests.search.test_failures import epochs_done, wait_for

@@ -153,6 +153,7 @@ def test_tiny_real_search_with_repeats_stops_by_pareto_rank(ray_cluster, make_ex
     assert all(len(replay.rungs[1][k]) == 2 for k in replay.rungs[1])
 
 
+@pytest.mark.slow  # a killed driver and a resume: ~30–50 s on this machine
 def test_nsga2_killed_driver_resumes_with_the_rungs(ray_cluster, make_experiment):
     from search.cli import main
 
