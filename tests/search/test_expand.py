@@ -218,3 +218,11 @@ def test_killed_driver_resumes_the_expansion(ray_cluster, make_experiment):
         driver.wait()
     assert main(["resume", str(run), "--no-report"]) == 0
     check_path(run)
+
+
+@pytest.mark.parametrize("name", ["moasha", "expand"])
+def test_the_readme_examples_validate(name):
+    exp = load_experiment(Path(__file__).parents[2] / "examples" / f"{name}.yaml",
+                          overrides={"data.root": "/nowhere"})
+    assert exp.scheduler.type == ("moasha" if name == "moasha" else "fifo")
+    assert exp.search.algorithm == ("nsga2" if name == "moasha" else "expand")
