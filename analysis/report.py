@@ -263,6 +263,25 @@ def _write_table(out: Path, name: str, table: pd.DataFrame, display: pd.DataFram
     (folder / f"{name}.tex").write_text(tables.to_latex(display, caption))
 
 
+def _expansions(doc: Document, out: Path, runs: Sequence[Run], formats) -> None:
+    """The path of each `search.algorithm: expand` run (X3D-style progressive expansion)."""
+    from analysis import expansion
+
+    for run in runs:
+        path = expansion.read_path(run.path)
+        if path is None:
+            continue
+        name = f"expansion_{_slug(run.name)}"
+        doc.heading(f"Progressive expansion: {run.name}")
+        doc.para(f"From the cheapest network of the space, each step grew one axis per candidate by ≈ ×{path['factor']:g} "
+                 f"GFLOPs and kept the best Δ{path['metric']}/ΔGFLOPs; ended: {path['finished'] or 'not yet'}.")
+        _figure(doc, out, name, formats, "Candidates of every step by expanded axis; black: the kept path.",
+                lambda path=path: expansion.expansion_figure(path))
+        steps = expansion.step_table(path)
+        doc.table(steps)
+        _write_table(out, name, steps, steps, f"Expansion steps of {run.name}")
+
+
 # ------------------------------------------------------------------------------------------ the report
 
 def write_report(run_dirs: str | Path | Iterable[str | Path], out: str | Path, metric: str | None = "video@1", *,
@@ -307,6 +326,8 @@ def write_report(run_dirs: str | Path | Iterable[str | Path], out: str | Path, m
     for axis in figures.sweep_axes(trials):
         _figure(doc, out, f"accuracy_vs_{axis}", formats, f"{metric} vs {figures.SWEEP_AXES[axis]}.",
                 lambda axis=axis: figures.accuracy_vs_axis(trials, axis, metric))
+
+    _expansions(doc, out, runs, formats)
 
     doc.heading("Ranking")
     display = tables.display_ranking(rank, metric)

@@ -44,7 +44,7 @@ class Constraints(_Strict):
 
 
 class SearchConfig(_Strict):
-    algorithm: Literal["grid", "random", "tpe", "nsga2"] = "grid"
+    algorithm: Literal["grid", "random", "tpe", "nsga2", "expand"] = "grid"
     num_samples: int = Field(1, ge=1, description="grid: passes over the grid; others: sampled trials")
     metric: str = "video@1"
     mode: Literal["max", "min"] = "max"
@@ -53,6 +53,9 @@ class SearchConfig(_Strict):
     objective_modes: list[Literal["max", "min"]] = Field(default_factory=lambda: ["min"])
     repeats: int = Field(1, ge=1, description="seeds per configuration (grid), to show noise")
     seed: int = Field(0, ge=0)
+    # expand (X3D forward expansion, search/expand.py): grow until this many GFLOPs, ×factor per step
+    target_gflops: float | None = Field(None, gt=0)
+    expand_factor: float = Field(2.0, gt=1)
 
     @field_validator("metric")
     @classmethod
@@ -72,7 +75,8 @@ class SearchConfig(_Strict):
 
 
 class SchedulerConfig(_Strict):
-    type: Literal["fifo", "asha", "hyperband"] = "fifo"
+    # moasha: ASHA's rungs, promotion by Pareto rank on [search.metric, *search.objectives]
+    type: Literal["fifo", "asha", "hyperband", "moasha"] = "fifo"
     grace_period: int = Field(1, ge=1, description="epochs before ASHA may stop a trial")
     reduction_factor: float = Field(3, gt=1)
 
@@ -174,6 +178,10 @@ class Experiment(_Strict):
             except ValueError as exc:
                 raise ValueError(f"data: {exc} (the crop is the architecture's: space.crop or the network's "
                                  f"own; this space has crops {space.crops()})") from None
+        if self.search.algorithm == "expand":
+            from search.expand import check_space
+
+            check_space(self)
         return self
 
     def to_space(self) -> Space:

@@ -91,6 +91,15 @@ def print_plan(exp) -> None:
     p = plan(exp)
     print(f"experiment {exp.name}: {exp.search.algorithm} search over {space.size} point(s) "
           f"({', '.join(space.varying()) or 'no varying axis'}), scheduler {exp.scheduler.type}")
+    if exp.scheduler.type == "moasha":
+        from search.moasha import make_moasha
+
+        print(f"MO-ASHA: {make_moasha(exp).describe()}")
+    if exp.search.algorithm == "expand":
+        from search.expand import describe_plan
+
+        print("\n".join(describe_plan(exp)))
+        return
     if exp.search.algorithm == "grid":
         print(f"{p.feasible} trial(s) ({exp.search.repeats} repeat(s) each), {len(p.infeasible)} infeasible point(s)")
         rows = [(c.axes, c.arch, None) for c in p.candidates if c.repeat == 0]

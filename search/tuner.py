@@ -84,6 +84,10 @@ def make_searcher(exp: Experiment, record_dir: str | None):
     """None for grid (Tune's BasicVariantGenerator); otherwise Optuna behind the constraint filter."""
     if exp.search.algorithm == "grid":
         return None
+    if exp.search.algorithm == "expand":
+        from search.expand import make_expand_searcher
+
+        return make_expand_searcher(exp, record_dir)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -114,7 +118,18 @@ def make_scheduler(exp: Experiment):
                              reduction_factor=s.reduction_factor)
     if s.type == "hyperband":
         return HyperBandScheduler(time_attr="epoch", max_t=epochs, reduction_factor=s.reduction_factor)
+    if s.type == "moasha":
+        from search.moasha import make_moasha
+
+        return make_moasha(exp)
     return FIFOScheduler()
+
+
+def scheduler_callbacks(scheduler) -> list:
+    """MO-ASHA's rungs ride on Tune's callback snapshots (Tune does not snapshot schedulers)."""
+    from search.moasha import MOASHAScheduler, RungStateCallback
+
+    return [RungStateCallback(scheduler)] if isinstance(scheduler, MOASHAScheduler) else []
 
 
 def make_trainable(exp: Experiment, indexes: dict | None):
@@ -154,13 +169,14 @@ def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | N
     directory = run_dir(exp, storage)
     write_infeasible(directory, p.infeasible)
     searcher = make_searcher(exp, directory)
+    scheduler = make_scheduler(exp)
     grid = exp.search.algorithm == "grid"
     tune_config = tune.TuneConfig(
         metric=None if exp.search.algorithm == "nsga2" else exp.search.metric,
         mode=None if exp.search.algorithm == "nsga2" else exp.search.mode,
         search_alg=searcher,
-        scheduler=make_scheduler(exp),
-        num_samples=exp.search.num_samples,
+        scheduler=scheduler,
+        num_samples=-1 if exp.search.algorithm == "expand" else exp.search.num_samples,  # expand ends itself
         max_concurrent_trials=exp.resources.max_concurrent_trials,
         trial_dirname_creator=trial_dirname,
         reuse_actors=reuse_actors,  # a finished trial's actor takes the next one: no process start-up
@@ -171,11 +187,12 @@ def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | N
         storage_path=directory.rsplit("/", 1)[0],
         failure_config=tune.FailureConfig(max_failures=exp.failures.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), TrialsFileCallback(directory), *(callbacks or [])],
+        callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), TrialsFileCallback(directory), *(callbacks or []),
+                   *scheduler_callbacks(scheduler)],
         verbose=0,
     )
-    if not grid and exp.search.algorithm == "nsga2" and exp.scheduler.type != "fifo":
-        raise ValueError("scheduler: ASHA/HyperBand need one metric; use scheduler.type: fifo with nsga2")
+    if not grid and exp.search.algorithm == "nsga2" and exp.scheduler.type not in ("fifo", "moasha"):
+        raise ValueError("scheduler: ASHA/HyperBand need one metric; use scheduler.type: moasha or fifo with nsga2")
     return tune.Tuner(make_trainable(exp, indexes), param_space=param_space(exp, p),
                       tune_config=tune_config, run_config=run_config)
 

@@ -41,11 +41,11 @@ MINIMAL = "name: x\nspace: {network: sr18}\ndata: {format: ucf101, root: /d}\n"
     "extra, expected",
     [
         ("serch: {algorithm: grid}\n", "serch: unknown key (typo?)"),
-        ("search: {algorithm: bayes}\n", "search.algorithm: Input should be 'grid', 'random', 'tpe' or 'nsga2' (got 'bayes')"),
+        ("search: {algorithm: bayes}\n", "search.algorithm: Input should be 'grid', 'random', 'tpe', 'nsga2' or 'expand' (got 'bayes')"),
         ("search: {num_samples: lots}\n", "search.num_samples: Input should be a valid integer"),
         ("search: {metric: top1}\n", "search.metric: metric 'top1' is not reported; valid: video@1"),
         ("resources: {gpus_per_trial: -1}\n", "resources.gpus_per_trial: Input should be greater than or equal to 0"),
-        ("scheduler: {type: pbt}\n", "scheduler.type: Input should be 'fifo', 'asha' or 'hyperband'"),
+        ("scheduler: {type: pbt}\n", "scheduler.type: Input should be 'fifo', 'asha', 'hyperband' or 'moasha'"),
         ("schedule: {lr: fast}\n", "exp.yaml: schedule: Recipe.lr must be a number > 0, got 'fast'"),
         ("data: {format: ucf101, root: /d, missing_videos: ignore}\n", "exp.yaml: data: DataSpec.missing_videos"),
         ("constraints: {max_gflops: 0}\n", "constraints.max_gflops: Input should be greater than 0"),

@@ -1,0 +1,38 @@
+"""MO-ASHA vs NSGA-II+FIFO vs ASHA(video@1) vs random+FIFO on recorded learning curves.
+
+    python -m pytest -m benchmark -s tests/benchmarks/test_moasha_hypervolume.py
+
+Replays tests/benchmarks/curves/curves.csv (48 real starch trials, see curves/record.yaml) through
+starch's searchers and schedulers on a simulated 4-worker cluster (moasha_replay.py), 10 seeds,
+each method with the epochs that NSGA-II+FIFO spends on 24 whole trials. Prints the table that the
+README quotes; asserts only what must hold whatever the numbers (no timings, no expected winner).
+"""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import moasha_replay as replay  # noqa: E402
+
+SEEDS, FIFO_TRIALS = range(10), 24
+
+
+@pytest.mark.benchmark
+def test_moasha_hypervolume_against_the_baselines():
+    from analysis.tables import to_markdown
+
+    curves = replay.load_curves()
+    traces = replay.run_benchmark(SEEDS, fifo_trials=FIFO_TRIALS, curves=curves)
+    epochs = int(next(iter(curves.values()))["epoch"].max())
+    budget = FIFO_TRIALS * epochs
+    for label, runs in traces.items():
+        assert all(t.epochs[-1] == budget for t in runs), label  # every method spent the same epochs
+        assert all(0 <= h <= 1.1 for t in runs for h in t.hv)
+    for label in ("random + ASHA (video@1)", "random + MO-ASHA", "NSGA-II + MO-ASHA"):  # they stop trials early
+        assert min(t.trials for t in traces[label]) > max(t.trials for t in traces["random + FIFO"])
+    table = replay.summary(traces)
+    print(f"\n{len(curves)} recorded curves × {epochs} epochs, {len(SEEDS)} seeds, budget {budget} epochs "
+          f"({FIFO_TRIALS} whole trials), 4 simulated workers; reference: NSGA-II + FIFO's final hypervolume\n")
+    print(to_markdown(table))
