@@ -144,14 +144,15 @@ def test_dry_run_prints_the_base_and_the_first_step(make_experiment, capsys):
     assert "expand: base R3D-18 k=4 8×32²" in out and "width (γw)" in out and "frames (γt)" in out
 
 
-X3D_BODY = "search: {algorithm: expand, target_gflops: 0.005}\nresources:\n  max_concurrent_trials: 2\n"
+X3D_BODY = "search: {algorithm: expand, target_gflops: 0.005}\n"
 
 
 def x3d_experiment(make_experiment, name):
     path = make_experiment(name=name, body=X3D_BODY)
     path.write_text(path.read_text().replace("network: [r3d_18, f-r2d, mc3]", "network: r3d_18")
                     .replace("width: 4", "width: [4, 8]").replace("frames: 8", "frames: [4, 8]")
-                    .replace("sampling_rate: 2", "sampling_rate: [2, 1]").replace("epochs: 2", "epochs: 1"))
+                    .replace("sampling_rate: 2", "sampling_rate: [2, 1]").replace("epochs: 2", "epochs: 1")
+                    .replace("cpus_per_trial: 1\n", "cpus_per_trial: 1\n  max_concurrent_trials: 2\n", 1))
     return path
 
 
