@@ -73,6 +73,7 @@ def run_once(tmp_path, name, monkeypatch, reuse_actors):
 
 
 @pytest.mark.benchmark
+@pytest.mark.timeout(1800)  # two 12-trial runs; on a loaded machine well past pytest's default 300 s
 def test_cluster_utilisation(ray_cluster, tmp_path, monkeypatch):
     import ray
 
