@@ -2,8 +2,9 @@
 TensorBoard's EventAccumulator, optuna.load_study, Ray's ExperimentAnalysis and Tuner.restore,
 MLflow's client (local file store) and W&B's offline run folders.
 
-One tiny TPE search serves every test: Ctrl-C (SIGINT to the driver) after the first epoch
-result, then `starch resume` — so each reader also sees a resumed run.
+One tiny TPE search serves the default tests: Ctrl-C (SIGINT to the driver) after the first epoch
+result, then `starch resume` — so each reader also sees a resumed run. The MLflow and W&B tests
+run the same search with both trackers on (`pytest -m slow`: W&B starts a process per trial).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ HAVE_MLFLOW = __import__("importlib").util.find_spec("mlflow") is not None
 HAVE_WANDB = __import__("importlib").util.find_spec("wandb") is not None
 NAME = "tools"
 EPOCHS = 2
+TRIALS = 2
 
 
 class InterruptOnce(Callback):
@@ -47,20 +49,17 @@ class InterruptOnce(Callback):
         os.kill(os.getpid(), signal.SIGINT)  # starch's handler: Tune saves its state and stops
 
 
-@pytest.fixture(scope="module")
-def run(ray_cluster, synth_root, tmp_path_factory):
+def interrupted_and_resumed(synth_root: Path, tmp: Path, *, trackers: bool):
     """(run folder, what the interruption saw, tmp folder) of a TPE search over 4 networks of which
-    2 are over the GFLOPs limit, interrupted once and resumed."""
+    2 are over the GFLOPs limit, interrupted once after its first result and resumed."""
     from search import run as starch_run
     from search.config import load_experiment
     from search.tuner import read_experiment
 
-    tmp = tmp_path_factory.mktemp("tools")
     logging = ["logging:", "  tensorboard: true"]
-    if HAVE_MLFLOW:
+    if trackers:
         logging += ["  mlflow:", f"    tracking_uri: file://{tmp / 'mlruns'}", "    experiment_name: starch-tools",
                     "    tags: {team: video}"]
-    if HAVE_WANDB:
         logging += ["  wandb:", "    project: starch-tools", "    mode: offline", f"    dir: {tmp / 'wandb'}"]
     path = tmp / f"{NAME}.yaml"
     path.write_text(textwrap.dedent(f"""
@@ -70,20 +69,41 @@ def run(ray_cluster, synth_root, tmp_path_factory):
         constraints: {{max_gflops: 0.005}}
         data: {{format: ucf101, root: {synth_root}, resize: null, num_workers: 0, batch_size: 8, eval_clips: 2}}
         schedule: {{epochs: {EPOCHS}, lr: 0.05}}
-        search: {{algorithm: tpe, num_samples: 3, seed: 2}}
+        search: {{algorithm: tpe, num_samples: {TRIALS}, seed: 2}}
         resources: {{cpus_per_trial: 1}}
         cluster: {{storage: {tmp / 'runs'}}}
         """) + "\n".join(logging) + "\n")
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3 asks for this to use a file store
-    os.environ["WANDB_SILENT"] = "true"
     directory = tmp / "runs" / NAME
+    InterruptOnce.sent, InterruptOnce.study_during = False, None
     interrupt = InterruptOnce(directory / "optuna_study.log")
     starch_run.fit(load_experiment(path), callbacks=[interrupt])
-    assert interrupt.sent
+    assert InterruptOnce.sent
     before = json.loads((directory / "starch_trials.json").read_text())
     assert any(t["status"] == "INTERRUPTED" for t in before), "the search ended before the interruption"
     starch_run.resume(directory, exp=read_experiment(directory))
-    return directory, interrupt, tmp
+    return directory, InterruptOnce, tmp
+
+
+@pytest.fixture(scope="module")
+def run(ray_cluster, synth_root, tmp_path_factory):
+    """The run with TensorBoard only (the default logging)."""
+    return interrupted_and_resumed(synth_root, tmp_path_factory.mktemp("tools"), trackers=False)
+
+
+@pytest.fixture(scope="module")
+def tracked_run(ray_cluster, synth_root, tmp_path_factory, monkeypatch_module):
+    """The same run logged to MLflow (local file store) and W&B (offline) as well."""
+    if not (HAVE_MLFLOW and HAVE_WANDB):
+        pytest.skip("the mlflow and wandb extras are not installed (pip install 'starch[mlflow,wandb]')")
+    monkeypatch_module.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for this to use a file store
+    monkeypatch_module.setenv("WANDB_SILENT", "true")
+    return interrupted_and_resumed(synth_root, tmp_path_factory.mktemp("tracked"), trackers=True)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
 
 
 def trial_dirs(directory: Path) -> list[Path]:
@@ -100,7 +120,7 @@ def test_every_trial_writes_tensorboard_events_with_readable_tags_and_hparams(ru
 
     directory, _, _ = run
     trials = trial_dirs(directory)
-    assert len(trials) == 3
+    assert len(trials) == TRIALS
     resumed = 0
     for trial in trials:
         events = list(trial.glob("events.out.tfevents.*"))
@@ -156,22 +176,22 @@ def test_rays_readers_open_the_run(run):
     directory, _, _ = run
     analysis = ExperimentAnalysis(str(directory))
     df = analysis.dataframe()
-    assert len(df) == 3 and df["epoch"].eq(EPOCHS).all()
+    assert len(df) == TRIALS and df["epoch"].eq(EPOCHS).all()
     results = tune.Tuner.restore(str(directory), trainable=trainable_for(directory)).get_results()
-    assert len(results) == 3 and results.errors == []
+    assert len(results) == TRIALS and results.errors == []
     best = results.get_best_result(metric="video@1", mode="max")
     assert best.metrics["video@1"] == max(records(t)[-1]["video@1"] for t in trial_dirs(directory))
 
 
-@pytest.mark.skipif(not HAVE_MLFLOW, reason="the mlflow extra is not installed (pip install 'starch[mlflow]')")
-def test_mlflow_has_one_run_per_trial(run):
+@pytest.mark.slow
+def test_mlflow_has_one_run_per_trial(tracked_run):
     from mlflow.tracking import MlflowClient
 
-    directory, _, tmp = run
+    directory, _, tmp = tracked_run
     client = MlflowClient(tracking_uri=f"file://{tmp / 'mlruns'}")
     experiment = client.get_experiment_by_name("starch-tools")
     runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 3  # one per trial, also for the trials `starch resume` continued
+    assert len(runs) == TRIALS  # one per trial, also for the trials `starch resume` continued
     for r in runs:
         assert r.info.status == "FINISHED"
         assert r.data.tags["team"] == "video" and r.data.tags["starch_experiment"] == NAME
@@ -182,11 +202,11 @@ def test_mlflow_has_one_run_per_trial(run):
         sorted(records(t)[-1]["video@1"] for t in trial_dirs(directory)))
 
 
-@pytest.mark.skipif(not HAVE_WANDB, reason="the wandb extra is not installed (pip install 'starch[wandb]')")
-def test_wandb_offline_has_one_run_per_trial(run):
-    _, _, tmp = run
+@pytest.mark.slow
+def test_wandb_offline_has_one_run_per_trial(tracked_run):
+    _, _, tmp = tracked_run
     offline = list((tmp / "wandb" / "wandb").glob("offline-run-*"))
-    assert len(offline) >= 3  # one per trial (a resumed trial may start a second)
+    assert len(offline) >= TRIALS  # one per trial (a resumed trial may start a second)
     assert all(list(r.glob("*.wandb")) for r in offline)
 
 
