@@ -11,6 +11,7 @@
     resources:    {gpus_per_trial: 1, cpus_per_trial: 4, workers_per_trial: 1, max_concurrent_trials: null}
     cluster:      {address: null, storage: runs}
     failures:     {max_failures: 2}
+    logging:      {tensorboard: true, mlflow: {tracking_uri: …}, wandb: {project: …, mode: offline}}
 
 Every error names the field path, the bad value and what is valid; unknown keys are errors.
 """
@@ -133,6 +134,39 @@ class Failures(_Strict):
     max_failures: int = Field(2, ge=-1, description="retries per trial from its last checkpoint (-1: forever)")
 
 
+class MLflowLogging(_Strict):
+    """Ray Tune's MLflowLoggerCallback: one MLflow run per trial (needs `pip install 'starch[mlflow]'`)."""
+
+    tracking_uri: str | None = Field(None, description="e.g. http://mlflow:5000 or file:///nfs/mlruns; "
+                                     "default: MLflow's own (MLFLOW_TRACKING_URI or ./mlruns)")
+    experiment_name: str | None = Field(None, description="default: the experiment's name")
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class WandbLogging(_Strict):
+    """Ray Tune's WandbLoggerCallback: one W&B run per trial (needs `pip install 'starch[wandb]'`)."""
+
+    project: str
+    group: str | None = Field(None, description="default: the experiment's name")
+    entity: str | None = None
+    mode: Literal["online", "offline", "disabled"] = "online"
+    dir: str | None = Field(None, description="where wandb keeps its files (offline runs: `wandb sync DIR`)")
+
+
+class LoggingConfig(_Strict):
+    """Trackers besides the run folder; TensorBoard event files are written by default."""
+
+    tensorboard: bool = True
+    mlflow: MLflowLogging | None = None
+    wandb: WandbLogging | None = None
+
+    @field_validator("mlflow", mode="before")
+    @classmethod
+    def _mlflow_flag(cls, v: Any) -> Any:
+        """`mlflow: true` is MLflow with its defaults; `false` is off."""
+        return ({} if v else None) if isinstance(v, bool) else v
+
+
 class Experiment(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -146,6 +180,7 @@ class Experiment(_Strict):
     resources: Resources = Resources()
     cluster: Cluster = Cluster()
     failures: Failures = Failures()
+    logging: LoggingConfig = LoggingConfig()
 
     @field_validator("space")
     @classmethod

@@ -6,8 +6,9 @@
 - Optuna (random, TPE, NSGA-II): `OptunaSpace` is a define-by-run space that stores each sample's
   violations as a trial attribute (read by the samplers' `constraints_func`), and
   `ConstrainedSearcher` wraps the OptunaSearch: an infeasible suggestion is told to Optuna as a
-  completed trial with the worst objective values (so the sampler learns to avoid the region) and
-  a new one is asked for, instead of starting a Tune trial.
+  pruned trial (what it is: stopped before any training; its violations and its `infeasible`
+  reason stay on the trial, and TPE ranks pruned trials without values below every completed one,
+  so it learns to avoid the region) and a new one is asked for, instead of starting a Tune trial.
 Every rejected sample is recorded in `starch_infeasible.json` at the experiment root.
 """
 from __future__ import annotations
@@ -180,18 +181,12 @@ class ConstrainedSearcher(Searcher):
         log.info("sample %s repeats a configuration that already ran; not run again", inner_id)
 
     def _reject(self, inner_id: str, point: dict, arch: ArchSpec | None, why: str) -> None:
-        worst = {m: (0.0 if mode == "max" else 1e12) for m, mode in self._objectives()}
-        self.inner.on_trial_complete(inner_id, result=worst, error=False)
+        self.inner.on_trial_complete(inner_id, result=None, error=False)  # no value, no error: PRUNED
         entry = {"axes": jsonable(point),
                  "arch": arch.to_dict() if arch else None, "reason": why}
         self.infeasible.append(entry)
         log.info("infeasible sample skipped (%s): %s", why, entry["axes"])
         write_infeasible(self.record_dir, self.infeasible)
-
-    def _objectives(self):
-        metrics = self.inner.metric if isinstance(self.inner.metric, list) else [self.inner.metric]
-        modes = self.inner.mode if isinstance(self.inner.mode, list) else [self.inner.mode]
-        return list(zip(metrics, modes))
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.inner.on_trial_result(self._alias.get(trial_id, trial_id), result)

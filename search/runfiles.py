@@ -14,6 +14,7 @@ from analysis.remote import is_uri
 EXPERIMENT_FILE = "starch_experiment.json"  # the validated experiment: what `starch resume` rebuilds from
 TRIALS_FILE = "starch_trials.json"  # state, epoch, error and early stop of every trial
 INFEASIBLE_FILE = "starch_infeasible.json"  # samples the constraints rejected before any training
+OPTUNA_FILE = "optuna_study.log"  # random/TPE/NSGA-II: the Optuna study (JournalStorage), see search.tuner
 
 
 def _fs(directory: str):

@@ -7,8 +7,6 @@ import logging
 import sys
 from pathlib import Path
 
-from search.config import list_presets, load_experiment
-
 SEARCH_EXAMPLES = """examples:
   starch search --list-presets
   starch search res3d-conv-mixture --data ucf101:/data/ucf101 --dry-run
@@ -129,6 +127,8 @@ def _arch_or_none(space, axes):
 
 
 def run_search(args) -> int:
+    from search.config import list_presets, load_experiment  # pydantic: not for `starch --help`
+
     if args.list_presets:
         for name in list_presets():
             exp = load_experiment(name)
@@ -232,7 +232,7 @@ def run_status(args) -> int:
     if not directory.is_dir():
         raise FileNotFoundError(f"run folder {str(directory)!r} does not exist")
     text = read_text(directory, EXPERIMENT_FILE)
-    metric = json.loads(text)["search"]["metric"] if text is not None else "video@1"
+    metric = (json.loads(text).get("search") or {}).get("metric", "video@1") if text is not None else "video@1"
     df = load([directory])
     cols = {"trial_id": "trial", "label": "network", "width": "k", "status": "state", "epochs": "epoch",
             f"final_{metric}": metric, "reason": "why"}

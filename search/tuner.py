@@ -7,6 +7,7 @@ The run folder (STORAGE/NAME) holds Ray Tune's experiment state and one folder p
     starch_experiment.json   the validated experiment (what `starch resume` rebuilds from)
     starch_infeasible.json   samples rejected by the constraints before any training
     starch_trials.json       every trial's status, error and whether ASHA stopped it early
+    optuna_study.log         random/TPE/NSGA-II: the Optuna study (JournalStorage; see study_storage)
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from search.config import Experiment, format_errors
-from search.runfiles import EXPERIMENT_FILE, read_text, write_text
+from search.runfiles import EXPERIMENT_FILE, OPTUNA_FILE, read_text, write_text
 from search.constraints import (ConstrainedSearcher, OptunaSpace, jsonable, check_point, constraints_of,
                                 write_infeasible)
 
@@ -105,8 +106,31 @@ def make_searcher(exp: Experiment, record_dir: str | None):
     if exp.search.algorithm == "nsga2":
         metric = [exp.search.metric, *exp.search.objectives]
         mode = [exp.search.mode, *exp.search.objective_modes]
-    inner = OptunaSearch(space=OptunaSpace(exp), metric=metric, mode=mode, sampler=sampler)
+    inner = OptunaSearch(space=OptunaSpace(exp), metric=metric, mode=mode, sampler=sampler,
+                         storage=study_storage(record_dir), study_name=exp.name)
     return ConstrainedSearcher(inner, exp, record_dir)
+
+
+def study_storage(directory: str | None):
+    """Optuna's JournalStorage in RUN_DIR/optuna_study.log, or None (Optuna's in-memory storage).
+
+    A journal file is Optuna's storage that needs no server and works on NFS (its lock is a
+    symlink), so `optuna.load_study`, `optuna.visualization` and optuna-dashboard open the study
+    while the search runs and after. The searcher's own checkpoint holds the storage, and `starch
+    resume` re-reads the file. A run in an object store (s3://, gs://) keeps the study in memory
+    (Tune's searcher checkpoint): a journal needs a file system that appends.
+    """
+    if directory is None:
+        return None
+    if "://" in directory:
+        if not directory.startswith("file://"):
+            return None
+        directory = directory.removeprefix("file://")
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(Path(directory) / OPTUNA_FILE)))
 
 
 def make_scheduler(exp: Experiment):
@@ -148,6 +172,17 @@ def make_trainable(exp: Experiment, indexes: dict | None):
     return tune.with_parameters(fn, indexes=indexes) if indexes else fn
 
 
+def trainable_for(run: str | Path | Experiment):
+    """The trainable of a starch run, for Ray's own reader: `Tuner.restore(RUN_DIR, trainable=trainable_for(RUN_DIR))`.
+
+    `run` is a run folder (its starch_experiment.json says the resources) or an Experiment. The
+    trainable carries the run's resources per trial; its trials index the dataset themselves
+    (`starch resume` builds the index once on the driver instead).
+    """
+    exp = run if isinstance(run, Experiment) else read_experiment(str(run))
+    return make_trainable(exp, None)
+
+
 def trial_dirname(trial) -> str:
     cand = trial.config.get("candidate") or {}
     label = (cand.get("arch") or {}).get("name", "")
@@ -161,8 +196,9 @@ def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | N
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from search.progress import TrialsFileCallback
+    from search.trackers import tracker_callbacks
 
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # JSON + CSV, no TensorBoard
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # ours below: JSON, CSV, the logging: section
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # non-eval epochs lack the metric
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # per-epoch checkpoints are by design
     p = p or plan(exp)
@@ -187,8 +223,8 @@ def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | N
         storage_path=directory.rsplit("/", 1)[0],
         failure_config=tune.FailureConfig(max_failures=exp.failures.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), TrialsFileCallback(directory), *(callbacks or []),
-                   *scheduler_callbacks(scheduler)],
+        callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), *tracker_callbacks(exp), TrialsFileCallback(directory),
+                   *(callbacks or []), *scheduler_callbacks(scheduler)],
         verbose=0,
     )
     if not grid and exp.search.algorithm == "nsga2" and exp.scheduler.type not in ("fifo", "moasha"):

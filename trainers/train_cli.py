@@ -7,10 +7,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from trainers import checkpoint
 from trainers.datasets import FORMATS, DataSpec
 from trainers.recipe import Recipe
-from trainers.trial import resolve, run_trial
 
 EXAMPLES = """examples:
   starch data synth /tmp/motion --videos-per-class 50
@@ -98,6 +96,8 @@ class FolderReporter:
         self.out, self.keep_all = out, keep_all
 
     def __call__(self, record: dict, state: dict) -> None:
+        from trainers import checkpoint
+
         if state:  # checkpoint first: a record in metrics.jsonl always has its checkpoint
             checkpoint.save(self.out / "checkpoint", state)
             if self.keep_all:
@@ -109,6 +109,9 @@ class FolderReporter:
 
 
 def run(args) -> int:
+    from trainers import checkpoint  # torch: only when training, so `starch --help` stays fast
+    from trainers.trial import resolve, run_trial
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     out = Path(args.out)
     config_file = out / "config.json"
