@@ -188,6 +188,11 @@ class ConstrainedSearcher(Searcher):
         log.info("infeasible sample skipped (%s): %s", why, entry["axes"])
         write_infeasible(self.record_dir, self.infeasible)
 
+    def _objectives(self):
+        metrics = self.inner.metric if isinstance(self.inner.metric, list) else [self.inner.metric]
+        modes = self.inner.mode if isinstance(self.inner.mode, list) else [self.inner.mode]
+        return list(zip(metrics, modes))
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.inner.on_trial_result(self._alias.get(trial_id, trial_id), result)
 
