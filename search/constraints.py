@@ -194,18 +194,22 @@ class ConstrainedSearcher(Searcher):
         return list(zip(metrics, modes))
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        self.inner.on_trial_result(self._alias.get(trial_id, trial_id), result)
+        if trial_id in self._alias:
+            self.inner.on_trial_result(self._alias[trial_id], result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self._alias:  # suggested after the snapshot this searcher was restored from
+            log.info("trial %s is not in the restored searcher's history; its result is not told to it", trial_id)
+            return
         key = self._key_of.get(trial_id)
         if key is not None and result is not None and not error:
             self._results[key] = {m: result[m] for m, _ in self._objectives() if m in result}
-        self.inner.on_trial_complete(self._alias.get(trial_id, trial_id), result=result, error=error)
+        self.inner.on_trial_complete(self._alias[trial_id], result=result, error=error)
 
     def save(self, checkpoint_path: str) -> None:
         import pickle
 
-        with open(checkpoint_path, "wb") as f:
+        with open(checkpoint_path, "wb") as f:  # Tune writes it to a temporary name and renames it
             pickle.dump(self.__dict__.copy(), f)
 
     def restore(self, checkpoint_path: str) -> None:
