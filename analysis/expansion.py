@@ -47,6 +47,16 @@ def step_table(path: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def display_steps(table: pd.DataFrame) -> pd.DataFrame:
+    """The step table with readable numbers (the CSV keeps them whole)."""
+    out = table.copy()
+    for col, fmt in (("GFLOPs", "{:.4g}"), ("× GFLOPs", "×{:.2f}")):
+        out[col] = [fmt.format(v) if v == v and v is not None else "—" for v in out[col]]
+    for col in out.columns[5:7]:  # the accuracy and Δaccuracy/ΔGFLOPs
+        out[col] = ["—" if v is None or v != v else f"{v:.3g}" for v in out[col]]
+    return out
+
+
 def expansion_figure(path: dict[str, Any]):
     """Accuracy vs GFLOPs: every step's candidates, the kept ones joined into the path, labelled by axis."""
     import matplotlib.pyplot as plt

@@ -278,8 +278,9 @@ def _expansions(doc: Document, out: Path, runs: Sequence[Run], formats) -> None:
         _figure(doc, out, name, formats, "Candidates of every step by expanded axis; black: the kept path.",
                 lambda path=path: expansion.expansion_figure(path))
         steps = expansion.step_table(path)
-        doc.table(steps)
-        _write_table(out, name, steps, steps, f"Expansion steps of {run.name}")
+        shown = expansion.display_steps(steps)
+        doc.table(shown)
+        _write_table(out, name, steps, shown, f"Expansion steps of {run.name}")
 
 
 # ------------------------------------------------------------------------------------------ the report

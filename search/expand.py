@@ -76,6 +76,12 @@ def check_space(exp) -> None:
         raise ValueError(f"search.algorithm expand compares whole trainings; scheduler.type must be fifo, "
                          f"got {exp.scheduler.type!r}")
     base = base_point(exp)
+    from search.constraints import point_violations
+
+    _, _, why = point_violations(exp, exp.to_space(), base)
+    if why is not None:
+        raise ValueError(f"search.algorithm expand: the base network (every axis at its cheapest choice, {jsonable(base)}) "
+                         f"violates the constraints: {why}")
     if gflops(exp, base) >= exp.search.target_gflops:
         raise ValueError(f"search.target_gflops = {exp.search.target_gflops} is not above the base network's "
                          f"{gflops(exp, base):.4g} GFLOPs; nothing to expand")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,3 +191,77 @@ if __name__ == "__main__":
     result = summary(run_benchmark())
     print(result.to_markdown(index=False))
     print(json.dumps({"curves": str(CURVES)}))
+
+
+# -- the same replay through a real Ray Tune run: a trainable that reports the recorded curve, sleeping ~0
+
+def replay_trainable(config: dict, curves: dict | None = None) -> None:
+    """Report a recorded curve epoch by epoch, as a starch trial would (no training, no sleep)."""
+    from ray import tune
+
+    from spaces.space import Space
+
+    arch = Space.from_dict(config["space"]).to_arch(config["axes"])
+    curve = curves[(arch.name, arch.width, arch.frames, arch.sampling_rate, arch.crop)]
+    for row in curve.to_dict("records"):
+        tune.report({"epoch": int(row["epoch"]), "video@1": float(row["video@1"]), "gflops": float(row["gflops"]),
+                     "params": float(row["params"])})
+
+
+def tune_replay(exp, curves: dict[tuple, pd.DataFrame], *, budget: int, workers: int = 4,
+                population: int | None = None, storage: str) -> Trace:
+    """Run `exp`'s searcher and scheduler through tune.Tuner on the replay trainable until `budget`
+    epochs have been reported; the trace is computed from the results in the order Tune saw them."""
+    import optuna
+    from ray import tune
+    from ray.tune import Callback, Stopper
+
+    from search.tuner import make_scheduler, make_searcher, scheduler_callbacks
+
+    import os
+
+    import ray.cloudpickle
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard/CSV/JSON files per trial
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this file
+    searcher, scheduler = make_searcher(exp, None), make_scheduler(exp)
+    if population and exp.search.algorithm == "nsga2":
+        searcher.inner._ot_study.sampler = optuna.samplers.NSGAIISampler(seed=exp.search.seed,
+                                                                         population_size=population)
+    seen: list[tuple[str, int, float, float]] = []
+
+    class Record(Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            seen.append((trial.trial_id, int(result["epoch"]), result["video@1"], result["gflops"]))
+
+    class EpochBudget(Stopper):
+        def __call__(self, trial_id, result):
+            return False
+
+        def stop_all(self):
+            return len(seen) >= budget
+
+    multi = exp.search.algorithm == "nsga2"
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(replay_trainable, curves=curves), {"cpu": 2 / workers}),
+        param_space={"space": exp.to_space().to_dict()},
+        tune_config=tune.TuneConfig(metric=None if multi else exp.search.metric, mode=None if multi else exp.search.mode,
+                                    search_alg=searcher, scheduler=scheduler, num_samples=-1,
+                                    max_concurrent_trials=workers),
+        run_config=tune.RunConfig(name=f"replay-{exp.search.algorithm}-{exp.scheduler.type}-{exp.search.seed}",
+                                  storage_path=storage, stop=EpochBudget(), verbose=0,
+                                  callbacks=[Record(), *scheduler_callbacks(scheduler)]))
+    tuner.fit()
+    gmax = max(float(c["gflops"].iloc[0]) for c in curves.values())
+    latest: dict[str, tuple[float, float]] = {}
+    full: dict[str, tuple[float, float]] = {}
+    max_t = int(exp.to_recipe().epochs)
+    trace = Trace([], [], len({t for t, *_ in seen[:budget]}), [])
+    for n, (tid, epoch, acc, g) in enumerate(seen[:budget], 1):
+        latest[tid] = (acc, g)
+        if epoch >= max_t:
+            full[tid] = (acc, g)
+        trace.epochs.append(n)
+        trace.hv.append(hypervolume(list(latest.values()), gmax))
+        trace.hv_full.append(hypervolume(list(full.values()), gmax))
+    return trace

@@ -36,3 +36,29 @@ def test_moasha_hypervolume_against_the_baselines():
     print(f"\n{len(curves)} recorded curves × {epochs} epochs, {len(SEEDS)} seeds, budget {budget} epochs "
           f"({FIFO_TRIALS} whole trials), 4 simulated workers; reference: NSGA-II + FIFO's final hypervolume\n")
     print(to_markdown(table))
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(1800)
+def test_the_same_replay_through_a_real_tune_run(ray_cluster, tmp_path):
+    """Cross-check of the simulator: seed 0 of two methods replayed by a trainable that reports the
+    recorded curve without training, through tune.Tuner (the order of results is Ray's own)."""
+    from analysis.tables import to_markdown
+
+    import pandas as pd
+
+    curves = replay.load_curves()
+    epochs = int(next(iter(curves.values()))["epoch"].max())
+    budget = FIFO_TRIALS * epochs
+    rows = []
+    for label in ("random + MO-ASHA", "NSGA-II + FIFO"):
+        algorithm, scheduler = replay.METHODS[label]
+        exp = replay.experiment(algorithm, scheduler, 0, epochs=epochs)
+        real = replay.tune_replay(exp, curves, budget=budget, population=8, storage=str(tmp_path))
+        sim = replay.simulate(exp, curves, budget=budget, population=8)
+        assert len(real.epochs) == budget  # the budget stopper ended the Tune run after the same epochs
+        if scheduler == "moasha":
+            assert real.trials > FIFO_TRIALS  # MO-ASHA stopped trials under Tune too
+        rows.append({"method (seed 0)": label, "Tune: trials": real.trials, "Tune: final HV": round(real.hv[-1], 3),
+                     "simulated: trials": sim.trials, "simulated: final HV": round(sim.hv[-1], 3)})
+    print("\n" + to_markdown(pd.DataFrame(rows)))

@@ -126,6 +126,7 @@ def test_a_failed_candidate_is_not_chosen_and_the_state_pickles_mid_step(tmp_pat
     (SPACE, "search: {algorithm: expand, target_gflops: 0.001}\n", "not above the base network"),
     (SPACE, "search: {algorithm: expand, target_gflops: 1}\nscheduler: {type: asha}\n", "must be fifo"),
     ("space: {network: r3d_18, width: 4}\n", None, "no axis can grow"),
+    (SPACE, "search: {algorithm: expand, target_gflops: 1}\nconstraints: {max_gflops: 0.001}\n", "violates the constraints"),
     ("space: {network: r3d_18, width: [4, 8], temporal_stride: [all, conv]}\n", None, "cannot be expanded"),
 ])
 def test_expand_experiments_are_validated(tmp_path, body, search, message):

@@ -189,3 +189,22 @@ def test_nsga2_killed_driver_resumes_with_the_rungs(ray_cluster, make_experiment
     # trials recorded before the kill are not judged a second time at rung 1
     judged = [d["trial_id"] for d in state["decisions"] if d["rung"] == 1]
     assert len(judged) == len(set(judged))
+
+
+@pytest.mark.parametrize("algorithm", ["grid", "random", "tpe", "nsga2"])
+def test_every_search_algorithm_builds_a_tuner_with_moasha(make_experiment, tmp_path, algorithm):
+    from search.config import load_experiment
+    from search.tuner import make_tuner
+
+    path = make_experiment(name=f"mo-{algorithm}", body=f"search:\n  algorithm: {algorithm}\n  num_samples: 2\n"
+                           "scheduler:\n  type: moasha\n")
+    exp = load_experiment(path)
+    tuner = make_tuner(exp)  # nsga2 + asha is refused here; nsga2 + moasha is not
+    config = tuner._local_tuner  # the Tuner keeps its configs on its local tuner (Ray private)
+    assert isinstance(config._tune_config.scheduler, MOASHAScheduler)
+    assert any(isinstance(cb, RungStateCallback) and cb.scheduler is config._tune_config.scheduler
+               for cb in config._run_config.callbacks)
+    if algorithm == "nsga2":
+        asha = load_experiment(path, overrides={"scheduler.type": "asha"})
+        with pytest.raises(ValueError, match="use scheduler.type: moasha or fifo"):
+            make_tuner(asha)
