@@ -217,6 +217,28 @@ class ConstrainedSearcher(Searcher):
 
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+        close_lost_trials(self.inner)
+
+
+def close_lost_trials(searcher) -> int:
+    """Close, as FAIL with the user attribute `lost`, the Optuna trials of the study that are still
+    RUNNING but unknown to the restored searcher; returns how many.
+
+    A driver killed after Optuna started a trial (in the journal file) but before Tune's next
+    snapshot of the searcher leaves that trial RUNNING forever; the restored search samples anew.
+    """
+    from optuna.trial import TrialState
+
+    study = getattr(searcher, "_ot_study", None)
+    if study is None:
+        return 0
+    known = {t._trial_id for t in getattr(searcher, "_ot_trials", {}).values()}
+    lost = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t._trial_id not in known]
+    for t in lost:
+        study._storage.set_trial_user_attr(t._trial_id, "lost", "started by a driver that was killed before "
+                                           "Tune saved the searcher; sampled again after `starch resume`")
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    return len(lost)
 
 
 def write_infeasible(record_dir: str | None, entries: list[dict[str, Any]]) -> None:

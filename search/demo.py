@@ -66,7 +66,7 @@ def run(args) -> int:
           f"(ASHA stops the weak ones; safety stop after {budget_s / 60:.0f} min) ...", flush=True)
     quiet_ray_logs()
     init_ray(None, num_cpus=os.cpu_count())
-    directory, results = fit(exp, callbacks=[ProgressPrinter(exp.search.metric)], time_budget_s=budget_s)
+    directory, results = fit(exp, callbacks=[ProgressPrinter.for_experiment(exp)], time_budget_s=budget_s)
     print("3/3  report ...", flush=True)
     from analysis import load, write_report
     from analysis.tables import display_ranking, ranking, to_markdown

@@ -1,7 +1,8 @@
-"""Driver-side callbacks: the trials file and a one-line-per-event progress display."""
+"""Driver-side callbacks: the trials file and the progress display (tqdm)."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -57,27 +58,146 @@ class TrialsFileCallback(Callback):
 
 
 class ProgressPrinter(Callback):
-    """Prints one line per finished epoch and per trial event (readable in logs, no redraws)."""
+    """What a search is doing, for the person who started it.
 
-    def __init__(self, metric: str):
-        self.metric, self.start = metric, time.time()
+    One line per finished epoch and per trial event, each ending with the counts of trials by
+    state, the best metric so far and tqdm's estimate of the time left (remaining epochs at the
+    recent rate; epochs a scheduler skipped by stopping a trial count as done). On a terminal a
+    tqdm bar under those lines shows the same summary and refreshes in place; in a log (stdout not
+    a terminal) there is no bar, only the lines.
+    """
+
+    STATES = ("pending", "running", "finished", "stopped", "errored")
+
+    def __init__(self, metric: str, *, trials: int | None = None, epochs: int | None = None,
+                 mode: str = "max", file=None):
+        self.metric, self.mode, self.start = metric, mode, time.time()
+        self.planned, self.epochs, self.file = trials, epochs, file
+        self.best: tuple[float, str] | None = None
+        self.stopped: set[str] = set()
+        self._bar = None
+
+    @classmethod
+    def for_experiment(cls, exp) -> "ProgressPrinter":
+        """Sized by the experiment: its planned trials (grid: the feasible points × passes) × epochs."""
+        trials = exp.search.num_samples
+        if exp.search.algorithm == "grid":
+            from search.tuner import plan
+
+            trials *= max(1, plan(exp).feasible)
+        return cls(exp.search.metric, trials=trials, epochs=exp.to_recipe().epochs, mode=exp.search.mode)
+
+    def __getstate__(self):  # Tune pickles its callbacks with the run; a live bar does not pickle
+        return {**self.__dict__, "_bar": None, "file": None}
+
+    def _out(self):
+        return self.file or sys.stdout
+
+    def _tracker(self, trials):
+        """A tqdm over all epochs of the search: its rate gives the estimate of the time left."""
+        from tqdm import tqdm
+
+        total = (max(self.planned or 0, len(trials)) * self.epochs) if self.epochs else None
+        if self._bar is None:
+            tty = hasattr(self._out(), "isatty") and self._out().isatty()
+            self._bar = tqdm(total=total, unit="epoch", dynamic_ncols=True, file=self._out() if tty else _NULL,
+                             smoothing=0.3, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} epochs "
+                             "[{elapsed}<{remaining}] {postfix}")
+        elif total is not None and total != self._bar.total:
+            self._bar.total = total
+        return self._bar
+
+    def _advance(self, trials) -> None:
+        bar = self._tracker(trials)
+        # an ended trial (finished, stopped early, diverged, errored) has no epochs left to run
+        done = sum(max(self.epochs or 0, self._epoch(t)) if t.status in ("TERMINATED", "ERROR") else self._epoch(t)
+                   for t in trials)
+        bar.update(max(0, done - bar.n))
+        bar.set_postfix_str(self.summary(trials), refresh=True)
+
+    @staticmethod
+    def _epoch(trial) -> int:
+        return int((trial.last_result or {}).get("epoch") or 0)
+
+    def counts(self, trials) -> dict[str, int]:
+        out = dict.fromkeys(self.STATES, 0)
+        for t in trials:
+            if t.status == "ERROR":
+                out["errored"] += 1
+            elif t.status == "TERMINATED":
+                out["stopped" if t.trial_id in self.stopped else "finished"] += 1
+            elif t.status == "RUNNING":
+                out["running"] += 1
+            else:
+                out["pending"] += 1
+        if self.planned:  # trials the searcher has not created yet
+            out["pending"] += max(0, self.planned - len(trials))
+        return out
+
+    def summary(self, trials) -> str:
+        counts = ", ".join(f"{n} {s}" for s, n in self.counts(trials).items())
+        best = ""
+        if self.best is not None:
+            value, label = self.best
+            shown = f"{value * 100:.1f}%" if self.metric in ("clip@1", "video@1", "video@5") else f"{value:.4g}"
+            best = f"; best {self.metric} {shown} ({label})"
+        eta = ""
+        if self._bar is not None and self._bar.total:
+            d = self._bar.format_dict
+            rate = d.get("rate") or (d["n"] / d["elapsed"] if d["elapsed"] and d["n"] else None)
+            if rate:
+                from tqdm import tqdm
+
+                eta = f"; ~{tqdm.format_interval((d['total'] - d['n']) / rate)} left"
+        return counts + best + eta
 
     def _t(self) -> str:
         return f"[{time.time() - self.start:6.0f}s]"
 
+    def _print(self, text: str, trials) -> None:
+        line = f"{self._t()} {text}  ({self.summary(trials)})"
+        if self._bar is not None and self._bar.fp is not _NULL:
+            self._bar.write(line, file=self._out())  # above the bar, which then redraws
+        else:
+            print(line, file=self._out(), flush=True)
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         value = result.get(self.metric)
-        shown = f"{self.metric}={value:.3f}" if isinstance(value, (int, float)) else ""
-        running = sum(t.status == "RUNNING" for t in trials)
-        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-        print(f"{self._t()} {trial.trial_id} {result.get('arch_name', '')} k={result.get('width', '')} "
-              f"epoch {result.get('epoch')} loss={result.get('train_loss', float('nan')):.3f} {shown}  "
-              f"({running} running, {done}/{len(trials)} done)", flush=True)
+        if isinstance(value, (int, float)) and value == value:
+            if self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0]):
+                self.best = (float(value), f"{result.get('arch_name', '')} {trial.trial_id}".strip())
+        self._advance(trials)
+        shown = f" {self.metric}={value:.3f}" if isinstance(value, (int, float)) else ""
+        self._print(f"{trial.trial_id} {result.get('arch_name', '')} k={result.get('width', '')} "
+                    f"epoch {result.get('epoch')} loss={result.get('train_loss', float('nan')):.3f}{shown}", trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        print(f"{self._t()} {trial.trial_id} ERROR (see {trial.path}/error.txt)", flush=True)
+        self._advance(trials)
+        self._print(f"{trial.trial_id} ERROR (see {trial.path}/error.txt)", trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}
-        print(f"{self._t()} {trial.trial_id} {last.get('arch_name', '')} finished: {last.get('status')} "
-              f"after {last.get('epoch')} epoch(s)", flush=True)
+        if self.epochs and last.get("status") == "running" and self._epoch(trial) < self.epochs:
+            self.stopped.add(trial.trial_id)  # a scheduler ended it before its last epoch
+        self._advance(trials)
+        self._print(f"{trial.trial_id} {last.get('arch_name', '')} "
+                    f"{'stopped early' if trial.trial_id in self.stopped else 'finished'}: {last.get('status')} "
+                    f"after {last.get('epoch')} epoch(s)", trials)
+
+    def on_experiment_end(self, trials, **info):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class _Null:
+    """tqdm's target when there is no terminal: it still keeps the rate, and draws nowhere."""
+
+    def write(self, text):
+        pass
+
+    def flush(self):
+        pass
+
+
+_NULL = _Null()

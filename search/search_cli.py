@@ -167,7 +167,7 @@ def _execute(start, exp, *, report: bool) -> int:
     from search.progress import ProgressPrinter
 
     quiet_ray_logs()
-    directory, results = start([ProgressPrinter(exp.search.metric)])
+    directory, results = start([ProgressPrinter.for_experiment(exp)])
     errored = [r for r in results if r.error is not None]
     trials = _trials(directory)
     unfinished = sum(t["status"] not in ("TERMINATED", "ERROR") for t in trials)
@@ -244,7 +244,17 @@ def run_status(args) -> int:
     counts = table["state"].value_counts().to_dict() if len(table) else {}
     print(f"{args.run_dir}: {len(table)} trial(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if len(table):
-        print(table.to_string(index=False, na_rep=""))
+        print(_as_percent(table, metric).to_string(index=False, na_rep=""))
     for note in df.attrs.get("notes", []):
         print(f"note: {note}")
     return 0
+
+
+def _as_percent(table, metric: str):
+    """An accuracy column as the report shows it: `video@1 (%)` with one decimal, blank when unknown."""
+    from analysis import ACCURACY_METRICS
+
+    if metric not in ACCURACY_METRICS or metric not in table.columns:
+        return table
+    values = table[metric].map(lambda v: f"{float(v) * 100:.1f}" if v is not None and v == v else "")
+    return table.assign(**{metric: values}).rename(columns={metric: f"{metric} (%)"})

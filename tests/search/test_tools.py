@@ -9,6 +9,7 @@ run the same search with both trackers on (`pytest -m slow`: W&B starts a proces
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import textwrap
@@ -232,3 +233,35 @@ def test_logging_section_is_validated():
         Experiment.model_validate({**base, "logging": {"wandb": {"project": "p", "mode": "offine"}, "neptune": {}}})
     text = format_errors(exc.value, "x.yaml")
     assert "logging.wandb.mode" in text and "'offine'" in text and "logging.neptune: unknown key" in text
+
+
+def test_status_shows_accuracies_as_percentages(run, capsys):
+    from search.cli import main
+
+    directory, _, _ = run
+    assert main(["status", str(directory)]) == 0
+    out = capsys.readouterr().out
+    assert "video@1 (%)" in out
+    for trial in trial_dirs(directory):
+        row = next(l for l in out.splitlines() if l.split()[:1] == [trial.name])
+        assert f"{records(trial)[-1]['video@1'] * 100:.1f}" in row.split()
+    assert re.search(r"^infeasible_0 .* infeasible +0 +gflops over", out, flags=re.M)  # blank, not None/nan
+
+
+def test_resume_closes_the_trials_a_killed_driver_left_running(tmp_path):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    from search.constraints import close_lost_trials
+
+    journal = str(tmp_path / "optuna_study.log")
+    study = optuna.create_study(study_name="s", storage=JournalStorage(JournalFileBackend(journal)))
+    kept, lost = study.ask(), study.ask()  # the searcher's snapshot knew only the first
+    searcher = type("Restored", (), {"_ot_study": study, "_ot_trials": {"t1": kept}})()
+    assert close_lost_trials(searcher) == 1
+    reread = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(journal)))
+    states = {t.number: t.state for t in reread.trials}
+    assert states == {kept.number: TrialState.RUNNING, lost.number: TrialState.FAIL}
+    assert "killed" in reread.trials[lost.number].user_attrs["lost"]

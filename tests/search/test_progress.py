@@ -1,0 +1,68 @@
+"""The progress display: counts of trials by state, the best so far and the time left, as plain
+lines in a log and as a tqdm bar refreshed in place on a terminal. Tune's callback hooks are
+driven with stand-in trials (no Ray run needed)."""
+from __future__ import annotations
+
+import io
+import pickle
+import re
+from types import SimpleNamespace
+
+from search.progress import ProgressPrinter
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def trial(trial_id, status="PENDING", epoch=None):
+    return SimpleNamespace(trial_id=trial_id, status=status, path=f"/runs/x/{trial_id}",
+                           last_result={"epoch": epoch, "status": "running"} if epoch else None)
+
+
+def drive(printer):
+    """4 planned trials × 3 epochs: a finishes, b is stopped by the scheduler after epoch 1, c errors."""
+    a, b, c = trial("a", "RUNNING", 1), trial("b", "RUNNING", 1), trial("c")
+    trials = [a, b, c]
+    printer.on_trial_result(0, trials, a, {"epoch": 1, "video@1": 0.25, "arch_name": "MC3", "train_loss": 1.5})
+    printer.on_trial_result(0, trials, b, {"epoch": 1, "video@1": 0.40, "arch_name": "R3D-18", "train_loss": 1.4})
+    b.status = "TERMINATED"
+    printer.on_trial_complete(0, trials, b)
+    for e in (2, 3):
+        a.last_result = {"epoch": e, "status": "running" if e < 3 else "completed", "arch_name": "MC3"}
+        printer.on_trial_result(0, trials, a, {"epoch": e, "video@1": 0.3 + e / 10, "arch_name": "MC3",
+                                               "train_loss": 1.0})
+    a.status = "TERMINATED"
+    printer.on_trial_complete(0, trials, a)
+    c.status = "ERROR"
+    printer.on_trial_error(0, trials, c)
+    printer.on_experiment_end(trials)
+
+
+def test_a_log_gets_plain_lines_with_counts_best_and_time_left():
+    out = io.StringIO()
+    drive(ProgressPrinter("video@1", trials=4, epochs=3, file=out))
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and len(lines) == 7  # one line per event, nothing redrawn
+    assert "(2 pending, 2 running, 0 finished, 0 stopped, 0 errored; best video@1 25.0% (MC3 a)" in lines[0]
+    assert "stopped early" in lines[2]
+    assert "1 stopped" in lines[2] and "best video@1 40.0% (R3D-18 b)" in lines[2]
+    assert "1 pending, 0 running, 1 finished, 1 stopped, 1 errored; best video@1 60.0% (MC3 a)" in lines[-1]
+    assert all(re.search(r"~\d\d:\d\d left\)$", l) for l in lines[1:])
+
+
+def test_a_terminal_gets_a_bar_refreshed_in_place():
+    out = Terminal()
+    drive(ProgressPrinter("video@1", trials=4, epochs=3, file=out))
+    text = out.getvalue()
+    assert "\r" in text  # tqdm redraws its line
+    assert re.search(r"\d+/12 epochs", text)  # 4 trials × 3 epochs
+    assert "1 finished, 1 stopped, 1 errored" in text
+
+
+def test_the_printer_pickles_with_the_run():  # Tune stores its callbacks in tuner.pkl
+    printer = ProgressPrinter("video@1", trials=2, epochs=2, file=io.StringIO())
+    drive(printer)
+    copy = pickle.loads(pickle.dumps(printer))
+    assert copy.best == printer.best and copy._bar is None
