@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from trainers.init_weights import export_torchvision
-
 EXAMPLES = """examples:
   starch export runs/my-study/a1b2c3_R3D-18 --format torchvision --out r3d_18_ucf.pth
   starch export runs/r3d_tiny --format torchvision --out r3d_tiny.pth       # a `starch train` folder
@@ -28,6 +26,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from trainers.init_weights import export_torchvision  # torch: not for `starch --help`
+
     info = export_torchvision(args.trial, args.out)
     model = info["torchvision_model"]
     where = (f"loads into torchvision.models.video.{model}(num_classes={info['num_classes']})" if model else
