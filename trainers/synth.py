@@ -64,6 +64,7 @@ __all__ = [
 ]
 
 NAME = "starch-synthetic-motion"
+LABEL = "synthetic-motion"
 VERSION = 1  # bump when the frames or the encoding change: old caches then refuse to be reused
 METADATA_FILE = "starch_dataset.json"
 _PARTIAL_FILE = ".starch_dataset.partial"  # exists while a write is under way (or was killed)
@@ -408,6 +409,7 @@ def write_synthetic_dataset(
     jobs, splits, names = _layout(out, params)
     metadata: dict[str, Any] = {
         "name": NAME,
+        "label": LABEL,  # what reports call it (the layout it borrows is UCF101's)
         "flip_preserves_label": False,  # a horizontal flip turns Left into Right
         "classes": names,
         "params": params,
