@@ -4,7 +4,7 @@ from search.cli import main
 from search.config import list_presets, load_experiment
 
 PRESETS = ["res3d-sampling-rate", "res3d-resolution", "res3d-conv-mixture", "res3d-depth", "r2plus1d-convs",
-           "r2plus1d-clip-length", "p3d-blocks", "joint"]
+           "r2plus1d-clip-length", "p3d-blocks", "joint", "demo", "fidelity"]
 
 
 def test_every_paper_sweep_is_a_preset():
