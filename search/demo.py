@@ -51,6 +51,7 @@ def run(args) -> int:
     from search.run import fit, init_ray
     from search.progress import ProgressPrinter
     from search.search_cli import quiet_ray_logs
+    from search.tuner import plan
     from trainers.synth import write_synthetic_dataset
 
     start = time.time()
@@ -75,8 +76,26 @@ def run(args) -> int:
     from analysis.tables import display_ranking, ranking, to_markdown
 
     report = write_report([directory], out / "report", metric=exp.search.metric)
-    table = display_ranking(ranking(load([directory]), exp.search.metric), exp.search.metric)
+    trials = load([directory])
+    table = display_ranking(ranking(trials, exp.search.metric), exp.search.metric)
     print()
     print(to_markdown(table.head(10)))
+    missing = never_evaluated(exp, trials)
+    if missing:
+        print(f"\nnot in the ranking ({len(missing)} of {len(plan(exp).candidates)} planned trials never reported "
+              f"{exp.search.metric}; the safety stop cut the search?): {', '.join(missing)}")
     print(f"\nreport: {report}\nrun folder: {directory}\ntook {(time.time() - start) / 60:.1f} min")
     return 0
+
+
+def never_evaluated(exp, trials) -> list[str]:
+    """The planned trials ("MC3 seed 2") that never reported the metric: a time budget that stops a
+    search must not hide them."""
+    from search.tuner import plan
+
+    column = f"final_{exp.search.metric}"
+    done = {(f, r) for f, r, v in zip(trials.get("family", []), trials.get("repeat", []), trials.get(column, []))
+            if v == v}  # NaN: no evaluation
+    seed = exp.to_recipe().seed
+    return [f"{c.arch.name} seed {seed + c.repeat}" for c in plan(exp).candidates
+            if (c.arch.name, c.repeat) not in done]
