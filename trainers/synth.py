@@ -30,12 +30,10 @@ As in UCF101 split 1, the first groups (g01...) are the test set and the later o
 the test set holds videos_per_class * test_fraction videos of every class (rounded; at least one,
 and at least one left for training).
 
-Measured recipe (in-memory frames, 8 classes, clips of 8 frames at sampling rate 2, random 32x32
-crops): with 200 videos per class tiny R3D/MC3/MC4/rMC3 reach 95-100 % in ~1000 updates while the
-per-frame f-R2D stays at chance; with 50 videos per class every model memorises the backgrounds.
-Through these mp4 files (default dataset, decoded with decord, 1000 SGD updates of batch 32, centre
-clip of each test video) a 5-layer 3x3x3 ConvNet reached 100 % and the same net with 1x3x3 kernels
-(per-frame) 12 % (chance 12.5 %).
+Measured (VERSION 2; in-memory frames, 8 classes, clips of 8 frames at sampling rate 2, random
+32x32 crops, the demo's 900 updates of batch 16, one thread): R(2+1)D, MC3 and rMC3 reach 100 % in
+the seeds tried and the per-frame f-R2D stays at chance (13.5 %); with 50 videos per class every
+model memorises the backgrounds (VERSION 1). The experiment log is in the fidelity branch's report.
 """
 from __future__ import annotations
 
