@@ -201,6 +201,13 @@ def _best(doc: Document, trials: pd.DataFrame, rank: pd.DataFrame, metric: str) 
         return
     s = tables.summarize(trials, metric)
     for _, row in top.iterrows():
+        mine = trials[trials["dataset"] == row["dataset"]]
+        classes, videos = (mine[c].dropna() if c in mine else pd.Series(dtype=float)
+                           for c in ("num_classes", "test_videos"))
+        crowned, sentence = tables.verdict(rank[rank["dataset"] == row["dataset"]], metric,
+                                           classes.iloc[0] if len(classes) else None,
+                                           videos.min() if len(videos) else None)
+        doc.para(f"**{row['dataset']}**: {sentence}")
         match = s[(s["dataset"] == row["dataset"]) & (s["label"] == row["architecture"])]
         key = match["arch_key"].iloc[0]
         members = trials[(trials["dataset"] == row["dataset"]) & (trials["arch_key"] == key)
@@ -209,7 +216,8 @@ def _best(doc: Document, trials: pd.DataFrame, rank: pd.DataFrame, metric: str) 
         arch["num_classes"] = int(members["num_classes"].iloc[0])
         std = row["std (%)"]
         value = f"{row[f'{metric} (%)']:.1f}" + (f" ± {std:.1f}" if pd.notna(std) else "")
-        doc.para(f"**{row['dataset']}**: {row['architecture']} — {metric} {value} % over {row['n']} trial(s) "
+        doc.para(f"{'Best' if crowned else 'Ranked first (not a winner, see above)'}: "
+                 f"{row['architecture']} — {metric} {value} % over {row['n']} trial(s) "
                  f"({', '.join(members['trial_id'])}); k = {row['k']}, {row['params (M)']:.3g} M params, "
                  f"{row['GFLOPs']:.3g} GFLOPs per clip.")
         command = describe_command(arch)

@@ -224,6 +224,8 @@ def _metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
     for key in ("train_loss", "train_acc", "test_loss"):
         value = _last(records, key)
         row[f"final_{key}"] = value if value is not None else math.nan
+    videos = _last(records, "test_videos")  # how far one seed's accuracy can be trusted (binomial)
+    row["test_videos"] = videos if isinstance(videos, (int, float)) else math.nan
     return row
 
 
@@ -338,7 +340,8 @@ def _epoch_rows(row: dict[str, Any], records: list[dict[str, Any]]) -> list[dict
 # ------------------------------------------------------------------------------------------ one run
 
 def dataset_name(experiment: dict[str, Any] | None, data: dict[str, Any] | None) -> str | None:
-    """The dataset label: the experiment's own name for it, else the data format (ucf101, hmdb51 …)."""
+    """The dataset label: the experiment's own name for it, else (for a search run whose data is
+    reachable) the dataset's own `label` in starch_dataset.json, else the data format (ucf101 …)."""
     exp = experiment or {}
     for value in (exp.get("dataset"), (exp.get("data") or {}).get("dataset") if isinstance(exp.get("data"), dict) else None,
                   (exp.get("data") or {}).get("name") if isinstance(exp.get("data"), dict) else None):
@@ -346,7 +349,22 @@ def dataset_name(experiment: dict[str, Any] | None, data: dict[str, Any] | None)
             value = value.get("name") or value.get("format")
         if isinstance(value, str) and value:
             return value
+    if experiment is not None:  # a search run: the dataset may say what it is (starch data synth does)
+        label = _dataset_label((exp.get("data") or {}).get("root") if isinstance(exp.get("data"), dict) else None)
+        if label:
+            return label
     return (data or {}).get("format")
+
+
+def _dataset_label(root: Any) -> str | None:
+    """`label` of ROOT/starch_dataset.json ("synthetic-motion"), when the data is reachable from here."""
+    if not isinstance(root, str) or not root or is_uri(root):
+        return None
+    try:
+        label = json.loads((Path(root) / "starch_dataset.json").read_text()).get("label")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return label if isinstance(label, str) and label else None
 
 
 def gpus_per_trial(experiment: dict[str, Any] | None) -> float | None:

@@ -6,6 +6,7 @@
                                   accuracy (Res3D Tables 6 and 7)
     consistency(trials, metric)   Kendall τ and Spearman ρ (with p-values) of the ranking of the shared
                                   networks on every pair of datasets (Res3D §4, Figure 5)
+    verdict(ranking, metric, classes)  whether a best network stands out of seed noise and chance, in words
     fidelity(epochs, trials, metric)  rank correlation of the metric at epoch e with the final one:
                                   how much an early stop (ASHA) would have told
     to_markdown / to_latex / CSV (pandas)  rendering; numbers are formatted by `display_*`
@@ -94,6 +95,55 @@ def display_ranking(table: pd.DataFrame, metric: str = "video@1") -> pd.DataFram
     if out["dataset"].nunique() <= 1:
         out = out.drop(columns="dataset")
     return out
+
+
+def chance(metric: str, num_classes) -> float | None:
+    """Accuracy of guessing, as a fraction: k / classes for a top-k metric (None if unknown)."""
+    if metric not in ACCURACY_METRICS or num_classes is None or pd.isna(num_classes) or num_classes < 1:
+        return None
+    return min(1.0, int(metric.rsplit("@", 1)[1]) / float(num_classes))
+
+
+def verdict(table: pd.DataFrame, metric: str = "video@1", num_classes=None,
+            test_videos=None) -> tuple[bool, str]:
+    """What one dataset's ranking supports: (a winner stands out, the sentence that says so).
+
+    `table` is `ranking()` restricted to one dataset. A network is ahead of another, or of chance,
+    only by more than one standard deviation over its seeds (the larger of the two networks'). A
+    network with one seed has no std: twice its binomial standard error over `test_videos` stands in
+    (2 sqrt(p (1 - p) / N), about a 95 % interval of the test-set sampling alone), or 0 when N is
+    unknown.
+    """
+    acc, sd = f"{metric} (%)", "std (%)"
+    rows = table[table[acc].notna()].sort_values(acc, ascending=False, kind="stable")
+    if rows.empty:
+        return False, f"No trial has reported {metric} yet."
+    top = rows.iloc[0]
+
+    def noise(r) -> float:
+        if pd.notna(r[sd]):
+            return r[sd]
+        if test_videos is None or pd.isna(test_videos) or test_videos < 1:
+            return 0.0
+        p = r[acc] / 100
+        return 200 * math.sqrt(max(p * (1 - p), 0.0) / test_videos)
+
+    level = chance(metric, num_classes)
+    if level is not None and top[acc] - level * 100 <= noise(top):
+        return False, (f"No network beat chance ({level * 100:.1f} %): the best, {top['architecture']}, "
+                       f"reached {metric} {_pm(top[acc], top[sd])} %.")
+    if len(rows) > 1:
+        tied = rows[top[acc] - rows[acc] <= rows.apply(lambda r: max(noise(top), noise(r)), axis=1)]
+        if len(tied) > 1:
+            names = [f"{r['architecture']} ({metric} {_pm(r[acc], r[sd])} %)" for _, r in tied.iterrows()]
+            listed = " and ".join([", ".join(names[:-1]), names[-1]])
+            how = "within one std over seeds" if rows.loc[tied.index, sd].notna().all() else \
+                "within one std (over seeds, or two binomial standard errors for a single seed)"
+            return False, f"No single best architecture: {listed} tie {how}."
+    if pd.isna(top[sd]):
+        return True, (f"{top['architecture']} is first, ahead by more than two binomial standard errors, with "
+                      f"one seed: repeats (search.repeats) would tell whether its lead is more than seed noise.")
+    return True, f"{top['architecture']} is ahead of every other network by more than one std over seeds."
 
 
 def sweep_table(trials: pd.DataFrame, metric: str = "video@1", dataset: str | None = None) -> pd.DataFrame:

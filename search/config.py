@@ -52,7 +52,7 @@ class SearchConfig(_Strict):
     # NSGA-II: the extra objectives, e.g. [gflops] with modes [min]
     objectives: list[str] = Field(default_factory=lambda: ["gflops"])
     objective_modes: list[Literal["max", "min"]] = Field(default_factory=lambda: ["min"])
-    repeats: int = Field(1, ge=1, description="seeds per configuration (grid), to show noise")
+    repeats: int = Field(1, ge=1, description="seeds per configuration, to show noise (grid only)")
     seed: int = Field(0, ge=0)
     # expand (X3D forward expansion, search/expand.py): grow until this many GFLOPs, ×factor per step
     target_gflops: float | None = Field(None, gt=0)
@@ -67,6 +67,12 @@ class SearchConfig(_Strict):
 
     @model_validator(mode="after")
     def _objectives(self):
+        if self.repeats > 1 and self.algorithm != "grid":
+            # an Optuna sampler would see each seed as a separate observation of one point and the
+            # schedulers would cut single seeds: refused rather than silently run once
+            raise ValueError(f"repeats = {self.repeats} needs algorithm 'grid' (every point run with "
+                             f"{self.repeats} seeds); with {self.algorithm!r} each sampled configuration "
+                             "is one trial: set repeats: 1, or list the configurations as a grid")
         if len(self.objectives) != len(self.objective_modes):
             raise ValueError("objectives and objective_modes must have the same length")
         for m in self.objectives:

@@ -3,7 +3,15 @@
     Runtime.select(precision="auto", device=None)
         CUDA (or another torch accelerator) when available: autocast bf16 (fp16 + GradScaler where bf16
         is unsupported), channels_last_3d memory format, cudnn.benchmark.
-        Otherwise the CPU in fp32 (bf16 autocast on request).
+        Otherwise the CPU in fp32 (bf16 autocast on request), channels_last_3d where oneDNN is there.
+
+channels_last_3d on the CPU is a measured rule, not a per-machine probe (a probe would make the
+trained numbers depend on how busy the machine was when it ran): with oneDNN, the demo's networks'
+training step took 0.67-0.87 of its contiguous time (median of 3 interleaved A/B pairs, one thread,
+batch 16, 8×32×32: r3d_18 k=8, mc3 k=13, r2plus1d_18 k=8, f-r2d k=13, rmc3 k=8;
+`pytest -m benchmark -s tests/benchmarks/test_cpu_fast_paths.py`). STARCH_CHANNELS_LAST=0 or 1
+overrides the rule (for A/B runs, or a CPU where the benchmark says otherwise). The memory format
+changes the order of float sums, so a run's numbers differ from a contiguous run's within seed noise.
 
 Under Ray Tune, each trial sees only its own GPUs through CUDA_VISIBLE_DEVICES, so the current
 accelerator device is the trial's. A data-parallel worker is told its device instead (Ray Train's
@@ -12,6 +20,7 @@ accelerator device is the trial's. A data-parallel worker is told its device ins
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +30,16 @@ def _accelerator() -> torch.device | None:
     if hasattr(torch, "accelerator"):  # torch >= 2.6
         return torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
     return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+
+
+def cpu_channels_last() -> bool:
+    """Whether CPU trials use channels_last_3d: the measured rule above, or STARCH_CHANNELS_LAST."""
+    forced = os.environ.get("STARCH_CHANNELS_LAST", "").strip()
+    if forced:
+        if forced not in ("0", "1"):
+            raise ValueError(f"STARCH_CHANNELS_LAST must be 0 or 1, got {forced!r}")
+        return forced == "1"
+    return torch.backends.mkldnn.is_available()
 
 
 @dataclass
@@ -43,7 +62,7 @@ class Runtime:
             dtype = torch.bfloat16 if precision == "bf16" else None
             if precision == "fp16":
                 raise ValueError("precision 'fp16' needs a GPU; on the CPU use 'bf16' or 'fp32'")
-            return cls(device, dtype, channels_last=False, scaler=None)
+            return cls(device, dtype, channels_last=cpu_channels_last(), scaler=None)
         if accel.type == "cuda":
             torch.backends.cudnn.benchmark = True
         bf16_ok = accel.type != "cuda" or torch.cuda.is_bf16_supported()

@@ -220,3 +220,15 @@ def test_same_format_different_videos_get_distinct_labels(runs, tmp_path):
     assert list(pd.unique(df["dataset"])) == ["A", "B"]
     with pytest.raises(ValueError, match="one per run"):
         load([runs["ucf"], runs["hmdb"]], datasets=["A"])
+
+
+def test_a_search_run_names_the_dataset_by_its_own_label(tmp_path):
+    from analysis.results import dataset_name
+
+    (tmp_path / "starch_dataset.json").write_text(json.dumps({"name": "starch-synthetic-motion",
+                                                              "label": "synthetic-motion"}))
+    experiment = {"name": "demo", "data": {"format": "ucf101", "root": str(tmp_path)}}
+    assert dataset_name(experiment, {"format": "ucf101"}) == "synthetic-motion"
+    assert dataset_name(None, {"format": "ucf101", "root": str(tmp_path)}) == "ucf101"  # no search run
+    gone = {"name": "demo", "data": {"format": "ucf101", "root": str(tmp_path / "elsewhere")}}
+    assert dataset_name(gone, {"format": "ucf101"}) == "ucf101"  # data not reachable from here

@@ -147,3 +147,31 @@ def test_training_curves_for_chosen_trials(both):
     plt.close(fig)
     with pytest.raises(ValueError, match="nothing to plot"):
         figures.training_curves(epochs, [("nope", "nope")])
+
+
+def _seeds(rows):
+    """A trial frame with several seeds per network: (name, [accuracies])."""
+    frame = _frame([("d", name, 1.0, acc) for name, accs in rows for acc in accs])
+    frame["trial_id"] = [f"t{i}" for i in range(len(frame))]
+    return frame
+
+
+@pytest.mark.parametrize("rows, crowned, words", [
+    ([("MC2", [0.148, 0.10, 0.13]), ("f-R2D", [0.12, 0.13, 0.11])], False, "No network beat chance (12.5 %)"),
+    ([("MC3", [0.95, 0.91, 0.93]), ("R3D", [0.93, 0.97, 0.90]), ("f-R2D", [0.12, 0.13, 0.11])], False,
+     "No single best architecture: R3D (video@1 93.3 ± 3.5 %) and MC3 (video@1 93.0 ± 2.0 %) tie within one std over seeds"),
+    ([("MC3", [0.95, 0.96, 0.97]), ("R3D", [0.80, 0.82, 0.84]), ("f-R2D", [0.12, 0.13, 0.11])], True,
+     "MC3 is ahead of every other network by more than one std over seeds"),
+])
+def test_verdict_crowns_no_network_within_noise_of_chance_or_the_runner_up(rows, crowned, words):
+    rank = tables.ranking(_seeds(rows), "video@1")
+    got, sentence = tables.verdict(rank, "video@1", num_classes=8)
+    assert got is crowned and words in sentence, sentence
+
+
+def test_verdict_with_one_seed_uses_the_binomial_error_of_the_test_set():
+    rank = tables.ranking(_frame([("d", "MC2", 1.0, 0.148), ("d", "f-R2D", 1.0, 0.108)]), "video@1")
+    # 14.8 % over 400 test videos: two binomial standard errors are 3.6 points, so not above chance (12.5 %)
+    assert tables.verdict(rank, "video@1", num_classes=8, test_videos=400)[0] is False
+    # over 40,000 videos they are 0.36 points: MC2 is above chance and ahead of f-R2D
+    assert tables.verdict(rank, "video@1", num_classes=8, test_videos=40_000)[0] is True

@@ -4,7 +4,7 @@ from search.cli import main
 from search.config import list_presets, load_experiment
 
 PRESETS = ["res3d-sampling-rate", "res3d-resolution", "res3d-conv-mixture", "res3d-depth", "r2plus1d-convs",
-           "r2plus1d-clip-length", "p3d-blocks", "joint"]
+           "r2plus1d-clip-length", "p3d-blocks", "joint", "demo", "fidelity"]
 
 
 def test_every_paper_sweep_is_a_preset():
@@ -49,6 +49,7 @@ MINIMAL = "name: x\nspace: {network: sr18}\ndata: {format: ucf101, root: /d}\n"
         ("schedule: {lr: fast}\n", "exp.yaml: schedule: Recipe.lr must be a number > 0, got 'fast'"),
         ("data: {format: ucf101, root: /d, missing_videos: ignore}\n", "exp.yaml: data: DataSpec.missing_videos"),
         ("constraints: {max_gflops: 0}\n", "constraints.max_gflops: Input should be greater than 0"),
+        ("search: {algorithm: tpe, repeats: 3}\n", "search: repeats = 3 needs algorithm 'grid'"),
     ],
 )
 def test_config_errors_name_the_field_the_value_and_what_is_valid(tmp_path, extra, expected):

@@ -140,7 +140,7 @@ def test_layout_split_files_and_metadata(small):
     assert saved["name"] == "starch-synthetic-motion"
     assert saved["flip_preserves_label"] is False
     assert saved["classes"] == names
-    assert saved["version"] == 1
+    assert saved["version"] == 2 and saved["label"] == "synthetic-motion"
     assert saved["params"] == {
         "classes": 8, "videos_per_class": 3, "frames": 16, "size": [32, 44], "seed": 3,
         "test_fraction": 0.25,

@@ -129,3 +129,20 @@ def test_runtime_is_cpu_fp32_here_and_bf16_on_request():
         assert Runtime.select("bf16").precision == "bf16"
         with pytest.raises(ValueError, match="fp16"):
             Runtime.select("fp16")
+
+
+def test_cpu_memory_format_follows_the_measured_rule_and_the_override(monkeypatch):
+    from trainers.device import Runtime
+
+    monkeypatch.delenv("STARCH_CHANNELS_LAST", raising=False)
+    cpu = torch.device("cpu")
+    assert Runtime.select("fp32", cpu).channels_last == torch.backends.mkldnn.is_available()
+    for value, expected in (("0", False), ("1", True)):
+        monkeypatch.setenv("STARCH_CHANNELS_LAST", value)
+        rt = Runtime.select("fp32", cpu)
+        assert rt.channels_last is expected
+        clips = rt.to_device(torch.zeros(2, 3, 4, 8, 8))
+        assert clips.is_contiguous(memory_format=torch.channels_last_3d) is expected
+    monkeypatch.setenv("STARCH_CHANNELS_LAST", "yes")
+    with pytest.raises(ValueError, match="STARCH_CHANNELS_LAST must be 0 or 1"):
+        Runtime.select("fp32", cpu)
