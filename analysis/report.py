@@ -200,14 +200,17 @@ def _best(doc: Document, trials: pd.DataFrame, rank: pd.DataFrame, metric: str) 
         doc.para(f"No trial has reported {metric} yet.")
         return
     s = tables.summarize(trials, metric)
+    verdicts: dict[str, bool] = {}
     for _, row in top.iterrows():
-        mine = trials[trials["dataset"] == row["dataset"]]
-        classes, videos = (mine[c].dropna() if c in mine else pd.Series(dtype=float)
-                           for c in ("num_classes", "test_videos"))
-        crowned, sentence = tables.verdict(rank[rank["dataset"] == row["dataset"]], metric,
-                                           classes.iloc[0] if len(classes) else None,
-                                           videos.min() if len(videos) else None)
-        doc.para(f"**{row['dataset']}**: {sentence}")
+        if row["dataset"] not in verdicts:  # one verdict per dataset, however many tie at rank 1
+            mine = trials[trials["dataset"] == row["dataset"]]
+            classes, videos = (mine[c].dropna() if c in mine else pd.Series(dtype=float)
+                               for c in ("num_classes", "test_videos"))
+            verdicts[row["dataset"]], sentence = tables.verdict(
+                rank[rank["dataset"] == row["dataset"]], metric, classes.iloc[0] if len(classes) else None,
+                videos.min() if len(videos) else None)
+            doc.para(f"**{row['dataset']}**: {sentence}")
+        crowned = verdicts[row["dataset"]]
         match = s[(s["dataset"] == row["dataset"]) & (s["label"] == row["architecture"])]
         key = match["arch_key"].iloc[0]
         members = trials[(trials["dataset"] == row["dataset"]) & (trials["arch_key"] == key)

@@ -3,8 +3,9 @@
     synthetic motion benchmark (cached) ─► conv-mixture search on a local Ray, 3 seeds per network
         ─► report (figures, ranking) ─► prints where it is and the top of the ranking
 
-Budgeted in updates, not seconds (learning on the motion benchmark is all-or-nothing per run, so
-a time-cut run would be a coin toss); `--budget-minutes` is only a safety stop.
+Budgeted in updates, not seconds (a time-cut run would train a different number of updates on a
+busy machine); `--budget-minutes` is only a safety stop, and the planned trials it left out are
+named at the end.
 """
 from __future__ import annotations
 

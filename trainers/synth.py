@@ -33,7 +33,7 @@ and at least one left for training).
 Measured (VERSION 2; in-memory frames, 8 classes, clips of 8 frames at sampling rate 2, random
 32x32 crops, the demo's 900 updates of batch 16, one thread): R(2+1)D, MC3 and rMC3 reach 100 % in
 the seeds tried and the per-frame f-R2D stays at chance (13.5 %); with 50 videos per class every
-model memorises the backgrounds (VERSION 1). The experiment log is in the fidelity branch's report.
+model memorises the backgrounds (VERSION 1). The experiments: docs/benchmark/README.md.
 """
 from __future__ import annotations
 
