@@ -8,6 +8,7 @@
 
 This module stays light (no pandas, no matplotlib) so `starch --help` does not pay for them.
 """
+
 ACCURACY_METRICS = ("clip@1", "video@1", "video@5")  # what the trials report (trainers/loop.py)
 FIGURE_FORMATS = ("png", "svg", "pdf")
 

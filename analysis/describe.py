@@ -9,6 +9,7 @@ from that network's default. When no named network plus flags gives back the sam
 stem, say), there is no such line and the function returns None. The sampling rate is a data
 setting that does not change the network, so it is not part of the command.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,8 +18,14 @@ from spaces.arch import ArchSpec
 from spaces.zoo import NETWORKS
 
 # ArchSpec field -> `starch describe` flag (spaces/describe_cli.py), in the parser's order.
-FLAGS = {"width": "--width", "blocks": "--blocks", "frames": "--frames", "crop": "--crop",
-         "num_classes": "--classes", "temporal_stride": "--temporal-stride"}
+FLAGS = {
+    "width": "--width",
+    "blocks": "--blocks",
+    "frames": "--frames",
+    "crop": "--crop",
+    "num_classes": "--classes",
+    "temporal_stride": "--temporal-stride",
+}
 
 
 def _value(field: str, value: Any) -> str:

@@ -4,6 +4,7 @@ The searcher (search/expand.py) writes RUN_DIR/starch_expand.jsonl after every c
 each with its candidates (axis, axes, GFLOPs, ratio to the step's start, accuracy, status) and the
 index of the one kept. Nothing here recomputes a cost or re-reads a trial: the file has it all.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,15 @@ from typing import Any
 import pandas as pd
 
 EXPAND_FILE = "starch_expand.jsonl"  # search.expand.EXPAND_FILE (analysis imports nothing from search)
-AXIS_NAMES = {"base": "base", "frames": "frames", "sampling_rate": "frame rate", "crop": "crop",
-              "width": "width", "depth": "depth", "blocks": "depth"}
+AXIS_NAMES = {
+    "base": "base",
+    "frames": "frames",
+    "sampling_rate": "frame rate",
+    "crop": "crop",
+    "width": "width",
+    "depth": "depth",
+    "blocks": "depth",
+}
 
 
 def read_path(run_dir: str | Path) -> dict[str, Any] | None:
@@ -38,10 +46,19 @@ def step_table(path: dict[str, Any]) -> pd.DataFrame:
     rows, start = [], None
     for step in path["steps"]:
         for i, c in enumerate(step["candidates"]):
-            rows.append({"step": step["step"], "axis": AXIS_NAMES.get(c["axis"], c["axis"]),
-                         "change": _change(c, start), "GFLOPs": c["gflops"], "× GFLOPs": c.get("ratio"),
-                         path["metric"]: c.get("accuracy"), f"Δ{path['metric']}/ΔGFLOPs": c.get("score"),
-                         "status": c.get("status") or "pending", "kept": "✓" if step.get("chosen") == i else ""})
+            rows.append(
+                {
+                    "step": step["step"],
+                    "axis": AXIS_NAMES.get(c["axis"], c["axis"]),
+                    "change": _change(c, start),
+                    "GFLOPs": c["gflops"],
+                    "× GFLOPs": c.get("ratio"),
+                    path["metric"]: c.get("accuracy"),
+                    f"Δ{path['metric']}/ΔGFLOPs": c.get("score"),
+                    "status": c.get("status") or "pending",
+                    "kept": "✓" if step.get("chosen") == i else "",
+                }
+            )
         if step.get("chosen") is not None:
             start = step["candidates"][step["chosen"]]
     return pd.DataFrame(rows)
@@ -73,11 +90,24 @@ def expansion_figure(path: dict[str, Any]):
         ax.scatter(*zip(*pts), s=22, color=colours[name], alpha=0.55, label=name, zorder=2)
     kept = [s["candidates"][s["chosen"]] for s in path["steps"] if s.get("chosen") is not None]
     if kept:
-        ax.plot([c["gflops"] for c in kept], [c["accuracy"] for c in kept], "-o", color="black", lw=1.4, ms=5,
-                zorder=3, label="kept (path)")
+        ax.plot(
+            [c["gflops"] for c in kept],
+            [c["accuracy"] for c in kept],
+            "-o",
+            color="black",
+            lw=1.4,
+            ms=5,
+            zorder=3,
+            label="kept (path)",
+        )
         for n, c in enumerate(kept):
-            ax.annotate(f"{n}: {AXIS_NAMES.get(c['axis'], c['axis'])}", (c["gflops"], c["accuracy"]),
-                        textcoords="offset points", xytext=(4, 5), fontsize=7.5)
+            ax.annotate(
+                f"{n}: {AXIS_NAMES.get(c['axis'], c['axis'])}",
+                (c["gflops"], c["accuracy"]),
+                textcoords="offset points",
+                xytext=(4, 5),
+                fontsize=7.5,
+            )
     ax.axvline(path["target_gflops"], color="grey", ls=":", lw=1, label="target GFLOPs")
     ax.set_xscale("log")
     ax.set_xlabel("GFLOPs per clip (log scale)")

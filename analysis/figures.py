@@ -9,6 +9,7 @@
 
 Nothing is saved here: the report (or the caller) decides where figures go.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,16 +28,23 @@ from matplotlib.lines import Line2D  # noqa: E402
 from analysis.tables import check_metric, summarize  # noqa: E402
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*")
-SWEEP_AXES = {"sampling_rate": "sampling rate (every s-th frame)", "crop": "crop size (pixels)",
-              "frames": "clip length (frames)", "width": "width k", "depth": "depth (layers)"}
+SWEEP_AXES = {
+    "sampling_rate": "sampling rate (every s-th frame)",
+    "crop": "crop size (pixels)",
+    "frames": "clip length (frames)",
+    "width": "width k",
+    "depth": "depth (layers)",
+}
 PANEL_W, PANEL_H = 5.2, 4.0
 
 
 def family_styles(families: Iterable[str]) -> dict[str, dict[str, str]]:
     """A fixed colour and marker per family (sorted, so every figure of a report agrees)."""
     colours = plt.get_cmap("tab10").colors
-    return {f: {"color": colours[i % 10], "marker": MARKERS[i % len(MARKERS)]}
-            for i, f in enumerate(sorted({str(f) for f in families}))}
+    return {
+        f: {"color": colours[i % 10], "marker": MARKERS[i % len(MARKERS)]}
+        for i, f in enumerate(sorted({str(f) for f in families}))
+    }
 
 
 def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
@@ -108,14 +116,27 @@ def _place_labels(ax, xs, ys, texts, fontsize: float = 7.5, lines=()) -> None:
     for i in order:
         best = None
         for dx, dy, ha, va, rank in _label_offsets():
-            ann = ax.annotate(texts[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", ha=ha,
-                              va=va, fontsize=fontsize, color="0.15")
+            ann = ax.annotate(
+                texts[i],
+                (xs[i], ys[i]),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha=ha,
+                va=va,
+                fontsize=fontsize,
+                color="0.15",
+            )
             box = ann.get_window_extent(renderer).expanded(1.04, 1.1)
             own = _box_distance(box, points[i])
             misleading = sum(_box_distance(box, p) < own - 1 for j, p in enumerate(points) if j != i)
             inside = axes_box.contains(box.x0, box.y0) and axes_box.contains(box.x1, box.y1)
-            score = (10 * sum(box.overlaps(b) for b in placed) + 10 * sum(box.overlaps(m) for m in markers)
-                     + 6 * misleading + 10 * (not inside) + 2 * rank)
+            score = (
+                10 * sum(box.overlaps(b) for b in placed)
+                + 10 * sum(box.overlaps(m) for m in markers)
+                + 6 * misleading
+                + 10 * (not inside)
+                + 2 * rank
+            )
             if best is None or score < best[0]:
                 if best is not None:
                     best[1].remove()
@@ -127,9 +148,17 @@ def _place_labels(ax, xs, ys, texts, fontsize: float = 7.5, lines=()) -> None:
         score, ann, box, rank = best
         if rank:  # a leader line back to the point
             ann.remove()
-            ann = ax.annotate(ann.get_text(), (xs[i], ys[i]), xytext=ann.xyann, textcoords="offset points",
-                              ha=ann.get_ha(), va=ann.get_va(), fontsize=fontsize, color="0.15",
-                              arrowprops=dict(arrowstyle="-", color="0.55", lw=0.6, shrinkA=0, shrinkB=5))
+            ann = ax.annotate(
+                ann.get_text(),
+                (xs[i], ys[i]),
+                xytext=ann.xyann,
+                textcoords="offset points",
+                ha=ann.get_ha(),
+                va=ann.get_va(),
+                fontsize=fontsize,
+                color="0.15",
+                arrowprops=dict(arrowstyle="-", color="0.55", lw=0.6, shrinkA=0, shrinkB=5),
+            )
         placed.append(box)
 
 
@@ -151,8 +180,9 @@ def _staircase(xs, ys) -> list[tuple[float, float]]:
     return out
 
 
-def accuracy_vs_flops(trials: pd.DataFrame, metric: str = "video@1", *, label_points: bool = True,
-                      max_labels: int = 16) -> Figure:
+def accuracy_vs_flops(
+    trials: pd.DataFrame, metric: str = "video@1", *, label_points: bool = True, max_labels: int = 16
+) -> Figure:
     """Accuracy vs GFLOPs per clip, one panel per dataset; points are networks (mean ± std of repeats).
 
     Points are labelled when a panel has at most `max_labels` networks, else only the Pareto front is.
@@ -168,16 +198,25 @@ def accuracy_vs_flops(trials: pd.DataFrame, metric: str = "video@1", *, label_po
         d = s[s["dataset"] == dataset].reset_index(drop=True)
         for family, g in d.groupby("family", sort=True):
             style = styles[str(family)]
-            ax.errorbar(g["gflops"], g["mean"] * 100, yerr=(g["std"] * 100).fillna(0), fmt=style["marker"],
-                        color=style["color"], ms=7, capsize=3, lw=1, label=family, zorder=3)
+            ax.errorbar(
+                g["gflops"],
+                g["mean"] * 100,
+                yerr=(g["std"] * 100).fillna(0),
+                fmt=style["marker"],
+                color=style["color"],
+                ms=7,
+                capsize=3,
+                lw=1,
+                label=family,
+                zorder=3,
+            )
         front = d.loc[pareto_front(list(d["gflops"]), list(d["mean"]))]
         _log_axis(ax, list(d["gflops"]))
         # the front as a staircase, held to the right edge: no network beyond it is better
         xs = list(front["gflops"]) + [ax.get_xlim()[1]]
         ys = list(front["mean"] * 100) + [front["mean"].iloc[-1] * 100]
         ax.plot(xs, ys, ls="--", color="0.45", lw=1, drawstyle="steps-post", zorder=2)
-        ax.scatter(front["gflops"], front["mean"] * 100, s=170, facecolors="none", edgecolors="0.45", lw=1,
-                   zorder=2)
+        ax.scatter(front["gflops"], front["mean"] * 100, s=170, facecolors="none", edgecolors="0.45", lw=1, zorder=2)
         _pad_y(ax, d["mean"] * 100, d["std"].fillna(0) * 100)
         ax.set_title(str(dataset))
         ax.set_xlabel("GFLOPs per clip (log scale)")
@@ -186,8 +225,9 @@ def accuracy_vs_flops(trials: pd.DataFrame, metric: str = "video@1", *, label_po
         if label_points:
             show = _merge_coincident(d if len(d) <= max_labels else front)
             fig.canvas.draw()  # fix the axes limits before measuring label boxes
-            _place_labels(ax, list(show["gflops"]), list(show["mean"] * 100), list(show["label"]),
-                          lines=[_staircase(xs, ys)])
+            _place_labels(
+                ax, list(show["gflops"]), list(show["mean"] * 100), list(show["label"]), lines=[_staircase(xs, ys)]
+            )
     front_handle = Line2D([], [], ls="--", color="0.45", marker="o", ms=11, mfc="none", label="Pareto front")
     _figure_legend(fig, axes, styles, extra=[front_handle])
     return fig
@@ -196,8 +236,9 @@ def accuracy_vs_flops(trials: pd.DataFrame, metric: str = "video@1", *, label_po
 def _merge_coincident(points: pd.DataFrame) -> pd.DataFrame:
     """One label per drawn position: networks at the same GFLOPs and accuracy share it ("A / B")."""
     keys = [points["gflops"].round(12), (points["mean"] * 100).round(6)]
-    merged = points.groupby(keys, sort=False).agg(gflops=("gflops", "first"), mean=("mean", "first"),
-                                                  label=("label", " / ".join))
+    merged = points.groupby(keys, sort=False).agg(
+        gflops=("gflops", "first"), mean=("mean", "first"), label=("label", " / ".join)
+    )
     return merged.reset_index(drop=True)
 
 
@@ -211,8 +252,11 @@ def _pad_y(ax, means: pd.Series, stds: pd.Series) -> None:
 def _figure_legend(fig: Figure, axes, styles, extra=()) -> None:
     """One legend under the panels, for the families drawn in them."""
     drawn = {label for ax in axes for label in ax.get_legend_handles_labels()[1]}
-    handles = [Line2D([], [], ls="", marker=s["marker"], color=s["color"], ms=7, label=f)
-               for f, s in styles.items() if f in drawn] + list(extra)
+    handles = [
+        Line2D([], [], ls="", marker=s["marker"], color=s["color"], ms=7, label=f)
+        for f, s in styles.items()
+        if f in drawn
+    ] + list(extra)
     longest = max((len(h.get_label()) for h in handles), default=1)
     per_column = 0.45 + 0.075 * longest  # inches: marker, gap and ~8.5 pt characters
     ncol = max(1, min(len(handles), int(fig.get_figwidth() / per_column)))
@@ -244,8 +288,17 @@ def accuracy_vs_axis(trials: pd.DataFrame, axis: str, metric: str = "video@1") -
         for family, g in d.groupby("family", sort=True):
             g = g.groupby(axis, as_index=False).agg(mean=("mean", "mean"), std=("std", "mean")).sort_values(axis)
             style = styles[str(family)]
-            ax.errorbar([position[v] for v in g[axis]], g["mean"] * 100, yerr=(g["std"] * 100).fillna(0),
-                        marker=style["marker"], color=style["color"], capsize=3, lw=1.3, ms=6, label=family)
+            ax.errorbar(
+                [position[v] for v in g[axis]],
+                g["mean"] * 100,
+                yerr=(g["std"] * 100).fillna(0),
+                marker=style["marker"],
+                color=style["color"],
+                capsize=3,
+                lw=1.3,
+                ms=6,
+                label=family,
+            )
         ax.set_xticks(range(len(values)), [str(v) for v in values])
         ax.set_xlim(-0.5, len(values) - 0.5)
         _pad_y(ax, d["mean"] * 100, d["std"].fillna(0) * 100)
@@ -278,8 +331,9 @@ def default_curve_trials(trials: pd.DataFrame, metric: str = "video@1", limit: i
     return list(zip(best["run"], best["trial_id"]))
 
 
-def training_curves(epochs: pd.DataFrame, trials: Iterable[tuple[str, str]] | None = None, *,
-                    families: Iterable[str] | None = None) -> Figure:
+def training_curves(
+    epochs: pd.DataFrame, trials: Iterable[tuple[str, str]] | None = None, *, families: Iterable[str] | None = None
+) -> Figure:
     """Train (thin) and test (thick, 1 − clip@1) error per epoch of the chosen (run, trial_id) pairs.
 
     Each trial keeps its family's colour (as in the other figures: pass `families`, every family of
@@ -308,10 +362,18 @@ def training_curves(epochs: pd.DataFrame, trials: Iterable[tuple[str, str]] | No
             test = g.dropna(subset=["test_error"])
             ax.plot(test["epoch"], test["test_error"] * 100, color=colour, lw=2.4, marker="o", ms=4)
             handles.append(Line2D([], [], color=colour, lw=2, label=str(g["label"].iloc[0])))
-        handles += [Line2D([], [], color="0.3", lw=0.9, marker=".", label="train"),
-                    Line2D([], [], color="0.3", lw=2.4, marker="o", label="test (1 − clip@1)")]
-        ax.legend(handles=handles, fontsize=7.5, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2),
-                  ncol=min(3, len(handles)))
+        handles += [
+            Line2D([], [], color="0.3", lw=0.9, marker=".", label="train"),
+            Line2D([], [], color="0.3", lw=2.4, marker="o", label="test (1 − clip@1)"),
+        ]
+        ax.legend(
+            handles=handles,
+            fontsize=7.5,
+            frameon=False,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.2),
+            ncol=min(3, len(handles)),
+        )
         ax.set_xlabel("epoch")
         ax.set_ylabel("error (%)")
         ax.set_title(str(dataset))

@@ -6,6 +6,7 @@ A multi-node search writes its run folder to a cloud URI (Ray Tune requires shar
 pickles (the bulk of a run) are not downloaded. The file systems are pyarrow's, the ones Ray Tune
 wrote through, so a URI that Ray could write to can be read back with the same credentials.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,7 +54,7 @@ def fetch(uri: str, into: Path | None = None) -> Path:
     local = base / name
     shutil.rmtree(local, ignore_errors=True)
     for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
-        relative = info.path[len(root):].lstrip("/")
+        relative = info.path[len(root) :].lstrip("/")
         if info.type != pafs.FileType.File or not wanted(relative):
             continue
         target = local / relative

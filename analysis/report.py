@@ -11,6 +11,7 @@
 Every number comes from the run folders (the trials' records, params.json, the starch_*.json files);
 the text only names where each one came from and what was inferred or skipped.
 """
+
 from __future__ import annotations
 
 import base64
@@ -58,8 +59,10 @@ class Document:
     def table(self, table: pd.DataFrame) -> None:
         self.md.append(tables.to_markdown(table))
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(tables._cell(v))}</td>" for v in row) + "</tr>"
-                       for row in table.itertuples(index=False))
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(tables._cell(v))}</td>" for v in row) + "</tr>"
+            for row in table.itertuples(index=False)
+        )
         self.html.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
     def image(self, relative: str, png: bytes, alt: str) -> None:
@@ -71,12 +74,16 @@ class Document:
         return "\n".join(self.md)
 
     def to_html(self) -> str:
-        style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-                 "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;"
-                 "padding:3px 8px;text-align:left}th{background:#f3f3f3}img{max-width:100%}"
-                 "pre{background:#f6f6f6;padding:8px;overflow-x:auto}code{background:#f6f6f6}")
-        return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
-                f"<style>{style}</style></head><body>\n" + "\n".join(self.html) + "\n</body></html>\n")
+        style = (
+            "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+            "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;"
+            "padding:3px 8px;text-align:left}th{background:#f3f3f3}img{max-width:100%}"
+            "pre{background:#f6f6f6;padding:8px;overflow-x:auto}code{background:#f6f6f6}"
+        )
+        return (
+            f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(self.html) + "\n</body></html>\n"
+        )
 
 
 def _inline(text: str) -> str:
@@ -92,6 +99,7 @@ def _slug(text: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ sections
+
 
 def resolve_metric(runs: Sequence[Run], metric: str | None) -> str:
     """The metric asked for, else the one the experiment optimised (starch_experiment.json), else video@1."""
@@ -111,10 +119,15 @@ def _counts(run: Run) -> dict[str, Any]:
     gpu = t["gpu_hours"].sum(min_count=1) if "gpu_hours" in t else float("nan")
     row = {"run": run.name, "dataset": run.dataset, "trials": int(len(t))}
     row.update({s: int(status.get(s, 0)) for s in STATUSES})
-    row.update({"bad videos": int(t["bad_videos"].max()) if len(t) else 0,
-                "short videos dropped": int(t["short_videos_dropped"].max()) if len(t) else 0,
-                "missing videos": int(t["missing_videos"].max()) if len(t) and "missing_videos" in t else 0,
-                "wall time (h)": f"{wall:.3f}", "GPU-hours": "—" if pd.isna(gpu) else f"{gpu:.3f}"})
+    row.update(
+        {
+            "bad videos": int(t["bad_videos"].max()) if len(t) else 0,
+            "short videos dropped": int(t["short_videos_dropped"].max()) if len(t) else 0,
+            "missing videos": int(t["missing_videos"].max()) if len(t) and "missing_videos" in t else 0,
+            "wall time (h)": f"{wall:.3f}",
+            "GPU-hours": "—" if pd.isna(gpu) else f"{gpu:.3f}",
+        }
+    )
     return row
 
 
@@ -133,21 +146,34 @@ def _accounting(doc: Document, runs: Sequence[Run], trials: pd.DataFrame) -> Non
     counts = pd.DataFrame([_counts(r) for r in runs])
     empty = [s for s in STATUSES if s in counts and counts[s].sum() == 0]
     doc.table(counts.drop(columns=empty))
-    doc.para("Bad, short (dropped) and missing videos are the largest counts any one trial reported (every "
-             "trial reads the same files; missing: listed but not on disk, skipped with `missing_videos: skip`). "
-             "Wall time sums the trials' `time_total_s`; GPU-hours multiply it by the "
-             "GPUs per trial in starch_experiment.json (— when the run does not record them).")
+    doc.para(
+        "Bad, short (dropped) and missing videos are the largest counts any one trial reported (every "
+        "trial reads the same files; missing: listed but not on disk, skipped with `missing_videos: skip`). "
+        "Wall time sums the trials' `time_total_s`; GPU-hours multiply it by the "
+        "GPUs per trial in starch_experiment.json (— when the run does not record them)."
+    )
     problems = unusable_videos(trials)
     if len(problems):
         doc.heading("Unusable videos", 3)
-        doc.para(f"{len(problems)} video file(s) could not be used by at least one trial (names as the trials "
-                 "reported them; a record lists at most 200).")
+        doc.para(
+            f"{len(problems)} video file(s) could not be used by at least one trial (names as the trials "
+            "reported them; a record lists at most 200)."
+        )
         doc.table(problems)
     failed = trials[trials["status"].isin(["errored", "diverged", "oom", "infeasible"])]
     if len(failed):
         doc.heading("Errored, diverged and infeasible trials", 3)
-        doc.table(pd.DataFrame({"run": failed["run"], "trial": failed["trial_id"], "architecture": failed["label"],
-                                "status": failed["status"], "reason": failed["reason"].fillna("—")}))
+        doc.table(
+            pd.DataFrame(
+                {
+                    "run": failed["run"],
+                    "trial": failed["trial_id"],
+                    "architecture": failed["label"],
+                    "status": failed["status"],
+                    "reason": failed["reason"].fillna("—"),
+                }
+            )
+        )
 
 
 def _memory(doc: Document, trials: pd.DataFrame) -> None:
@@ -157,11 +183,21 @@ def _memory(doc: Document, trials: pd.DataFrame) -> None:
     t = trials[trials["predicted_memory_gb"].notna()]
     doc.heading("Memory", 3)
     measured = t["measured_memory_gb"] if "measured_memory_gb" in t else pd.Series(float("nan"), index=t.index)
-    doc.table(pd.DataFrame({"run": t["run"], "trial": t["trial_id"], "architecture": t["label"],
-                            "predicted peak (GiB)": t["predicted_memory_gb"].map(lambda v: f"{v:.3f}"),
-                            "measured peak (GiB)": measured.map(lambda v: "—" if pd.isna(v) else f"{v:.3f}")}))
-    doc.para("Predicted: spaces.memory for the trial's batch and precision (what `gpus_per_trial: auto` packs "
-             "by). Measured: torch.cuda.max_memory_allocated over the trial (— for trials on the CPU).")
+    doc.table(
+        pd.DataFrame(
+            {
+                "run": t["run"],
+                "trial": t["trial_id"],
+                "architecture": t["label"],
+                "predicted peak (GiB)": t["predicted_memory_gb"].map(lambda v: f"{v:.3f}"),
+                "measured peak (GiB)": measured.map(lambda v: "—" if pd.isna(v) else f"{v:.3f}"),
+            }
+        )
+    )
+    doc.para(
+        "Predicted: spaces.memory for the trial's batch and precision (what `gpus_per_trial: auto` packs "
+        "by). Measured: torch.cuda.max_memory_allocated over the trial (— for trials on the CPU)."
+    )
 
 
 def _configuration(doc: Document, runs: Sequence[Run]) -> None:
@@ -172,8 +208,10 @@ def _configuration(doc: Document, runs: Sequence[Run]) -> None:
             doc.code(json.dumps(run.experiment, indent=2, sort_keys=True, default=str))
             continue
         shared = _shared_params(run)
-        doc.para(f"**{run.name}** ({run.dataset}): no `starch_experiment.json`; the settings every trial's "
-                 "`params.json` shares (the architecture varies):")
+        doc.para(
+            f"**{run.name}** ({run.dataset}): no `starch_experiment.json`; the settings every trial's "
+            "`params.json` shares (the architecture varies):"
+        )
         doc.code(json.dumps(shared, indent=2, sort_keys=True, default=str) if shared else "(no params.json)")
 
 
@@ -204,28 +242,38 @@ def _best(doc: Document, trials: pd.DataFrame, rank: pd.DataFrame, metric: str) 
     for _, row in top.iterrows():
         if row["dataset"] not in verdicts:  # one verdict per dataset, however many tie at rank 1
             mine = trials[trials["dataset"] == row["dataset"]]
-            classes, videos = (mine[c].dropna() if c in mine else pd.Series(dtype=float)
-                               for c in ("num_classes", "test_videos"))
+            classes, videos = (
+                mine[c].dropna() if c in mine else pd.Series(dtype=float) for c in ("num_classes", "test_videos")
+            )
             verdicts[row["dataset"]], sentence = tables.verdict(
-                rank[rank["dataset"] == row["dataset"]], metric, classes.iloc[0] if len(classes) else None,
-                videos.min() if len(videos) else None)
+                rank[rank["dataset"] == row["dataset"]],
+                metric,
+                classes.iloc[0] if len(classes) else None,
+                videos.min() if len(videos) else None,
+            )
             doc.para(f"**{row['dataset']}**: {sentence}")
         crowned = verdicts[row["dataset"]]
         match = s[(s["dataset"] == row["dataset"]) & (s["label"] == row["architecture"])]
         key = match["arch_key"].iloc[0]
-        members = trials[(trials["dataset"] == row["dataset"]) & (trials["arch_key"] == key)
-                         & trials[f"final_{metric}"].notna()]  # trained: their classes come from the dataset
+        members = trials[
+            (trials["dataset"] == row["dataset"]) & (trials["arch_key"] == key) & trials[f"final_{metric}"].notna()
+        ]  # trained: their classes come from the dataset
         arch = json.loads(key)
         arch["num_classes"] = int(members["num_classes"].iloc[0])
         std = row["std (%)"]
         value = f"{row[f'{metric} (%)']:.1f}" + (f" ± {std:.1f}" if pd.notna(std) else "")
-        doc.para(f"{'Best' if crowned else 'Ranked first (not a winner, see above)'}: "
-                 f"{row['architecture']} — {metric} {value} % over {row['n']} trial(s) "
-                 f"({', '.join(members['trial_id'])}); k = {row['k']}, {row['params (M)']:.3g} M params, "
-                 f"{row['GFLOPs']:.3g} GFLOPs per clip.")
+        doc.para(
+            f"{'Best' if crowned else 'Ranked first (not a winner, see above)'}: "
+            f"{row['architecture']} — {metric} {value} % over {row['n']} trial(s) "
+            f"({', '.join(members['trial_id'])}); k = {row['k']}, {row['params (M)']:.3g} M params, "
+            f"{row['GFLOPs']:.3g} GFLOPs per clip."
+        )
         command = describe_command(arch)
-        doc.code(command if command else "no `starch describe` line reproduces this network; its ArchSpec:\n"
-                 + json.dumps(arch, sort_keys=True))
+        doc.code(
+            command
+            if command
+            else "no `starch describe` line reproduces this network; its ArchSpec:\n" + json.dumps(arch, sort_keys=True)
+        )
 
 
 def _save(fig, out: Path, name: str, formats: Sequence[str]) -> bytes:
@@ -284,10 +332,18 @@ def _expansions(doc: Document, out: Path, runs: Sequence[Run], formats) -> None:
             continue
         name = f"expansion_{_slug(run.name)}"
         doc.heading(f"Progressive expansion: {run.name}")
-        doc.para(f"From the cheapest network of the space, each step grew one axis per candidate by ≈ ×{path['factor']:g} "
-                 f"GFLOPs and kept the best Δ{path['metric']}/ΔGFLOPs; ended: {path['finished'] or 'not yet'}.")
-        _figure(doc, out, name, formats, "Candidates of every step by expanded axis; black: the kept path.",
-                lambda path=path: expansion.expansion_figure(path))
+        doc.para(
+            f"From the cheapest network of the space, each step grew one axis per candidate by ≈ ×{path['factor']:g} "
+            f"GFLOPs and kept the best Δ{path['metric']}/ΔGFLOPs; ended: {path['finished'] or 'not yet'}."
+        )
+        _figure(
+            doc,
+            out,
+            name,
+            formats,
+            "Candidates of every step by expanded axis; black: the kept path.",
+            lambda path=path: expansion.expansion_figure(path),
+        )
         steps = expansion.step_table(path)
         shown = expansion.display_steps(steps)
         doc.table(shown)
@@ -296,8 +352,15 @@ def _expansions(doc: Document, out: Path, runs: Sequence[Run], formats) -> None:
 
 # ------------------------------------------------------------------------------------------ the report
 
-def write_report(run_dirs: str | Path | Iterable[str | Path], out: str | Path, metric: str | None = "video@1", *,
-                 datasets: Iterable[str] | None = None, formats: Sequence[str] = ("png", "svg")) -> Path:
+
+def write_report(
+    run_dirs: str | Path | Iterable[str | Path],
+    out: str | Path,
+    metric: str | None = "video@1",
+    *,
+    datasets: Iterable[str] | None = None,
+    formats: Sequence[str] = ("png", "svg"),
+) -> Path:
     """Read the run folders and write the report folder `out`; return the path of report.md.
 
     metric: clip@1, video@1 or video@5 (None: the experiment's metric, else video@1).
@@ -317,14 +380,18 @@ def write_report(run_dirs: str | Path | Iterable[str | Path], out: str | Path, m
     out.mkdir(parents=True, exist_ok=True)
 
     doc = Document(f"starch report: {', '.join(r.name for r in runs)}")
-    doc.para(f"Runs: {', '.join(f'`{r.path}` ({r.dataset})' for r in runs)}. Ranking metric: **{metric}** at each "
-             "trial's last evaluated epoch; repeats of one network (seeds) as mean ± std.")
+    doc.para(
+        f"Runs: {', '.join(f'`{r.path}` ({r.dataset})' for r in runs)}. Ranking metric: **{metric}** at each "
+        "trial's last evaluated epoch; repeats of one network (seeds) as mean ± std."
+    )
     if epochs.empty:  # every trial failed before its first epoch: say so, keep what is known
         _accounting(doc, runs, trials)
         counts = ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items())
         doc.heading("Ranking")
-        doc.para(f"Nothing to rank or plot: no trial reported an epoch ({counts}). The tables above give each "
-                 "trial's status and reason; `starch status RUN_DIR` shows the same.")
+        doc.para(
+            f"Nothing to rank or plot: no trial reported an epoch ({counts}). The tables above give each "
+            "trial's status and reason; `starch status RUN_DIR` shows the same."
+        )
         return _finish(doc, out, runs, trials, epochs)
     rank = tables.ranking(trials, metric)
     _best(doc, trials, rank, metric)
@@ -332,12 +399,23 @@ def write_report(run_dirs: str | Path | Iterable[str | Path], out: str | Path, m
     _memory(doc, trials)
 
     doc.heading("Accuracy vs computation")
-    _figure(doc, out, "accuracy_vs_flops", formats,
-            f"{metric} vs GFLOPs per clip (log scale), one panel per dataset; dashed: Pareto front.",
-            lambda: figures.accuracy_vs_flops(trials, metric))
+    _figure(
+        doc,
+        out,
+        "accuracy_vs_flops",
+        formats,
+        f"{metric} vs GFLOPs per clip (log scale), one panel per dataset; dashed: Pareto front.",
+        lambda: figures.accuracy_vs_flops(trials, metric),
+    )
     for axis in figures.sweep_axes(trials):
-        _figure(doc, out, f"accuracy_vs_{axis}", formats, f"{metric} vs {figures.SWEEP_AXES[axis]}.",
-                lambda axis=axis: figures.accuracy_vs_axis(trials, axis, metric))
+        _figure(
+            doc,
+            out,
+            f"accuracy_vs_{axis}",
+            formats,
+            f"{metric} vs {figures.SWEEP_AXES[axis]}.",
+            lambda axis=axis: figures.accuracy_vs_axis(trials, axis, metric),
+        )
 
     _expansions(doc, out, runs, formats)
 
@@ -365,24 +443,33 @@ def write_report(run_dirs: str | Path | Iterable[str | Path], out: str | Path, m
     if trials["dataset"].nunique() > 1:
         doc.heading("Cross-dataset consistency")
         agree = tables.consistency(trials, metric)
-        doc.para("Rank correlation of the networks both datasets trained (matched by ArchSpec, mean over "
-                 "repeats); — when fewer than 3 are shared or one side is constant.")
+        doc.para(
+            "Rank correlation of the networks both datasets trained (matched by ArchSpec, mean over "
+            "repeats); — when fewer than 3 are shared or one side is constant."
+        )
         doc.table(tables.display_stats(agree))
         _write_table(out, "consistency", agree, tables.display_stats(agree), "Cross-dataset ranking consistency")
 
     doc.heading("Training curves")
     chosen = figures.default_curve_trials(trials, metric)
-    _figure(doc, out, "training_curves", formats,
-            "Train (thin) and test (thick) error per epoch of the best trial of each family.",
-            lambda: figures.training_curves(epochs, chosen, families=trials["family"].dropna()))
+    _figure(
+        doc,
+        out,
+        "training_curves",
+        formats,
+        "Train (thin) and test (thick) error per epoch of the best trial of each family.",
+        lambda: figures.training_curves(epochs, chosen, families=trials["family"].dropna()),
+    )
 
     doc.heading("Fidelity of early stopping")
     fid = tables.fidelity(epochs, trials, metric) if len(epochs) else pd.DataFrame()
     if fid.empty:
         doc.para("No completed trial with evaluated epochs: nothing to correlate.")
     else:
-        doc.para(f"Rank correlation between {metric} at epoch e and at the final epoch, over the trials that "
-                 "completed (how far an early stop would have kept the final ranking).")
+        doc.para(
+            f"Rank correlation between {metric} at epoch e and at the final epoch, over the trials that "
+            "completed (how far an early stop would have kept the final ranking)."
+        )
         doc.table(tables.display_stats(fid))
         _write_table(out, "fidelity", fid, tables.display_stats(fid), "Early-stopping fidelity")
 

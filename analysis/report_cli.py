@@ -4,6 +4,7 @@ Wired into the `starch` command by search/cli.py through `add_parser(subparsers)
 raises ValueError / FileNotFoundError with a message naming the folder, which the CLI prints as
 one line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,21 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder(s): STORAGE/NAME of a search")
     p.add_argument("--out", metavar="DIR", help="report folder (default: RUN_DIR/report of the first run)")
-    p.add_argument("--metric", choices=ACCURACY_METRICS,
-                   help="ranking metric (default: the experiment's metric, else video@1)")
-    p.add_argument("--dataset", action="append", metavar="NAME",
-                   help="dataset label of each RUN_DIR, in order (default: read from the run)")
-    p.add_argument("--formats", default="png,svg", metavar="LIST",
-                   help=f"figure formats besides the PNG the report shows, from {','.join(FIGURE_FORMATS)} "
-                        "(default: png,svg)")
+    p.add_argument(
+        "--metric", choices=ACCURACY_METRICS, help="ranking metric (default: the experiment's metric, else video@1)"
+    )
+    p.add_argument(
+        "--dataset",
+        action="append",
+        metavar="NAME",
+        help="dataset label of each RUN_DIR, in order (default: read from the run)",
+    )
+    p.add_argument(
+        "--formats",
+        default="png,svg",
+        metavar="LIST",
+        help=f"figure formats besides the PNG the report shows, from {','.join(FIGURE_FORMATS)} (default: png,svg)",
+    )
     p.set_defaults(func=run)
 
 

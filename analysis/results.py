@@ -20,6 +20,7 @@ starch_trials.json, then Ray's latest experiment_state-*.json, then the files th
 (error.txt = errored; a last record still "running" in a trial that is not running = stopped early).
 Each run's `notes` say which source was used; `skipped` lists every file or line that was not read.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,17 @@ from analysis.remote import fetch, is_uri
 from spaces.arch import ArchSpec
 
 ARCH_FIELDS = tuple(f.name for f in fields(ArchSpec))
-STATUSES = ("completed", "stopped early", "running", "pending", "interrupted", "diverged", "oom", "errored",
-            "infeasible")
+STATUSES = (
+    "completed",
+    "stopped early",
+    "running",
+    "pending",
+    "interrupted",
+    "diverged",
+    "oom",
+    "errored",
+    "infeasible",
+)
 TRIAL_MARKERS = ("params.json", "result.json")
 RUN_MARKERS = ("starch_experiment.json", "starch_trials.json", "tuner.pkl")
 _TRIAL_ID = re.compile(r"(?:^|_)([0-9a-f]{5}_\d{5})(?:_|$)")  # trainable_<id>_… or starch's <id>_<label>
@@ -59,6 +69,7 @@ class Run:
 
 
 # ------------------------------------------------------------------------------------------ reading files
+
 
 def _read_json(path: Path, skipped: list[str]) -> Any:
     """A JSON file, or None (with a line in `skipped`) when it is unreadable."""
@@ -154,6 +165,7 @@ def _error_reason(folder: Path) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ one trial
+
 
 def flatten_arch(arch: dict[str, Any] | None) -> dict[str, Any]:
     """ArchSpec dict → flat columns: every field, convs/blocks as text and one column per stage."""
@@ -262,8 +274,14 @@ def _dedupe_epochs(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
     return kept, len(records) - len(kept)
 
 
-def read_trial(folder: Path, *, ray_statuses: dict[str, str], starch_trials: dict[str, dict[str, Any]],
-               gpus: float | None, skipped: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+def read_trial(
+    folder: Path,
+    *,
+    ray_statuses: dict[str, str],
+    starch_trials: dict[str, dict[str, Any]],
+    gpus: float | None,
+    skipped: list[str],
+) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
     """(trial row, epoch records, status was inferred) of one trial folder."""
     params = _read_json(folder / "params.json", skipped) or {}
     if (folder / "result.json").exists():
@@ -312,8 +330,9 @@ def read_trial(folder: Path, *, ray_statuses: dict[str, str], starch_trials: dic
         "gpu_hours": wall * held / 3600 if (wall is not None and held is not None) else math.nan,
         # spaces.memory's prediction for the trial's batch and precision, and torch's peak on CUDA (search.gpu_packing)
         "predicted_memory_gb": _last(records, "predicted_memory_gb") or math.nan,
-        "measured_memory_gb": max((r["measured_memory_gb"] for r in records if r.get("measured_memory_gb")),
-                                  default=math.nan),
+        "measured_memory_gb": max(
+            (r["measured_memory_gb"] for r in records if r.get("measured_memory_gb")), default=math.nan
+        ),
         "seed": seed,
         "repeat": repeat,
         "budget": params.get("budget"),
@@ -325,8 +344,18 @@ def read_trial(folder: Path, *, ray_statuses: dict[str, str], starch_trials: dic
 
 
 def _epoch_rows(row: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    keys = ("epoch", "lr", "train_loss", "train_acc", "test_loss", *ACCURACY_METRICS, "epoch_time_s",
-            "train_clips_per_s", "time_total_s", "status")
+    keys = (
+        "epoch",
+        "lr",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        *ACCURACY_METRICS,
+        "epoch_time_s",
+        "train_clips_per_s",
+        "time_total_s",
+        "status",
+    )
     ident = {k: row[k] for k in ("trial_id", "family", "width", "arch_key", "seed")}
     out = []
     for record in records:
@@ -339,12 +368,16 @@ def _epoch_rows(row: dict[str, Any], records: list[dict[str, Any]]) -> list[dict
 
 # ------------------------------------------------------------------------------------------ one run
 
+
 def dataset_name(experiment: dict[str, Any] | None, data: dict[str, Any] | None) -> str | None:
     """The dataset label: the experiment's own name for it, else (for a search run whose data is
     reachable) the dataset's own `label` in starch_dataset.json, else the data format (ucf101 …)."""
     exp = experiment or {}
-    for value in (exp.get("dataset"), (exp.get("data") or {}).get("dataset") if isinstance(exp.get("data"), dict) else None,
-                  (exp.get("data") or {}).get("name") if isinstance(exp.get("data"), dict) else None):
+    for value in (
+        exp.get("dataset"),
+        (exp.get("data") or {}).get("dataset") if isinstance(exp.get("data"), dict) else None,
+        (exp.get("data") or {}).get("name") if isinstance(exp.get("data"), dict) else None,
+    ):
         if isinstance(value, dict):
             value = value.get("name") or value.get("format")
         if isinstance(value, str) and value:
@@ -396,11 +429,25 @@ def _infeasible_rows(path: Path, skipped: list[str]) -> list[dict[str, Any]]:
             skipped.append(f"{path / 'starch_infeasible.json'} entry {i}: not an object; skipped")
             continue
         arch = entry.get("arch") or {}
-        rows.append({"trial_id": f"infeasible_{i}", "trial_dir": None, "family": arch.get("name"),
-                     **flatten_arch(arch), "params": math.nan, "gflops": math.nan, **_metrics([]),
-                     "epochs": 0, "status": "infeasible", "reason": entry.get("reason"),
-                     "bad_videos": 0, "short_videos_dropped": 0, "missing_videos": 0, "data_problems": {},
-                     "arch_key": arch_key(arch)})
+        rows.append(
+            {
+                "trial_id": f"infeasible_{i}",
+                "trial_dir": None,
+                "family": arch.get("name"),
+                **flatten_arch(arch),
+                "params": math.nan,
+                "gflops": math.nan,
+                **_metrics([]),
+                "epochs": 0,
+                "status": "infeasible",
+                "reason": entry.get("reason"),
+                "bad_videos": 0,
+                "short_videos_dropped": 0,
+                "missing_videos": 0,
+                "data_problems": {},
+                "arch_key": arch_key(arch),
+            }
+        )
     return rows
 
 
@@ -422,8 +469,9 @@ def read_run(run_dir: str | Path, *, dataset: str | None = None) -> Run:
     gpus = gpus_per_trial(experiment)
     rows, epoch_rows, inferred, data = [], [], [], None
     for folder in folders:
-        row, records, was_inferred = read_trial(folder, ray_statuses=ray_statuses, starch_trials=starch_trials,
-                                                gpus=gpus, skipped=skipped)
+        row, records, was_inferred = read_trial(
+            folder, ray_statuses=ray_statuses, starch_trials=starch_trials, gpus=gpus, skipped=skipped
+        )
         data = data or (_read_json(folder / "params.json", []) or {}).get("data")
         rows.append(row)
         epoch_rows.extend(_epoch_rows(row, records))
@@ -438,8 +486,17 @@ def read_run(run_dir: str | Path, *, dataset: str | None = None) -> Run:
     for frame in (trials, epochs):
         frame.insert(0, "dataset", label)
         frame.insert(0, "run", name)
-    return Run(path=path, name=name, dataset=label, experiment=experiment, trials=trials, epochs=epochs,
-               skipped=skipped, notes=notes, data=data)
+    return Run(
+        path=path,
+        name=name,
+        dataset=label,
+        experiment=experiment,
+        trials=trials,
+        epochs=epochs,
+        skipped=skipped,
+        notes=notes,
+        data=data,
+    )
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -458,18 +515,23 @@ def _source_notes(path, experiment, starch_trials, state_file, inferred, gpus, f
         source = f"Ray's {state_file}" if state_file else "the trial folders"
         notes.append(f"{path.name}: no starch_trials.json; trial status taken from {source}")
     if inferred:
-        notes.append(f"{path.name}: status of {len(inferred)} trial(s) inferred from files (error.txt = errored; "
-                     f"last record still 'running' = stopped early): {', '.join(inferred[:8])}"
-                     f"{' …' if len(inferred) > 8 else ''}")
+        notes.append(
+            f"{path.name}: status of {len(inferred)} trial(s) inferred from files (error.txt = errored; "
+            f"last record still 'running' = stopped early): {', '.join(inferred[:8])}"
+            f"{' …' if len(inferred) > 8 else ''}"
+        )
     if gpus is None:
         notes.append(f"{path.name}: GPUs per trial not recorded, so GPU-hours are not shown")
     launches = len(list(path.glob("experiment_state-*.json")))
     if launches > 1:
-        notes.append(f"{path.name}: {launches} experiment_state files (the run was started or resumed "
-                     f"{launches} times); trials of every launch are included")
+        notes.append(
+            f"{path.name}: {launches} experiment_state files (the run was started or resumed "
+            f"{launches} times); trials of every launch are included"
+        )
 
 
 # ------------------------------------------------------------------------------------------ several runs
+
 
 def read_runs(run_dirs: str | Path | Iterable[str | Path], *, datasets: Iterable[str] | None = None) -> list[Run]:
     """Read several runs; runs of different datasets that resolve to one label get the run name added."""
@@ -497,8 +559,10 @@ def _disambiguate(runs: list[Run]) -> None:
         by_label.setdefault(run.dataset, set()).add(_data_identity(run))
     for run in runs:
         if len(by_label[run.dataset]) > 1:
-            run.notes.append(f"{run.name}: dataset label {run.dataset!r} is shared by runs on other videos; "
-                             f"labelled {run.dataset} ({run.name})")
+            run.notes.append(
+                f"{run.name}: dataset label {run.dataset!r} is shared by runs on other videos; "
+                f"labelled {run.dataset} ({run.name})"
+            )
             run.dataset = f"{run.dataset} ({run.name})"
             for frame in (run.trials, run.epochs):
                 if "dataset" in frame:
@@ -521,12 +585,18 @@ def load_epochs(run_dirs, *, datasets: Iterable[str] | None = None) -> pd.DataFr
 def combine(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trials, epochs) of several runs, with a display `label` per network (see `labels`)."""
     frames = [r.trials for r in runs if len(r.trials)]
-    trials = (pd.concat(frames, ignore_index=True) if frames
-              else pd.DataFrame(columns=["run", "dataset", "trial_id", "family", "status"]))
+    trials = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["run", "dataset", "trial_id", "family", "status"])
+    )
     trials["label"] = labels(trials) if len(trials) else pd.Series(dtype=object)
     frames = [r.epochs for r in runs if len(r.epochs)]
-    epochs = (pd.concat(frames, ignore_index=True) if frames
-              else pd.DataFrame(columns=["run", "dataset", "trial_id", "family", "epoch"]))
+    epochs = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["run", "dataset", "trial_id", "family", "epoch"])
+    )
     by_trial = dict(zip(zip(trials["run"], trials["trial_id"]), trials["label"]))
     epochs["label"] = [by_trial.get((r, t), f) for r, t, f in zip(epochs["run"], epochs["trial_id"], epochs["family"])]
     for frame in (trials, epochs):
@@ -537,9 +607,20 @@ def combine(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 # ------------------------------------------------------------------------------------------ labels
 
-AXIS_SHORT = {"width": "k", "frames": "L", "sampling_rate": "s", "crop": "crop", "blocks": "blocks",
-              "block": "", "temporal_stride": "tstride", "convs": "", "stem_kernel": "stem", "stem_stride": "stem/",
-              "stem_pool": "pool", "stem_mid": "mid"}
+AXIS_SHORT = {
+    "width": "k",
+    "frames": "L",
+    "sampling_rate": "s",
+    "crop": "crop",
+    "blocks": "blocks",
+    "block": "",
+    "temporal_stride": "tstride",
+    "convs": "",
+    "stem_kernel": "stem",
+    "stem_stride": "stem/",
+    "stem_pool": "pool",
+    "stem_mid": "mid",
+}
 
 
 def labels(df: pd.DataFrame) -> pd.Series:
@@ -551,8 +632,11 @@ def labels(df: pd.DataFrame) -> pd.Series:
     for family, group in df.groupby(out, sort=False):
         varying = [a for a in AXIS_SHORT if a in group and group[a].astype(str).nunique() > 1]
         others = [a for a in varying if a != "width"]
-        if "width" in varying and others and (group.groupby([group[a].astype(str) for a in others])["width"]
-                                               .nunique() <= 1).all():
+        if (
+            "width" in varying
+            and others
+            and (group.groupby([group[a].astype(str) for a in others])["width"].nunique() <= 1).all()
+        ):
             varying.remove("width")
         for index, row in group.iterrows():
             parts = [f"{AXIS_SHORT[a]}={row[a]}" if AXIS_SHORT[a] else str(row[a]) for a in varying]

@@ -13,6 +13,7 @@
 
 Accuracies are fractions in the DataFrames and percent in the displayed tables (as in the papers).
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,22 @@ def summarize(trials: pd.DataFrame, metric: str = "video@1") -> pd.DataFrame:
     trials, status (e.g. "completed" or "2 completed, 1 errored"), reason, plus the sweep axes.
     """
     column = f"final_{check_metric(metric)}"
-    keep = ["dataset", "label", "family", "width", "params", "gflops", "sampling_rate", "crop", "frames", "blocks",
-            "convs", "depth", "arch_key", "status"]
+    keep = [
+        "dataset",
+        "label",
+        "family",
+        "width",
+        "params",
+        "gflops",
+        "sampling_rate",
+        "crop",
+        "frames",
+        "blocks",
+        "convs",
+        "depth",
+        "arch_key",
+        "status",
+    ]
     if trials.empty:
         return pd.DataFrame(columns=keep + ["mean", "std", "n", "trials", "reason"])
     rows = []
@@ -57,12 +72,16 @@ def summarize(trials: pd.DataFrame, metric: str = "video@1") -> pd.DataFrame:
         first = group.iloc[0]
         reasons = group["reason"].dropna().unique() if "reason" in group else []
         row = {k: first.get(k) for k in keep}
-        row.update(params=group["params"].dropna().iloc[0] if group["params"].notna().any() else math.nan,
-                   gflops=group["gflops"].dropna().iloc[0] if group["gflops"].notna().any() else math.nan,
-                   mean=values.mean() if len(values) else math.nan,
-                   std=values.std(ddof=1) if len(values) > 1 else math.nan,
-                   n=len(values), trials=len(group), status=_status_text(group["status"]),
-                   reason="; ".join(map(str, reasons)) or None)
+        row.update(
+            params=group["params"].dropna().iloc[0] if group["params"].notna().any() else math.nan,
+            gflops=group["gflops"].dropna().iloc[0] if group["gflops"].notna().any() else math.nan,
+            mean=values.mean() if len(values) else math.nan,
+            std=values.std(ddof=1) if len(values) > 1 else math.nan,
+            n=len(values),
+            trials=len(group),
+            status=_status_text(group["status"]),
+            reason="; ".join(map(str, reasons)) or None,
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -74,11 +93,20 @@ def ranking(trials: pd.DataFrame, metric: str = "video@1") -> pd.DataFrame:
     s = s.assign(_order=s["dataset"].map(order))
     s = s.sort_values(["_order", "mean"], ascending=[True, False], na_position="last", kind="stable")
     s["rank"] = s.groupby("dataset")["mean"].rank(ascending=False, method="min").astype("Int64")
-    out = pd.DataFrame({
-        "dataset": s["dataset"], "rank": s["rank"], "architecture": s["label"],
-        "k": s["width"].astype("Int64"), "params (M)": s["params"] / 1e6, "GFLOPs": s["gflops"],
-        f"{metric} (%)": s["mean"] * 100, "std (%)": s["std"] * 100, "n": s["n"], "status": s["status"],
-    })
+    out = pd.DataFrame(
+        {
+            "dataset": s["dataset"],
+            "rank": s["rank"],
+            "architecture": s["label"],
+            "k": s["width"].astype("Int64"),
+            "params (M)": s["params"] / 1e6,
+            "GFLOPs": s["gflops"],
+            f"{metric} (%)": s["mean"] * 100,
+            "std (%)": s["std"] * 100,
+            "n": s["n"],
+            "status": s["status"],
+        }
+    )
     return out.reset_index(drop=True)
 
 
@@ -90,8 +118,9 @@ def display_ranking(table: pd.DataFrame, metric: str = "video@1") -> pd.DataFram
     out["k"] = [str(k) if pd.notna(k) else "—" for k in table["k"]]
     out["params (M)"] = [_fmt(v, 3 if v < 1 else 2) for v in table["params (M)"]]
     out["GFLOPs"] = [_fmt(v, 4 if v < 0.1 else 2) for v in table["GFLOPs"]]
-    out.insert(out.columns.get_loc("status"), f"{metric} (%) ± std",
-               [_pm(m, s) for m, s in zip(table[acc], table["std (%)"])])
+    out.insert(
+        out.columns.get_loc("status"), f"{metric} (%) ± std", [_pm(m, s) for m, s in zip(table[acc], table["std (%)"])]
+    )
     if out["dataset"].nunique() <= 1:
         out = out.drop(columns="dataset")
     return out
@@ -104,8 +133,7 @@ def chance(metric: str, num_classes) -> float | None:
     return min(1.0, int(metric.rsplit("@", 1)[1]) / float(num_classes))
 
 
-def verdict(table: pd.DataFrame, metric: str = "video@1", num_classes=None,
-            test_videos=None) -> tuple[bool, str]:
+def verdict(table: pd.DataFrame, metric: str = "video@1", num_classes=None, test_videos=None) -> tuple[bool, str]:
     """What one dataset's ranking supports: (a winner stands out, the sentence that says so).
 
     `table` is `ranking()` restricted to one dataset. A network is ahead of another, or of chance,
@@ -130,19 +158,26 @@ def verdict(table: pd.DataFrame, metric: str = "video@1", num_classes=None,
 
     level = chance(metric, num_classes)
     if level is not None and top[acc] - level * 100 <= noise(top):
-        return False, (f"No network beat chance ({level * 100:.1f} %): the best, {top['architecture']}, "
-                       f"reached {metric} {_pm(top[acc], top[sd])} %.")
+        return False, (
+            f"No network beat chance ({level * 100:.1f} %): the best, {top['architecture']}, "
+            f"reached {metric} {_pm(top[acc], top[sd])} %."
+        )
     if len(rows) > 1:
         tied = rows[top[acc] - rows[acc] <= rows.apply(lambda r: max(noise(top), noise(r)), axis=1)]
         if len(tied) > 1:
             names = [f"{r['architecture']} ({metric} {_pm(r[acc], r[sd])} %)" for _, r in tied.iterrows()]
             listed = " and ".join([", ".join(names[:-1]), names[-1]])
-            how = "within one std over seeds" if rows.loc[tied.index, sd].notna().all() else \
-                "within one std (over seeds, or two binomial standard errors for a single seed)"
+            how = (
+                "within one std over seeds"
+                if rows.loc[tied.index, sd].notna().all()
+                else "within one std (over seeds, or two binomial standard errors for a single seed)"
+            )
             return False, f"No single best architecture: {listed} tie {how}."
     if pd.isna(top[sd]):
-        return True, (f"{top['architecture']} is first, ahead by more than two binomial standard errors, with "
-                      f"one seed: repeats (search.repeats) would tell whether its lead is more than seed noise.")
+        return True, (
+            f"{top['architecture']} is first, ahead by more than two binomial standard errors, with "
+            f"one seed: repeats (search.repeats) would tell whether its lead is more than seed noise."
+        )
     return True, f"{top['architecture']} is ahead of every other network by more than one std over seeds."
 
 
@@ -185,10 +220,20 @@ def consistency(trials: pd.DataFrame, metric: str = "video@1") -> pd.DataFrame:
     rows = []
     for a, b in combinations(list(table.columns), 2):
         n, tau, p_tau, rho, p_rho = _pairs(table[[a, b]].dropna())
-        rows.append({"dataset A": a, "dataset B": b, "shared networks": n, "Kendall τ": tau, "p (τ)": p_tau,
-                     "Spearman ρ": rho, "p (ρ)": p_rho})
-    return pd.DataFrame(rows, columns=["dataset A", "dataset B", "shared networks", "Kendall τ", "p (τ)",
-                                       "Spearman ρ", "p (ρ)"])
+        rows.append(
+            {
+                "dataset A": a,
+                "dataset B": b,
+                "shared networks": n,
+                "Kendall τ": tau,
+                "p (τ)": p_tau,
+                "Spearman ρ": rho,
+                "p (ρ)": p_rho,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["dataset A", "dataset B", "shared networks", "Kendall τ", "p (τ)", "Spearman ρ", "p (ρ)"]
+    )
 
 
 def fidelity(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str = "video@1") -> pd.DataFrame:
@@ -206,8 +251,17 @@ def fidelity(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str = "video@1"
         for epoch in wide.columns:
             pair = pd.concat([wide[epoch], final], axis=1).dropna()
             n, tau, p_tau, rho, p_rho = _pairs(pair)
-            rows.append({"dataset": dataset, "epoch": int(epoch), "trials": n, "Kendall τ": tau, "p (τ)": p_tau,
-                         "Spearman ρ": rho, "p (ρ)": p_rho})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "epoch": int(epoch),
+                    "trials": n,
+                    "Kendall τ": tau,
+                    "p (τ)": p_tau,
+                    "Spearman ρ": rho,
+                    "p (ρ)": p_rho,
+                }
+            )
     return pd.DataFrame(rows, columns=["dataset", "epoch", "trials", "Kendall τ", "p (τ)", "Spearman ρ", "p (ρ)"])
 
 
@@ -223,6 +277,7 @@ def display_stats(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------ rendering
+
 
 def _fmt(value, digits: int) -> str:
     return "—" if value is None or pd.isna(value) else f"{value:.{digits}f}"
@@ -249,10 +304,25 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "±": r"$\pm$", "—": "--", "τ": r"$\tau$", "ρ": r"$\rho$", "×": r"$\times$",
-                  "⁶": r"$^6$", "⁹": r"$^9$"}
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "—": "--",
+    "τ": r"$\tau$",
+    "ρ": r"$\rho$",
+    "×": r"$\times$",
+    "⁶": r"$^6$",
+    "⁹": r"$^9$",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -265,8 +335,12 @@ def to_latex(table: pd.DataFrame, caption: str | None = None) -> str:
     lines = [r"\begin{table}[t]", r"\centering"]
     if caption:
         lines.append(rf"\caption{{{latex_escape(caption)}}}")
-    lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-              " & ".join(latex_escape(str(c)) for c in table.columns) + r" \\", r"\midrule"]
+    lines += [
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(latex_escape(str(c)) for c in table.columns) + r" \\",
+        r"\midrule",
+    ]
     for row in table.itertuples(index=False):
         lines.append(" & ".join(latex_escape(_cell(v)) for v in row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]

@@ -4,15 +4,16 @@ Every sub-command lives in the package that owns its logic and contributes an
 `add_parser(subparsers)` function; this module only wires them together and turns
 exceptions into one clear line (a traceback only with --debug).
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 
-from spaces import describe_cli
 from analysis import report_cli
 from search import demo, search_cli
+from spaces import describe_cli
 from trainers import data_cli, export_cli, train_cli
 
 
@@ -59,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"starch: error: {type(exc).__name__}: {first} (run `starch --debug …` for the traceback)",
-              file=sys.stderr)
+        print(
+            f"starch: error: {type(exc).__name__}: {first} (run `starch --debug …` for the traceback)", file=sys.stderr
+        )
         return 1
 
 

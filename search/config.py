@@ -15,6 +15,7 @@
 
 Every error names the field path, the bad value and what is valid; unknown keys are errors.
 """
+
 from __future__ import annotations
 
 import re
@@ -40,8 +41,12 @@ class Constraints(_Strict):
     budget_tolerance: float | None = Field(None, gt=0, lt=1, description="params within ±this fraction of the budget")
     max_gflops: float | None = Field(None, gt=0)
     max_params: float | None = Field(None, gt=0)
-    max_activation_gb: float | None = Field(None, gt=0, description="predicted peak memory of one training step "
-                                            "(spaces.memory: weights, grads, momentum, saved activations), GiB")
+    max_activation_gb: float | None = Field(
+        None,
+        gt=0,
+        description="predicted peak memory of one training step "
+        "(spaces.memory: weights, grads, momentum, saved activations), GiB",
+    )
 
 
 class SearchConfig(_Strict):
@@ -70,9 +75,11 @@ class SearchConfig(_Strict):
         if self.repeats > 1 and self.algorithm != "grid":
             # an Optuna sampler would see each seed as a separate observation of one point and the
             # schedulers would cut single seeds: refused rather than silently run once
-            raise ValueError(f"repeats = {self.repeats} needs algorithm 'grid' (every point run with "
-                             f"{self.repeats} seeds); with {self.algorithm!r} each sampled configuration "
-                             "is one trial: set repeats: 1, or list the configurations as a grid")
+            raise ValueError(
+                f"repeats = {self.repeats} needs algorithm 'grid' (every point run with "
+                f"{self.repeats} seeds); with {self.algorithm!r} each sampled configuration "
+                "is one trial: set repeats: 1, or list the configurations as a grid"
+            )
         if len(self.objectives) != len(self.objective_modes):
             raise ValueError("objectives and objective_modes must have the same length")
         for m in self.objectives:
@@ -91,8 +98,11 @@ class SchedulerConfig(_Strict):
 class Resources(_Strict):
     """Per trial; with workers_per_trial W > 1 the GPU and CPU numbers are per worker."""
 
-    gpus_per_trial: float | Literal["auto"] = Field(0.0, description="fractional values pack trials onto one GPU; "
-                                                   "auto: the fraction each trial's predicted memory needs")
+    gpus_per_trial: float | Literal["auto"] = Field(
+        0.0,
+        description="fractional values pack trials onto one GPU; "
+        "auto: the fraction each trial's predicted memory needs",
+    )
     gpu_memory_gb: float | None = Field(None, gt=0, description="memory of each GPU (GiB) for auto; None: detected")
     gpu_memory_headroom: float = Field(0.1, ge=0, lt=1, description="fraction of a GPU auto keeps free")
     cpus_per_trial: float = Field(1, gt=0)
@@ -112,15 +122,18 @@ class Resources(_Strict):
     def _ddp_whole_gpus(self):
         if self.gpus_per_trial == "auto":
             if self.workers_per_trial > 1:
-                raise ValueError("gpus_per_trial = auto packs single-process trials onto GPUs; data-parallel "
-                                 f"trials (workers_per_trial = {self.workers_per_trial}) need whole GPUs: set 1")
+                raise ValueError(
+                    "gpus_per_trial = auto packs single-process trials onto GPUs; data-parallel "
+                    f"trials (workers_per_trial = {self.workers_per_trial}) need whole GPUs: set 1"
+                )
             return self
         if self.workers_per_trial > 1 and self.gpus_per_trial not in (0, int(self.gpus_per_trial)):
-            raise ValueError(f"gpus_per_trial = {self.gpus_per_trial} with workers_per_trial = "
-                             f"{self.workers_per_trial}: data-parallel workers need whole GPUs (NCCL cannot "
-                             "put two ranks on one GPU); use 1 or more, or workers_per_trial: 1")
+            raise ValueError(
+                f"gpus_per_trial = {self.gpus_per_trial} with workers_per_trial = "
+                f"{self.workers_per_trial}: data-parallel workers need whole GPUs (NCCL cannot "
+                "put two ranks on one GPU); use 1 or more, or workers_per_trial: 1"
+            )
         return self
-
 
     @property
     def auto_gpus(self) -> bool:
@@ -143,8 +156,11 @@ class Failures(_Strict):
 class MLflowLogging(_Strict):
     """Ray Tune's MLflowLoggerCallback: one MLflow run per trial (needs `pip install 'starch[mlflow]'`)."""
 
-    tracking_uri: str | None = Field(None, description="e.g. http://mlflow:5000 or file:///nfs/mlruns; "
-                                     "default: MLflow's own (MLFLOW_TRACKING_URI or ./mlruns)")
+    tracking_uri: str | None = Field(
+        None,
+        description="e.g. http://mlflow:5000 or file:///nfs/mlruns; "
+        "default: MLflow's own (MLFLOW_TRACKING_URI or ./mlruns)",
+    )
     experiment_name: str | None = Field(None, description="default: the experiment's name")
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -217,8 +233,10 @@ class Experiment(_Strict):
             try:
                 DataSpec.from_dict({**self.data, "crop": crop})
             except ValueError as exc:
-                raise ValueError(f"data: {exc} (the crop is the architecture's: space.crop or the network's "
-                                 f"own; this space has crops {space.crops()})") from None
+                raise ValueError(
+                    f"data: {exc} (the crop is the architecture's: space.crop or the network's "
+                    f"own; this space has crops {space.crops()})"
+                ) from None
         if self.search.algorithm == "expand":
             from search.expand import check_space
 
@@ -271,8 +289,12 @@ class _Loader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1}; a key may appear once "
-                    "per mapping: merge the two)", key_node.start_mark)
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first on line {seen[key] + 1}; a key may appear once "
+                    "per mapping: merge the two)",
+                    key_node.start_mark,
+                )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
@@ -280,7 +302,8 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_implicit_resolver(  # YAML 1.2's float, e.g. 1e-3, 5E+2, .5
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
+    list("-+0123456789."),
+)
 
 
 def parse_yaml(text: str, source: str):
@@ -300,8 +323,10 @@ def read_yaml(path: Path):
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
-                         "an experiment file is YAML text") from None
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}); "
+            "an experiment file is YAML text"
+        ) from None
     return parse_yaml(text, str(path))
 
 
@@ -310,8 +335,10 @@ def load_experiment(source: str | Path, *, overrides: dict[str, Any] | None = No
     path = resolve_source(source)
     raw = read_yaml(path)
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: an experiment file must be a mapping of sections (name:, space:, data:, …), "
-                         f"got {type(raw).__name__}")
+        raise ValueError(
+            f"{path}: an experiment file must be a mapping of sections (name:, space:, data:, …), "
+            f"got {type(raw).__name__}"
+        )
     for key, value in (overrides or {}).items():
         section, _, field = key.partition(".")
         if field:
@@ -336,7 +363,9 @@ def resolve_source(source: str | Path) -> Path:
     preset = PRESET_DIR / f"{source}.yaml"
     if preset.is_file():
         return preset
-    raise FileNotFoundError(f"{str(source)!r} is neither an experiment file nor a preset; presets: {', '.join(list_presets())}")
+    raise FileNotFoundError(
+        f"{str(source)!r} is neither an experiment file nor a preset; presets: {', '.join(list_presets())}"
+    )
 
 
 def list_presets() -> list[str]:

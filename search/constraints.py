@@ -11,6 +11,7 @@
   so it learns to avoid the region) and a new one is asked for, instead of starting a Tune trial.
 Every rejected sample is recorded in `starch_infeasible.json` at the experiment root.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,9 @@ log = logging.getLogger(__name__)
 MAX_REJECTIONS = 10_000
 
 
-def violations(arch: ArchSpec, constraints: Constraints, *, batch_size: int, budget: Any = None,
-               precision: str = "fp32") -> dict[str, float]:
+def violations(
+    arch: ArchSpec, constraints: Constraints, *, batch_size: int, budget: Any = None, precision: str = "fp32"
+) -> dict[str, float]:
     """Each limit's excess (positive = violated), relative to the limit."""
     c = cost(arch)
     out: dict[str, float] = {}
@@ -53,8 +55,9 @@ def reason(v: dict[str, float]) -> str | None:
     return "; ".join(bad) or None
 
 
-def point_violations(exp: Experiment, space: Space, point: dict[str, Any]
-                     ) -> tuple[ArchSpec | None, dict[str, float], str | None]:
+def point_violations(
+    exp: Experiment, space: Space, point: dict[str, Any]
+) -> tuple[ArchSpec | None, dict[str, float], str | None]:
     """(arch, violations, why): why is None for a feasible point; arch is None if it cannot be built."""
     try:
         arch = space.to_arch(point)
@@ -63,8 +66,9 @@ def point_violations(exp: Experiment, space: Space, point: dict[str, Any]
     from search.gpu_packing import predicted, trial_precision, usable_bytes
 
     precision = trial_precision(exp.to_recipe().precision, exp.resources.uses_gpus)
-    v = violations(arch, exp.constraints, batch_size=exp.to_data().batch_size, budget=point.get("budget"),
-                   precision=precision)
+    v = violations(
+        arch, exp.constraints, batch_size=exp.to_data().batch_size, budget=point.get("budget"), precision=precision
+    )
     usable = usable_bytes(exp.resources) if exp.resources.auto_gpus else None
     if usable is not None:  # gpus_per_trial: auto — a trial must fit one GPU
         v["gpu_memory"] = predicted(arch, exp).peak / usable - 1
@@ -168,8 +172,10 @@ class ConstrainedSearcher(Searcher):
                 return {"axes": config["axes"], **({"repeat": config["repeat"]} if "repeat" in config else {})}
             self._infeasible_keys.add(key)
             self._reject(inner_id, point, arch, why)
-        raise RuntimeError(f"{MAX_REJECTIONS} samples in a row were infeasible or had already run; "
-                           "loosen the constraints or lower search.num_samples")
+        raise RuntimeError(
+            f"{MAX_REJECTIONS} samples in a row were infeasible or had already run; "
+            "loosen the constraints or lower search.num_samples"
+        )
 
     def _duplicate(self, inner_id: str, key: str) -> None:
         self.duplicates += 1
@@ -182,8 +188,7 @@ class ConstrainedSearcher(Searcher):
 
     def _reject(self, inner_id: str, point: dict, arch: ArchSpec | None, why: str) -> None:
         self.inner.on_trial_complete(inner_id, result=None, error=False)  # no value, no error: PRUNED
-        entry = {"axes": jsonable(point),
-                 "arch": arch.to_dict() if arch else None, "reason": why}
+        entry = {"axes": jsonable(point), "arch": arch.to_dict() if arch else None, "reason": why}
         self.infeasible.append(entry)
         log.info("infeasible sample skipped (%s): %s", why, entry["axes"])
         write_infeasible(self.record_dir, self.infeasible)
@@ -235,8 +240,11 @@ def close_lost_trials(searcher) -> int:
     known = {t._trial_id for t in getattr(searcher, "_ot_trials", {}).values()}
     lost = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t._trial_id not in known]
     for t in lost:
-        study._storage.set_trial_user_attr(t._trial_id, "lost", "started by a driver that was killed before "
-                                           "Tune saved the searcher; sampled again after `starch resume`")
+        study._storage.set_trial_user_attr(
+            t._trial_id,
+            "lost",
+            "started by a driver that was killed before Tune saved the searcher; sampled again after `starch resume`",
+        )
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     return len(lost)
 

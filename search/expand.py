@@ -27,6 +27,7 @@ State (the path, the pending step, the trials in flight) is saved with Tune's se
 (`save`/`restore`), so `starch resume` continues the expansion where it stopped; the path is also
 written to RUN_DIR/starch_expand.jsonl (one JSON object) after every change, which is what the report draws.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,14 +36,19 @@ import pickle
 from typing import Any
 
 from spaces import cost
-from spaces.zoo import RES3D_DEPTHS
 
 # Not *.json: at a restore Tune copies the run folder's .json/.pkl files to its driver staging folder
 # and uploads them back at every snapshot, which would put the killed driver's path over the new one.
 EXPAND_FILE = "starch_expand.jsonl"
 EXPANDABLE = ("frames", "sampling_rate", "crop", "width", "depth", "blocks")
-AXIS_LABEL = {"frames": "frames (γt)", "sampling_rate": "frame rate (γτ)", "crop": "crop (γs)",
-              "width": "width (γw)", "depth": "depth (γd)", "blocks": "depth (γd)"}
+AXIS_LABEL = {
+    "frames": "frames (γt)",
+    "sampling_rate": "frame rate (γτ)",
+    "crop": "crop (γs)",
+    "width": "width (γw)",
+    "depth": "depth (γd)",
+    "blocks": "depth (γd)",
+}
 
 
 def _size(axis: str, value: Any) -> float:
@@ -58,33 +64,45 @@ def check_space(exp) -> None:
     """Errors name the axis and what would be valid (called when the experiment is validated)."""
     axes = exp.space
     if len(axes["network"]) != 1 or isinstance(axes["network"][0], dict):
-        raise ValueError(f"search.algorithm expand grows one named network; space.network must be one name, "
-                         f"got {axes['network']!r}")
+        raise ValueError(
+            f"search.algorithm expand grows one named network; space.network must be one name, got {axes['network']!r}"
+        )
     if "budget" in axes:
-        raise ValueError("search.algorithm expand: space.budget would re-solve k for every candidate; give "
-                         "space.width (a list of choices to let it grow)")
+        raise ValueError(
+            "search.algorithm expand: space.budget would re-solve k for every candidate; give "
+            "space.width (a list of choices to let it grow)"
+        )
     fixed_lists = [a for a, c in axes.items() if len(c) > 1 and a not in EXPANDABLE]
     if fixed_lists:
-        raise ValueError(f"search.algorithm expand: axis {fixed_lists} has several choices but cannot be expanded; "
-                         f"expandable axes: {', '.join(EXPANDABLE)} (give the others one value)")
+        raise ValueError(
+            f"search.algorithm expand: axis {fixed_lists} has several choices but cannot be expanded; "
+            f"expandable axes: {', '.join(EXPANDABLE)} (give the others one value)"
+        )
     if not [a for a, c in axes.items() if len(c) > 1 and a in EXPANDABLE]:
-        raise ValueError(f"search.algorithm expand: no axis can grow; give at least one of {', '.join(EXPANDABLE)} "
-                         "as a list of choices")
+        raise ValueError(
+            f"search.algorithm expand: no axis can grow; give at least one of {', '.join(EXPANDABLE)} "
+            "as a list of choices"
+        )
     if exp.search.target_gflops is None:
         raise ValueError("search.algorithm expand needs search.target_gflops (where the expansion stops)")
     if exp.scheduler.type != "fifo":
-        raise ValueError(f"search.algorithm expand compares whole trainings; scheduler.type must be fifo, "
-                         f"got {exp.scheduler.type!r}")
+        raise ValueError(
+            f"search.algorithm expand compares whole trainings; scheduler.type must be fifo, got {exp.scheduler.type!r}"
+        )
     base = base_point(exp)
     from search.constraints import point_violations
 
     _, _, why = point_violations(exp, exp.to_space(), base)
     if why is not None:
-        raise ValueError(f"search.algorithm expand: the base network (every axis at its cheapest choice, {jsonable(base)}) "
-                         f"violates the constraints: {why}")
+        raise ValueError(
+            f"search.algorithm expand: the base network (every axis at its cheapest choice, {jsonable(base)}) "
+            f"violates the constraints: {why}"
+        )
     if gflops(exp, base) >= exp.search.target_gflops:
-        raise ValueError(f"search.target_gflops = {exp.search.target_gflops} is not above the base network's "
-                         f"{gflops(exp, base):.4g} GFLOPs; nothing to expand")
+        raise ValueError(
+            f"search.target_gflops = {exp.search.target_gflops} is not above the base network's "
+            f"{gflops(exp, base):.4g} GFLOPs; nothing to expand"
+        )
 
 
 def base_point(exp) -> dict[str, Any]:
@@ -143,8 +161,14 @@ class ExpandState:
         self.factor, self.target = exp.search.expand_factor, exp.search.target_gflops
         self.exp = exp
         base = base_point(exp)
-        self.steps: list[dict[str, Any]] = [{"step": 0, "from": None, "chosen": None, "candidates": [
-            {"axis": "base", "axes": jsonable(base), "gflops": gflops(exp, base), "ratio": 1.0}]}]
+        self.steps: list[dict[str, Any]] = [
+            {
+                "step": 0,
+                "from": None,
+                "chosen": None,
+                "candidates": [{"axis": "base", "axes": jsonable(base), "gflops": gflops(exp, base), "ratio": 1.0}],
+            }
+        ]
         self.queue = list(self.steps[0]["candidates"])
         self.running: dict[str, dict[str, Any]] = {}
         self.current: dict[str, Any] | None = None
@@ -196,13 +220,20 @@ class ExpandState:
         if not cands:
             self.done = "no axis can grow further (every choice used up or infeasible)"
             return
-        self.steps.append({"step": step["step"] + 1, "from": chosen.get("trial_id"), "chosen": None,
-                           "candidates": cands})
+        self.steps.append(
+            {"step": step["step"] + 1, "from": chosen.get("trial_id"), "chosen": None, "candidates": cands}
+        )
         self.queue = list(cands)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "mode": self.mode, "factor": self.factor, "target_gflops": self.target,
-                "finished": self.done, "steps": self.steps}
+        return {
+            "metric": self.metric,
+            "mode": self.mode,
+            "factor": self.factor,
+            "target_gflops": self.target,
+            "finished": self.done,
+            "steps": self.steps,
+        }
 
 
 def _point(axes: dict[str, Any]) -> dict[str, Any]:
@@ -260,12 +291,16 @@ def describe_plan(exp) -> list[str]:
     base = base_point(exp)
     g = gflops(exp, base)
     arch = arch_of(exp, base)
-    lines = [f"expand: base {arch.name} k={arch.width} {arch.frames}×{arch.crop}² s={arch.sampling_rate} "
-             f"blocks={list(arch.blocks)}: {g:.4g} GFLOPs; target {exp.search.target_gflops:g} GFLOPs, "
-             f"factor c = {exp.search.expand_factor:g} per step",
-             "step 1 candidates (one per axis):"]
+    lines = [
+        f"expand: base {arch.name} k={arch.width} {arch.frames}×{arch.crop}² s={arch.sampling_rate} "
+        f"blocks={list(arch.blocks)}: {g:.4g} GFLOPs; target {exp.search.target_gflops:g} GFLOPs, "
+        f"factor c = {exp.search.expand_factor:g} per step",
+        "step 1 candidates (one per axis):",
+    ]
     for c in propose(exp, base, exp.search.expand_factor):
-        lines.append(f"  {AXIS_LABEL[c['axis']]:18s} {c['axis']}={c['axes'][c['axis']]}"
-                     + (f" frames={c['axes']['frames']}" if c["axis"] == "sampling_rate" else "")
-                     + f"  {c['gflops']:.4g} GFLOPs (×{c['ratio']:.2f})")
+        lines.append(
+            f"  {AXIS_LABEL[c['axis']]:18s} {c['axis']}={c['axes'][c['axis']]}"
+            + (f" frames={c['axes']['frames']}" if c["axis"] == "sampling_rate" else "")
+            + f"  {c['gflops']:.4g} GFLOPs (×{c['ratio']:.2f})"
+        )
     return lines

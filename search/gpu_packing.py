@@ -9,6 +9,7 @@ Ray Tune's per-trial resources (`tune.with_resources` with a function of the tri
 network whose peak exceeds one GPU's usable memory is infeasible before it starts (the constraint
 `gpu_memory` in search.constraints), since a single-process trial cannot spread over two GPUs.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,8 +57,10 @@ def resources_fn(exp):
 
     usable = usable_bytes(exp.resources)
     if usable is None:
-        raise ValueError("resources.gpus_per_trial = auto needs resources.gpu_memory_gb (GiB per GPU) when the "
-                         "cluster's GPU memory cannot be detected")
+        raise ValueError(
+            "resources.gpus_per_trial = auto needs resources.gpu_memory_gb (GiB per GPU) when the "
+            "cluster's GPU memory cannot be detected"
+        )
     cpus = exp.resources.cpus_per_trial
 
     def request(config: dict[str, Any]) -> PlacementGroupFactory:

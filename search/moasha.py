@@ -30,6 +30,7 @@ therefore carried by `RungStateCallback`, a Tune callback holding the scheduler 
 together in `tuner.pkl`, so the restored callback still holds the restored scheduler) whose
 get_state/set_state Tune saves and restores with the experiment snapshot.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,7 +46,7 @@ def rung_milestones(grace_period: int, reduction_factor: float, max_t: int) -> l
     """Epochs at which trials are judged: g, g·η, g·η², … strictly below max_t."""
     out, k = [], 0
     while True:
-        t = int(round(grace_period * reduction_factor ** k))
+        t = int(round(grace_period * reduction_factor**k))
         if t >= max_t:
             return out
         if not out or t > out[-1]:
@@ -58,8 +59,11 @@ def nondominated_fronts(points: np.ndarray) -> list[list[int]]:
     remaining = list(range(len(points)))
     fronts = []
     while remaining:
-        front = [i for i in remaining
-                 if not any(np.all(points[j] <= points[i]) and np.any(points[j] < points[i]) for j in remaining)]
+        front = [
+            i
+            for i in remaining
+            if not any(np.all(points[j] <= points[i]) and np.any(points[j] < points[i]) for j in remaining)
+        ]
         fronts.append(front)
         remaining = [i for i in remaining if i not in front]
     return fronts
@@ -125,8 +129,15 @@ class MOASHAScheduler(FIFOScheduler):
     cost() before training, in every record).
     """
 
-    def __init__(self, objectives: Sequence[tuple[str, str]], *, time_attr: str = "epoch", max_t: int,
-                 grace_period: int = 1, reduction_factor: float = 3):
+    def __init__(
+        self,
+        objectives: Sequence[tuple[str, str]],
+        *,
+        time_attr: str = "epoch",
+        max_t: int,
+        grace_period: int = 1,
+        reduction_factor: float = 3,
+    ):
         super().__init__()
         if len(objectives) < 2:
             raise ValueError(f"MO-ASHA needs at least two objectives, got {list(objectives)}")
@@ -134,8 +145,10 @@ class MOASHAScheduler(FIFOScheduler):
             if mode not in ("max", "min"):
                 raise ValueError(f"objective {metric!r}: mode must be 'max' or 'min', got {mode!r}")
         if not (max_t >= 1 and grace_period >= 1 and reduction_factor > 1):
-            raise ValueError(f"MO-ASHA: need max_t ≥ 1, grace_period ≥ 1, reduction_factor > 1 "
-                             f"(got {max_t}, {grace_period}, {reduction_factor})")
+            raise ValueError(
+                f"MO-ASHA: need max_t ≥ 1, grace_period ≥ 1, reduction_factor > 1 "
+                f"(got {max_t}, {grace_period}, {reduction_factor})"
+            )
         self.objectives = [(m, mode) for m, mode in objectives]
         self.time_attr, self.max_t, self.reduction_factor = time_attr, max_t, reduction_factor
         self.milestones = rung_milestones(grace_period, reduction_factor, max_t)
@@ -202,14 +215,19 @@ class MOASHAScheduler(FIFOScheduler):
     def describe(self) -> str:
         objectives = ", ".join(f"{m} {mode}" for m, mode in self.objectives)
         rungs = ", ".join(str(m) for m in self.milestones) or "none (max_t ≤ grace_period)"
-        return (f"rungs at {self.time_attr} {rungs} of {self.max_t}; at each rung the first 1/{self.reduction_factor:g} "
-                f"of the networks by non-dominated sorting on ({objectives}), ε-net order inside a front, continue")
+        return (
+            f"rungs at {self.time_attr} {rungs} of {self.max_t}; at each rung the first 1/{self.reduction_factor:g} "
+            f"of the networks by non-dominated sorting on ({objectives}), ε-net order inside a front, continue"
+        )
 
     # -- state (what RungStateCallback snapshots)
 
     def get_state(self) -> dict[str, Any]:
-        return {"rungs": {str(k): v for k, v in self.rungs.items()}, "decisions": list(self.decisions),
-                "num_stopped": self.num_stopped}
+        return {
+            "rungs": {str(k): v for k, v in self.rungs.items()},
+            "decisions": list(self.decisions),
+            "num_stopped": self.num_stopped,
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.rungs = {int(k): v for k, v in state["rungs"].items()}
@@ -234,5 +252,10 @@ def make_moasha(exp) -> MOASHAScheduler:
     """The scheduler for an Experiment: objectives = search.metric + search.objectives."""
     s, epochs = exp.scheduler, exp.to_recipe().epochs
     objectives = [(exp.search.metric, exp.search.mode), *zip(exp.search.objectives, exp.search.objective_modes)]
-    return MOASHAScheduler(objectives, time_attr="epoch", max_t=epochs, grace_period=min(s.grace_period, epochs),
-                           reduction_factor=s.reduction_factor)
+    return MOASHAScheduler(
+        objectives,
+        time_attr="epoch",
+        max_t=epochs,
+        grace_period=min(s.grace_period, epochs),
+        reduction_factor=s.reduction_factor,
+    )

@@ -1,4 +1,5 @@
 """Driver-side callbacks: the trials file and the progress display (tqdm)."""
+
 from __future__ import annotations
 
 import json
@@ -22,16 +23,29 @@ class TrialsFileCallback(Callback):
         last = trial.last_result or {}
         entry = self.trials.setdefault(trial.trial_id, {"trial_id": trial.trial_id})
         epochs = trial.config.get("recipe", {}).get("epochs")
-        entry.update(status=status or trial.status, epoch=last.get("epoch"), arch_name=last.get("arch_name"),
-                     run_status=last.get("status"), error=error if error is not None else entry.get("error"),
-                     stopped_early=bool(status == "TERMINATED" and last.get("status") == "running"
-                                        and epochs and (last.get("epoch") or 0) < epochs),
-                     path=trial.path)
+        entry.update(
+            status=status or trial.status,
+            epoch=last.get("epoch"),
+            arch_name=last.get("arch_name"),
+            run_status=last.get("status"),
+            error=error if error is not None else entry.get("error"),
+            stopped_early=bool(
+                status == "TERMINATED"
+                and last.get("status") == "running"
+                and epochs
+                and (last.get("epoch") or 0) < epochs
+            ),
+            path=trial.path,
+        )
         self._write()
 
     def _write(self) -> None:
         if self.directory is not None:
-            write_text(self.directory, TRIALS_FILE, json.dumps(sorted(self.trials.values(), key=lambda t: t["trial_id"]), indent=1))
+            write_text(
+                self.directory,
+                TRIALS_FILE,
+                json.dumps(sorted(self.trials.values(), key=lambda t: t["trial_id"]), indent=1),
+            )
 
     def on_experiment_end(self, trials, **info):
         """The authoritative final word: every trial the controller knows, with its status."""
@@ -69,8 +83,9 @@ class ProgressPrinter(Callback):
 
     STATES = ("pending", "running", "finished", "stopped", "errored")
 
-    def __init__(self, metric: str, *, trials: int | None = None, epochs: int | None = None,
-                 mode: str = "max", file=None):
+    def __init__(
+        self, metric: str, *, trials: int | None = None, epochs: int | None = None, mode: str = "max", file=None
+    ):
         self.metric, self.mode, self.start = metric, mode, time.time()
         self.planned, self.epochs, self.file = trials, epochs, file
         self.best: tuple[float, str] | None = None
@@ -100,9 +115,14 @@ class ProgressPrinter(Callback):
         total = (max(self.planned or 0, len(trials)) * self.epochs) if self.epochs else None
         if self._bar is None:
             tty = hasattr(self._out(), "isatty") and self._out().isatty()
-            self._bar = tqdm(total=total, unit="epoch", dynamic_ncols=True, file=self._out() if tty else _NULL,
-                             smoothing=0.3, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} epochs "
-                             "[{elapsed}<{remaining}] {postfix}")
+            self._bar = tqdm(
+                total=total,
+                unit="epoch",
+                dynamic_ncols=True,
+                file=self._out() if tty else _NULL,
+                smoothing=0.3,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} epochs [{elapsed}<{remaining}] {postfix}",
+            )
         elif total is not None and total != self._bar.total:
             self._bar.total = total
         return self._bar
@@ -110,8 +130,10 @@ class ProgressPrinter(Callback):
     def _advance(self, trials) -> None:
         bar = self._tracker(trials)
         # an ended trial (finished, stopped early, diverged, errored) has no epochs left to run
-        done = sum(max(self.epochs or 0, self._epoch(t)) if t.status in ("TERMINATED", "ERROR") else self._epoch(t)
-                   for t in trials)
+        done = sum(
+            max(self.epochs or 0, self._epoch(t)) if t.status in ("TERMINATED", "ERROR") else self._epoch(t)
+            for t in trials
+        )
         bar.update(max(0, done - bar.n))
         bar.set_postfix_str(self.summary(trials), refresh=True)
 
@@ -168,8 +190,11 @@ class ProgressPrinter(Callback):
                 self.best = (float(value), f"{result.get('arch_name', '')} {trial.trial_id}".strip())
         self._advance(trials)
         shown = f" {self.metric}={value:.3f}" if isinstance(value, (int, float)) else ""
-        self._print(f"{trial.trial_id} {result.get('arch_name', '')} k={result.get('width', '')} "
-                    f"epoch {result.get('epoch')} loss={result.get('train_loss', float('nan')):.3f}{shown}", trials)
+        self._print(
+            f"{trial.trial_id} {result.get('arch_name', '')} k={result.get('width', '')} "
+            f"epoch {result.get('epoch')} loss={result.get('train_loss', float('nan')):.3f}{shown}",
+            trials,
+        )
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._advance(trials)
@@ -180,9 +205,12 @@ class ProgressPrinter(Callback):
         if self.epochs and last.get("status") == "running" and self._epoch(trial) < self.epochs:
             self.stopped.add(trial.trial_id)  # a scheduler ended it before its last epoch
         self._advance(trials)
-        self._print(f"{trial.trial_id} {last.get('arch_name', '')} "
-                    f"{'stopped early' if trial.trial_id in self.stopped else 'finished'}: {last.get('status')} "
-                    f"after {last.get('epoch')} epoch(s)", trials)
+        self._print(
+            f"{trial.trial_id} {last.get('arch_name', '')} "
+            f"{'stopped early' if trial.trial_id in self.stopped else 'finished'}: {last.get('status')} "
+            f"after {last.get('epoch')} epoch(s)",
+            trials,
+        )
 
     def on_experiment_end(self, trials, **info):
         if self._bar is not None:

@@ -1,4 +1,5 @@
 """Running an experiment end to end: Ray up, Tuner.fit() or Tuner.restore(), files and report."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,8 +10,8 @@ import signal
 import threading
 from pathlib import Path
 
-from search.config import Experiment
 from analysis.remote import is_uri
+from search.config import Experiment
 from search.runfiles import TRIALS_FILE, read_text, write_text
 from search.tuner import Plan, make_tuner, read_experiment, restore_tuner, run_dir, write_experiment
 
@@ -39,8 +40,7 @@ def init_ray(address: str | None, *, num_cpus: int | None = None, num_gpus: int 
 
         os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
         ray_constants.ENABLE_RAY_CLUSTER = False
-        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                 log_to_driver=False)
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False)
 
 
 def local_resources(exp: Experiment) -> dict[str, float]:
@@ -71,26 +71,34 @@ def check_resources(exp: Experiment, total: dict[str, float] | None = None) -> E
     gpus, cpus = total.get("GPU", 0), total.get("CPU", 0)
     if r.auto_gpus:
         if not gpus:
-            raise ValueError("resources: gpus_per_trial = auto but the Ray cluster has no GPU; use a GPU cluster "
-                             "(--address) or --set resources.gpus_per_trial=0 to train on CPUs")
+            raise ValueError(
+                "resources: gpus_per_trial = auto but the Ray cluster has no GPU; use a GPU cluster "
+                "(--address) or --set resources.gpus_per_trial=0 to train on CPUs"
+            )
         if r.gpu_memory_gb is None and running:
             from search.gpu_packing import detect_gpu_memory_gb
 
             detected = detect_gpu_memory_gb()
             if detected is None:
-                raise ValueError("resources: gpus_per_trial = auto could not detect the GPUs' memory; set "
-                                 "resources.gpu_memory_gb (GiB per GPU, e.g. 16)")
+                raise ValueError(
+                    "resources: gpus_per_trial = auto could not detect the GPUs' memory; set "
+                    "resources.gpu_memory_gb (GiB per GPU, e.g. 16)"
+                )
             r = r.model_copy(update={"gpu_memory_gb": round(detected, 2)})
             exp = exp.model_copy(update={"resources": r})
     need_gpu = 0.0001 if r.auto_gpus else r.gpus_per_trial * r.workers_per_trial
     need_cpu = r.cpus_per_trial * r.workers_per_trial
     if need_gpu > gpus:
-        raise ValueError(f"resources: a trial needs {need_gpu:g} GPU(s) (gpus_per_trial × workers_per_trial) but the "
-                         f"Ray cluster has {gpus:g}; use a GPU cluster (--address) or set "
-                         f"--set resources.gpus_per_trial=0 to train on CPUs")
+        raise ValueError(
+            f"resources: a trial needs {need_gpu:g} GPU(s) (gpus_per_trial × workers_per_trial) but the "
+            f"Ray cluster has {gpus:g}; use a GPU cluster (--address) or set "
+            f"--set resources.gpus_per_trial=0 to train on CPUs"
+        )
     if need_cpu > cpus:
-        raise ValueError(f"resources: a trial needs {need_cpu:g} CPU(s) (cpus_per_trial × workers_per_trial) but the "
-                         f"cluster has {cpus:g}")
+        raise ValueError(
+            f"resources: a trial needs {need_cpu:g} CPU(s) (cpus_per_trial × workers_per_trial) but the "
+            f"cluster has {cpus:g}"
+        )
     if r.workers_per_trial > 1 and r.max_concurrent_trials is None:
         fits = int(cpus // need_cpu) if not need_gpu else int(min(cpus // need_cpu, gpus // need_gpu))
         exp = exp.model_copy(update={"resources": r.model_copy(update={"max_concurrent_trials": max(1, fits)})})
@@ -107,14 +115,17 @@ def driver_indexes(exp: Experiment) -> dict | None:
 
     data = exp.to_data()
     if data.root == DATA_PLACEHOLDER:
-        raise ValueError(f"experiment {exp.name!r} names no dataset: pass --data FORMAT:ROOT (e.g. ucf101:/data/ucf101)")
+        raise ValueError(
+            f"experiment {exp.name!r} names no dataset: pass --data FORMAT:ROOT (e.g. ucf101:/data/ucf101)"
+        )
     if not Path(data.root).expanduser().exists() and (exp.cluster.address or "").startswith("ray://"):
         # Ray Client: the driver may be a laptop without the data; the trials index it on the cluster
         log.warning("dataset root %s is not visible from the driver; each trial will index it itself", data.root)
         return None
     if not Path(data.root).expanduser().exists():
-        raise FileNotFoundError(f"data.root {data.root!r} does not exist; format {data.format} expects "
-                                f"{layout(data.format)}")
+        raise FileNotFoundError(
+            f"data.root {data.root!r} does not exist; format {data.format} expects {layout(data.format)}"
+        )
     return {"train": build_index(data, "train"), "test": build_index(data, "test")}
 
 
@@ -163,8 +174,11 @@ def mark_interrupted(directory: str) -> None:
         return
     trials = json.loads(text)
     for t in trials:
-        if t["status"] in ("TERMINATED", "RUNNING", "PENDING") and t.get("run_status") != "completed" \
-                and t.get("run_status") not in ("diverged", "oom"):
+        if (
+            t["status"] in ("TERMINATED", "RUNNING", "PENDING")
+            and t.get("run_status") != "completed"
+            and t.get("run_status") not in ("diverged", "oom")
+        ):
             t.update(status="INTERRUPTED", stopped_early=False)
     write_text(directory, TRIALS_FILE, json.dumps(trials, indent=1))
 
@@ -185,8 +199,7 @@ def set_aside_orphans(directory: str) -> list[str]:
         known = {json.loads(trial)["relative_logdir"] for trial, _ in json.loads(states[-1].read_text())["trial_data"]}
     except (ValueError, KeyError, TypeError):  # a format we do not know: touch nothing, Tune decides
         return []
-    orphans = [d for d in sorted(path.iterdir())
-               if d.is_dir() and d.name not in known and (d / "params.json").exists()]
+    orphans = [d for d in sorted(path.iterdir()) if d.is_dir() and d.name not in known and (d / "params.json").exists()]
     for folder in orphans:
         (path / ORPHANS).mkdir(exist_ok=True)
         folder.rename(path / ORPHANS / folder.name)
@@ -246,8 +259,14 @@ def preflight(exp: Experiment, *, local: bool = True) -> tuple[Experiment, dict 
     return with_dataset_classes(exp, indexes), indexes
 
 
-def fit(exp: Experiment, *, storage: str | None = None, callbacks: list | None = None, p: Plan | None = None,
-        time_budget_s: float | None = None):
+def fit(
+    exp: Experiment,
+    *,
+    storage: str | None = None,
+    callbacks: list | None = None,
+    p: Plan | None = None,
+    time_budget_s: float | None = None,
+):
     import ray
 
     exp, indexes = preflight(exp, local=not ray.is_initialized())
@@ -272,12 +291,15 @@ def resume(directory: str | os.PathLike, *, callbacks: list | None = None, exp: 
     check_resources(exp)
     moved = set_aside_orphans(directory)
     if catch_up_search_counter(directory):
-        print("note: the killed driver's last snapshot listed trials its search generator had not counted yet; "
-              "they count now, so no extra trial is sampled")
+        print(
+            "note: the killed driver's last snapshot listed trials its search generator had not counted yet; "
+            "they count now, so no extra trial is sampled"
+        )
     if moved:
-        print(f"note: {len(moved)} trial folder(s) started after the killed driver's last experiment snapshot, "
-              f"so Tune does not know them and samples them anew; kept in {Path(directory) / ORPHANS}: "
-              + ", ".join(moved))
+        print(
+            f"note: {len(moved)} trial folder(s) started after the killed driver's last experiment snapshot, "
+            f"so Tune does not know them and samples them anew; kept in {Path(directory) / ORPHANS}: "
+            + ", ".join(moved)
+        )
     tuner = restore_tuner(directory, exp, indexes=indexes)
     return _fit_tuner(tuner, directory)
-

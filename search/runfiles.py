@@ -5,6 +5,7 @@ starch files (starch_experiment.json, starch_trials.json, starch_infeasible.json
 so `starch resume`, `starch status` and `starch report` work on a run that lives in a bucket.
 Local writes are atomic (a temporary file renamed over the old one): a reader never sees half a file.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """`starch search`, `starch resume`, `starch status`."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,39 +21,56 @@ continued with `starch resume RUN_DIR`. When the run ends the report is written 
 
 
 def add_parsers(subparsers) -> None:
-    p = subparsers.add_parser("search", help="run an architecture search (a Ray Tune experiment)",
-                              description="Validate an experiment (YAML file or preset name), expand its space "
-                              "and run every trial as a Ray Tune trial.", epilog=SEARCH_EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "search",
+        help="run an architecture search (a Ray Tune experiment)",
+        description="Validate an experiment (YAML file or preset name), expand its space "
+        "and run every trial as a Ray Tune trial.",
+        epilog=SEARCH_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("experiment", nargs="?", help="experiment YAML file or preset name")
     p.add_argument("--list-presets", action="store_true", help="list the presets (the papers' sweeps) and exit")
-    p.add_argument("--data", metavar="FORMAT:ROOT", help="dataset, e.g. ucf101:/data/ucf101 (overrides data.format/root)")
+    p.add_argument(
+        "--data", metavar="FORMAT:ROOT", help="dataset, e.g. ucf101:/data/ucf101 (overrides data.format/root)"
+    )
     p.add_argument("--address", help="Ray cluster to join: auto or ray://host:10001 (default: start a local Ray)")
     p.add_argument("--storage", metavar="PATH_OR_URI", help="where runs are written (NFS or s3://… for clusters)")
     p.add_argument("--name", help="experiment name (the run folder is STORAGE/NAME)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one field, e.g. search.num_samples=20 (value parsed as YAML)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one field, e.g. search.num_samples=20 (value parsed as YAML)",
+    )
     p.add_argument("--dry-run", action="store_true", help="validate and print the trial list, start nothing")
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     p.set_defaults(func=run_search)
 
-    r = subparsers.add_parser("resume", help="continue a search whose driver stopped or was killed",
-                              description="Restore a run with Tuner.restore: unfinished trials continue from "
-                              "their last checkpoint, errored ones are retried, the searcher keeps its history.",
-                              epilog="example:\n  starch resume runs/res3d-conv-mixture --address auto",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    r = subparsers.add_parser(
+        "resume",
+        help="continue a search whose driver stopped or was killed",
+        description="Restore a run with Tuner.restore: unfinished trials continue from "
+        "their last checkpoint, errored ones are retried, the searcher keeps its history.",
+        epilog="example:\n  starch resume runs/res3d-conv-mixture --address auto",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     r.add_argument("run_dir", help="the run folder (STORAGE/NAME)")
     r.add_argument("--address", help="Ray cluster to join (default: start a local Ray)")
     r.add_argument("--no-report", action="store_true")
     r.set_defaults(func=run_resume)
 
-    s = subparsers.add_parser("status", help="list the trials of a run: state, epoch, metric, errors",
-                              description="List the trials of a run with their state (completed, stopped early, "
-                              "running, errored, diverged, infeasible), epoch, metric and why each failed. "
-                              "Reads only the run folder: works while the run goes on, after a crash, without Ray.",
-                              epilog="examples:\n  starch status runs/res3d-conv-mixture\n"
-                              "  starch status runs/res3d-conv-mixture --json | jq .state",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = subparsers.add_parser(
+        "status",
+        help="list the trials of a run: state, epoch, metric, errors",
+        description="List the trials of a run with their state (completed, stopped early, "
+        "running, errored, diverged, infeasible), epoch, metric and why each failed. "
+        "Reads only the run folder: works while the run goes on, after a crash, without Ray.",
+        epilog="examples:\n  starch status runs/res3d-conv-mixture\n"
+        "  starch status runs/res3d-conv-mixture --json | jq .state",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("run_dir", help="the run folder (STORAGE/NAME)")
     s.add_argument("--json", action="store_true", help="one JSON object per trial")
     s.set_defaults(func=run_status)
@@ -87,8 +105,10 @@ def print_plan(exp) -> None:
 
     space = exp.to_space()
     p = plan(exp)
-    print(f"experiment {exp.name}: {exp.search.algorithm} search over {space.size} point(s) "
-          f"({', '.join(space.varying()) or 'no varying axis'}), scheduler {exp.scheduler.type}")
+    print(
+        f"experiment {exp.name}: {exp.search.algorithm} search over {space.size} point(s) "
+        f"({', '.join(space.varying()) or 'no varying axis'}), scheduler {exp.scheduler.type}"
+    )
     if exp.scheduler.type == "moasha":
         from search.moasha import make_moasha
 
@@ -114,9 +134,11 @@ def print_plan(exp) -> None:
         if arch is None:
             arch = _arch_or_none(space, axes)
         c = cost(arch) if arch is not None else None
-        print(f"{n:>3}  {space.label(axes):12s} {shown:28s} {arch.width if arch else '-':>5} "
-              f"{(f'{c.mparams:.2f}M' if c else '-'):>9s} {(f'{c.gflops:.2f}' if c else '-'):>8s}  "
-              f"{'infeasible: ' + why if why else 'ok'}")
+        print(
+            f"{n:>3}  {space.label(axes):12s} {shown:28s} {arch.width if arch else '-':>5} "
+            f"{(f'{c.mparams:.2f}M' if c else '-'):>9s} {(f'{c.gflops:.2f}' if c else '-'):>8s}  "
+            f"{'infeasible: ' + why if why else 'ok'}"
+        )
 
 
 def _arch_or_none(space, axes):
@@ -143,8 +165,10 @@ def run_search(args) -> int:
         if exp.to_data().root == run.DATA_PLACEHOLDER:
             if not exp.cluster.address:
                 run.check_resources(exp, run.local_resources(exp))
-            print(f"note: no dataset given (--data FORMAT:ROOT): widths are solved for the space's "
-                  f"num_classes, and the data is not checked")
+            print(
+                "note: no dataset given (--data FORMAT:ROOT): widths are solved for the space's "
+                "num_classes, and the data is not checked"
+            )
             print_plan(exp)
         else:
             print_plan(run.preflight(exp)[0])
@@ -181,8 +205,10 @@ def _execute(start, exp, *, report: bool) -> int:
     if unfinished:
         return 130
     if not succeeded:
-        print(f"starch: error: no trial completed ({_failure_summary(trials)}); see starch status {directory}",
-              file=sys.stderr)
+        print(
+            f"starch: error: no trial completed ({_failure_summary(trials)}); see starch status {directory}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -218,7 +244,9 @@ def _report(directory: str, metric: str) -> None:
     from analysis.report import write_report
 
     # the report ranks by an accuracy; a search on loss or GFLOPs is reported by video@1
-    out = write_report([directory], default_report_dir(directory), metric=metric if metric in ACCURACY_METRICS else "video@1")
+    out = write_report(
+        [directory], default_report_dir(directory), metric=metric if metric in ACCURACY_METRICS else "video@1"
+    )
     print(f"report: {out}")
 
 
@@ -234,8 +262,15 @@ def run_status(args) -> int:
     text = read_text(directory, EXPERIMENT_FILE)
     metric = (json.loads(text).get("search") or {}).get("metric", "video@1") if text is not None else "video@1"
     df = load([directory])
-    cols = {"trial_id": "trial", "label": "network", "width": "k", "status": "state", "epochs": "epoch",
-            f"final_{metric}": metric, "reason": "why"}
+    cols = {
+        "trial_id": "trial",
+        "label": "network",
+        "width": "k",
+        "status": "state",
+        "epochs": "epoch",
+        f"final_{metric}": metric,
+        "reason": "why",
+    }
     table = df[[c for c in cols if c in df.columns]].rename(columns=cols)
     if args.json:
         for row in table.to_dict("records"):

@@ -13,6 +13,7 @@ epoch, and the experiment's axes (network, depth, frames, …, and the solved wi
 hyperparameters of each trial — TensorBoard's HParams tab and the MLflow/W&B run tables then
 compare networks directly.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -58,8 +59,11 @@ def trial_hparams(config: dict[str, Any], result: dict[str, Any] | None = None) 
         axes["repeat"] = cand["repeat"]
     if result and result.get("width") is not None:
         axes["k"] = result["width"]
-    return {k: (json.dumps(v, sort_keys=True) if isinstance(v, (list, tuple, dict)) else v)
-            for k, v in axes.items() if v is not None}
+    return {
+        k: (json.dumps(v, sort_keys=True) if isinstance(v, (list, tuple, dict)) else v)
+        for k, v in axes.items()
+        if v is not None
+    }
 
 
 def _step(result: dict[str, Any]) -> int:
@@ -85,8 +89,11 @@ class TensorBoardCallback(TBXLoggerCallback):
         for key in ("params", "gflops"):  # the network's cost, for the HParams table
             if isinstance(result.get(key), (int, float)):
                 metrics[f"cost/{key}"] = float(result[key])
-        self._trial_result[trial] = {**self._trial_result.get(trial, {}), **metrics,
-                                     "_hparams": trial_hparams(trial.config, result)}
+        self._trial_result[trial] = {
+            **self._trial_result.get(trial, {}),
+            **metrics,
+            "_hparams": trial_hparams(trial.config, result),
+        }
         writer.flush()
 
     def log_trial_end(self, trial, failed: bool = False):
@@ -108,8 +115,10 @@ def require_extra(tracker: str) -> None:
     """A clear error naming the pip extra when a tracker's package is not installed."""
     module, extra = EXTRAS[tracker]
     if importlib.util.find_spec(module) is None:
-        raise ValueError(f"logging.{tracker} needs the {module} package, which is not installed: "
-                         f"pip install '{extra}' (or pip install {module}), or remove logging.{tracker}")
+        raise ValueError(
+            f"logging.{tracker} needs the {module} package, which is not installed: "
+            f"pip install '{extra}' (or pip install {module}), or remove logging.{tracker}"
+        )
 
 
 def tracker_callbacks(exp: Experiment) -> list:
@@ -133,9 +142,18 @@ def mlflow_callback(exp: Experiment):
 
         def log_trial_start(self, trial):
             if trial not in self._trial_runs:
-                self._trial_runs[trial] = self._earlier_run(trial) or self.mlflow_util.start_run(
-                    tags={**self.tags, "trial_name": str(trial), "trial_id": trial.trial_id,
-                          "starch_experiment": exp.name}, run_name=str(trial)).info.run_id
+                self._trial_runs[trial] = (
+                    self._earlier_run(trial)
+                    or self.mlflow_util.start_run(
+                        tags={
+                            **self.tags,
+                            "trial_name": str(trial),
+                            "trial_id": trial.trial_id,
+                            "starch_experiment": exp.name,
+                        },
+                        run_name=str(trial),
+                    ).info.run_id
+                )
             if not self.log_params_on_trial_end:
                 self.mlflow_util.log_params(run_id=self._trial_runs[trial], params_to_log=trial_hparams(trial.config))
 
@@ -145,8 +163,9 @@ def mlflow_callback(exp: Experiment):
             if result.get("width") is not None and trial not in self._k_logged:  # the width the trial solved
                 self.mlflow_util.log_params(run_id=self._trial_runs[trial], params_to_log={"k": result["width"]})
                 self._k_logged.add(trial)
-            self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log=_mlflow_names(result),
-                                         step=_step(result))
+            self.mlflow_util.log_metrics(
+                run_id=self._trial_runs[trial], metrics_to_log=_mlflow_names(result), step=_step(result)
+            )
 
         def setup(self, *args, **kwargs):
             super().setup(*args, **kwargs)
@@ -155,17 +174,18 @@ def mlflow_callback(exp: Experiment):
         def _earlier_run(self, trial) -> str | None:
             """The MLflow run of this trial before `starch resume` (one run per trial, not per driver)."""
             client = self.mlflow_util._get_client()
-            found = client.search_runs([self.mlflow_util.experiment_id],
-                                       filter_string=f"tags.trial_id = '{trial.trial_id}' and "
-                                                     f"tags.starch_experiment = '{exp.name}'", max_results=1)
+            found = client.search_runs(
+                [self.mlflow_util.experiment_id],
+                filter_string=f"tags.trial_id = '{trial.trial_id}' and tags.starch_experiment = '{exp.name}'",
+                max_results=1,
+            )
             if not found:
                 return None
             client.update_run(found[0].info.run_id, status="RUNNING")
             return found[0].info.run_id
 
     m = exp.logging.mlflow
-    return StarchMLflow(tracking_uri=m.tracking_uri, experiment_name=m.experiment_name or exp.name,
-                        tags=dict(m.tags))
+    return StarchMLflow(tracking_uri=m.tracking_uri, experiment_name=m.experiment_name or exp.name, tags=dict(m.tags))
 
 
 def _mlflow_names(result: dict[str, Any]) -> dict[str, float]:

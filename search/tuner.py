@@ -9,6 +9,7 @@ The run folder (STORAGE/NAME) holds Ray Tune's experiment state and one folder p
     starch_trials.json       every trial's status, error and whether ASHA stopped it early
     optuna_study.log         random/TPE/NSGA-II: the Optuna study (JournalStorage; see study_storage)
 """
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from search.config import Experiment, format_errors
+from search.constraints import ConstrainedSearcher, OptunaSpace, check_point, constraints_of, jsonable, write_infeasible
 from search.runfiles import EXPERIMENT_FILE, OPTUNA_FILE, read_text, write_text
-from search.constraints import (ConstrainedSearcher, OptunaSpace, jsonable, check_point, constraints_of,
-                                write_infeasible)
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,16 @@ def param_space(exp: Experiment, p: Plan) -> dict[str, Any]:
     base = {"data": exp.to_data().to_dict(), "recipe": exp.to_recipe().to_dict()}
     if exp.search.algorithm == "grid":
         if not p.candidates:
-            raise ValueError(f"experiment {exp.name!r}: every point of the space is infeasible "
-                             f"({len(p.infeasible)} rejected, e.g. {p.infeasible[0]['reason'] if p.infeasible else '-'})")
-        return {**base, "candidate": tune.grid_search(
-            [{"axes": c.axes, "arch": c.arch.to_dict(), "repeat": c.repeat} for c in p.candidates])}
+            raise ValueError(
+                f"experiment {exp.name!r}: every point of the space is infeasible "
+                f"({len(p.infeasible)} rejected, e.g. {p.infeasible[0]['reason'] if p.infeasible else '-'})"
+            )
+        return {
+            **base,
+            "candidate": tune.grid_search(
+                [{"axes": c.axes, "arch": c.arch.to_dict(), "repeat": c.repeat} for c in p.candidates]
+            ),
+        }
     return {**base, "space": exp.to_space().to_dict()}
 
 
@@ -106,8 +112,14 @@ def make_searcher(exp: Experiment, record_dir: str | None):
     if exp.search.algorithm == "nsga2":
         metric = [exp.search.metric, *exp.search.objectives]
         mode = [exp.search.mode, *exp.search.objective_modes]
-    inner = OptunaSearch(space=OptunaSpace(exp), metric=metric, mode=mode, sampler=sampler,
-                         storage=study_storage(record_dir), study_name=exp.name)
+    inner = OptunaSearch(
+        space=OptunaSpace(exp),
+        metric=metric,
+        mode=mode,
+        sampler=sampler,
+        storage=study_storage(record_dir),
+        study_name=exp.name,
+    )
     return ConstrainedSearcher(inner, exp, record_dir)
 
 
@@ -138,8 +150,12 @@ def make_scheduler(exp: Experiment):
 
     s, epochs = exp.scheduler, exp.to_recipe().epochs
     if s.type == "asha":
-        return ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=min(s.grace_period, epochs),
-                             reduction_factor=s.reduction_factor)
+        return ASHAScheduler(
+            time_attr="epoch",
+            max_t=epochs,
+            grace_period=min(s.grace_period, epochs),
+            reduction_factor=s.reduction_factor,
+        )
     if s.type == "hyperband":
         return HyperBandScheduler(time_attr="epoch", max_t=epochs, reduction_factor=s.reduction_factor)
     if s.type == "moasha":
@@ -163,8 +179,12 @@ def make_trainable(exp: Experiment, indexes: dict | None):
     from trainers.ray_adapter import make_trainable as adapter
 
     r = exp.resources
-    fn = adapter(workers_per_trial=r.workers_per_trial, use_gpu=r.uses_gpus,
-                 cpus_per_worker=r.cpus_per_trial, gpus_per_worker=1.0 if r.auto_gpus else r.gpus_per_trial)
+    fn = adapter(
+        workers_per_trial=r.workers_per_trial,
+        use_gpu=r.uses_gpus,
+        cpus_per_worker=r.cpus_per_trial,
+        gpus_per_worker=1.0 if r.auto_gpus else r.gpus_per_trial,
+    )
     if r.auto_gpus:  # each trial's GPU fraction from its predicted memory (search.gpu_packing)
         from search.gpu_packing import resources_fn
 
@@ -190,8 +210,16 @@ def trial_dirname(trial) -> str:
     return f"{trial.trial_id}_{safe}" if safe else trial.trial_id
 
 
-def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | None = None, p: Plan | None = None,
-               callbacks: list | None = None, time_budget_s: float | None = None, reuse_actors: bool = True):
+def make_tuner(
+    exp: Experiment,
+    *,
+    storage: str | None = None,
+    indexes: dict | None = None,
+    p: Plan | None = None,
+    callbacks: list | None = None,
+    time_budget_s: float | None = None,
+    reuse_actors: bool = True,
+):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -200,7 +228,9 @@ def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | N
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # ours below: JSON, CSV, the logging: section
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # non-eval epochs lack the metric
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # per-epoch checkpoints are by design
+    os.environ.setdefault(
+        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"
+    )  # per-epoch checkpoints are by design
     p = p or plan(exp)
     directory = run_dir(exp, storage)
     write_infeasible(directory, p.infeasible)
@@ -223,14 +253,21 @@ def make_tuner(exp: Experiment, *, storage: str | None = None, indexes: dict | N
         storage_path=directory.rsplit("/", 1)[0],
         failure_config=tune.FailureConfig(max_failures=exp.failures.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[JsonLoggerCallback(), CSVLoggerCallback(), *tracker_callbacks(exp), TrialsFileCallback(directory),
-                   *(callbacks or []), *scheduler_callbacks(scheduler)],
+        callbacks=[
+            JsonLoggerCallback(),
+            CSVLoggerCallback(),
+            *tracker_callbacks(exp),
+            TrialsFileCallback(directory),
+            *(callbacks or []),
+            *scheduler_callbacks(scheduler),
+        ],
         verbose=0,
     )
     if not grid and exp.search.algorithm == "nsga2" and exp.scheduler.type not in ("fifo", "moasha"):
         raise ValueError("scheduler: ASHA/HyperBand need one metric; use scheduler.type: moasha or fifo with nsga2")
-    return tune.Tuner(make_trainable(exp, indexes), param_space=param_space(exp, p),
-                      tune_config=tune_config, run_config=run_config)
+    return tune.Tuner(
+        make_trainable(exp, indexes), param_space=param_space(exp, p), tune_config=tune_config, run_config=run_config
+    )
 
 
 def write_experiment(exp: Experiment, directory: str) -> None:
@@ -245,8 +282,10 @@ def read_experiment(directory: str | Path) -> Experiment:
     try:
         return Experiment.model_validate(json.loads(text))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{where} is not valid JSON ({exc}); the trials' folders are intact — restore the "
-                         f"file from a copy, or start the experiment again under a new name") from None
+        raise ValueError(
+            f"{where} is not valid JSON ({exc}); the trials' folders are intact — restore the "
+            f"file from a copy, or start the experiment again under a new name"
+        ) from None
     except ValidationError as exc:
         raise ValueError(format_errors(exc, where)) from None
 
@@ -258,5 +297,10 @@ def restore_tuner(directory: str, exp: Experiment, *, indexes: dict | None = Non
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     if not tune.Tuner.can_restore(directory):
         raise FileNotFoundError(f"{directory!r} holds no Ray Tune experiment state to resume")
-    return tune.Tuner.restore(directory, trainable=make_trainable(exp, indexes), resume_unfinished=True,
-                              resume_errored=True, restart_errored=False)
+    return tune.Tuner.restore(
+        directory,
+        trainable=make_trainable(exp, indexes),
+        resume_unfinished=True,
+        resume_errored=True,
+        restart_errored=False,
+    )

@@ -1,9 +1,10 @@
 """spaces: what an architecture is, what it costs, which ones to try.
 
-    ArchSpec ──► build(spec) -> nn.Module      (spaces.builder; the only torch import)
-             └─► cost(spec)  -> Cost            (params, MACs, activations; no module built)
-    solve_width(spec, budget, rule) -> k        (the Res3D parameter-budget protocol)
+ArchSpec ──► build(spec) -> nn.Module      (spaces.builder; the only torch import)
+         └─► cost(spec)  -> Cost            (params, MACs, activations; no module built)
+solve_width(spec, budget, rule) -> k        (the Res3D parameter-budget protocol)
 """
+
 from spaces.arch import ArchSpec
 from spaces.cost import Cost, cost
 from spaces.zoo import NETWORKS, PROTOCOLS, named

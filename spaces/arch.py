@@ -9,6 +9,7 @@ Stage layout (Res3D Table 2, R(2+1)D Table 1):
     conv1 ─► conv2_x ─► conv3_x ─► conv4_x ─► conv5_x ─► global avg pool ─► fc
     width  k      k          2k         4k         8k        (bottleneck stages output 4× that)
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -143,9 +144,7 @@ def _validate(spec: ArchSpec) -> None:
     if spec.stem_mid is not None:
         _check_int("stem_mid", spec.stem_mid, 1)
     if spec.temporal_stride not in TEMPORAL_STRIDES:
-        raise ValueError(
-            f"ArchSpec.temporal_stride = {spec.temporal_stride!r} is not valid; valid: {TEMPORAL_STRIDES}"
-        )
+        raise ValueError(f"ArchSpec.temporal_stride = {spec.temporal_stride!r} is not valid; valid: {TEMPORAL_STRIDES}")
     if not isinstance(spec.stem_pool, bool):
         raise ValueError(f"ArchSpec.stem_pool must be true or false, got {spec.stem_pool!r}")
     if not isinstance(spec.name, str) or not spec.name:

@@ -19,12 +19,13 @@ Rules (with the paper they come from):
 - `stem_pool` (2D ResNets, P3D) max-pools 3×3/2 in space and, with more than one frame, 2/2 in
   time, as the P3D release's (2, 3, 3) pool after conv1.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from spaces.arch import ArchSpec, TEMPORAL_KINDS
+from spaces.arch import TEMPORAL_KINDS, ArchSpec
 
 FACTORISED_KINDS = ("2plus1d", "2plus1d-tv", "2.5d")
 

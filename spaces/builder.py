@@ -5,6 +5,7 @@ that `spaces.blueprint` resolved (channels, kernel, stride, intermediate width).
 BatchNorm, so a block only adds ReLUs and the residual sum. The module hierarchy mirrors the
 papers' tables: stem (conv1), layer1 … layer4 (conv2_x … conv5_x), avg pool, fc.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,7 +25,9 @@ class ConvBN(nn.Sequential):
 
     def __init__(self, slot: Conv):
         ts, ss = slot.stride
-        super().__init__(_conv3d(slot.cin, slot.cout, (slot.t, slot.d, slot.d), (ts, ss, ss)), nn.BatchNorm3d(slot.cout))
+        super().__init__(
+            _conv3d(slot.cin, slot.cout, (slot.t, slot.d, slot.d), (ts, ss, ss)), nn.BatchNorm3d(slot.cout)
+        )
 
 
 class FoldConv(nn.Module):

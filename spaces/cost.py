@@ -13,6 +13,7 @@ tracking the (C, T, H, W) shape. Conventions:
 - activations: elements of every conv and BN output for one clip — the tensors autograd keeps for
   the backward pass; `activation_bytes(batch, bytes_per_element)` scales it to a batch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -148,15 +149,23 @@ def cost(spec: ArchSpec) -> Cost:
     for stage in plan.stages:
         for block in stage:
             shape = walk.block(f"conv{block.stage}_{block.index}", block, shape)
-    walk.layers.append(Layer("fc", "fc", (plan.features, 1, 1, 1), (spec.num_classes, 1, 1, 1),
-                             params=plan.features * spec.num_classes + spec.num_classes,
-                             macs=plan.features * spec.num_classes))
+    walk.layers.append(
+        Layer(
+            "fc",
+            "fc",
+            (plan.features, 1, 1, 1),
+            (spec.num_classes, 1, 1, 1),
+            params=plan.features * spec.num_classes + spec.num_classes,
+            macs=plan.features * spec.num_classes,
+        )
+    )
     layers = tuple(walk.layers)
     return Cost(
         params=sum(l.params for l in layers),
         flops=sum(l.macs for l in layers),
         block_flops=sum(l.macs for l in layers if l.in_block),
-        activations=sum(l.out_shape[0] * l.out_shape[1] * l.out_shape[2] * l.out_shape[3]
-                        for l in layers if l.op != "fc"),
+        activations=sum(
+            l.out_shape[0] * l.out_shape[1] * l.out_shape[2] * l.out_shape[3] for l in layers if l.op != "fc"
+        ),
         layers=layers,
     )

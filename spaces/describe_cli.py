@@ -1,10 +1,11 @@
 """`starch describe`: the paper-style layer table, params, FLOPs and the solved width of a network."""
+
 from __future__ import annotations
 
 import argparse
 import json
 
-from spaces.arch import ArchSpec, TEMPORAL_STRIDES
+from spaces.arch import TEMPORAL_STRIDES, ArchSpec
 from spaces.blueprint import blueprint
 from spaces.cost import Cost, cost
 from spaces.memory import BYTES, memory
@@ -41,10 +42,17 @@ def add_parser(subparsers) -> None:
     p.add_argument("--frames", type=int, metavar="L", help="clip length")
     p.add_argument("--crop", type=int, metavar="S", help="input crop size (56, 112, 224, …)")
     p.add_argument("--classes", type=int, metavar="C", help="number of classes")
-    p.add_argument("--temporal-stride", choices=TEMPORAL_STRIDES,
-                   help="halve time at conv3_1..conv5_1 in all stages (Res3D) or only temporal ones (R(2+1)D)")
-    p.add_argument("--batch", type=int, metavar="B",
-                   help="also predict the peak memory of one training step on B clips (spaces.memory)")
+    p.add_argument(
+        "--temporal-stride",
+        choices=TEMPORAL_STRIDES,
+        help="halve time at conv3_1..conv5_1 in all stages (Res3D) or only temporal ones (R(2+1)D)",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        metavar="B",
+        help="also predict the peak memory of one training step on B clips (spaces.memory)",
+    )
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="activations' precision for --batch")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=run)
@@ -56,9 +64,14 @@ def spec_from_args(args) -> ArchSpec:
         try:
             overrides["blocks"] = tuple(int(b) for b in args.blocks.split(","))
         except ValueError:
-            raise ValueError(f"--blocks must be 4 comma-separated integers like 2,2,2,2, got {args.blocks!r}")
-    for flag, field in (("frames", "frames"), ("crop", "crop"), ("classes", "num_classes"),
-                        ("temporal_stride", "temporal_stride"), ("width", "width")):
+            raise ValueError(f"--blocks must be 4 comma-separated integers like 2,2,2,2, got {args.blocks!r}") from None
+    for flag, field in (
+        ("frames", "frames"),
+        ("crop", "crop"),
+        ("classes", "num_classes"),
+        ("temporal_stride", "temporal_stride"),
+        ("width", "width"),
+    ):
         value = getattr(args, flag)
         if value is not None:
             overrides[field] = value
@@ -94,8 +107,10 @@ def _shape(shape) -> str:
 def run(args) -> int:
     if args.list:
         for key, spec in NETWORKS.items():
-            print(f"{key:14s} {spec.name:12s} {spec.block:10s} blocks={','.join(map(str, spec.blocks)):10s} "
-                  f"convs={','.join(spec.convs)}")
+            print(
+                f"{key:14s} {spec.name:12s} {spec.block:10s} blocks={','.join(map(str, spec.blocks)):10s} "
+                f"convs={','.join(spec.convs)}"
+            )
         return 0
     if not args.name:
         raise ValueError("describe needs a network NAME (see `starch describe --list`)")
@@ -103,11 +118,23 @@ def run(args) -> int:
     c = cost(spec)
     mem = memory(spec, args.batch, args.precision) if args.batch is not None else None
     if args.json:
-        print(json.dumps({
-            "name": args.name, "label": spec.name, "width": spec.width, "params": c.params, "flops": c.flops,
-            "block_flops": c.block_flops, "activations": c.activations, "blocks": list(spec.blocks),
-            "convs": list(spec.convs), "spec": spec.to_dict(), **({"memory": mem.to_dict()} if mem else {}),
-        }))
+        print(
+            json.dumps(
+                {
+                    "name": args.name,
+                    "label": spec.name,
+                    "width": spec.width,
+                    "params": c.params,
+                    "flops": c.flops,
+                    "block_flops": c.block_flops,
+                    "activations": c.activations,
+                    "blocks": list(spec.blocks),
+                    "convs": list(spec.convs),
+                    "spec": spec.to_dict(),
+                    **({"memory": mem.to_dict()} if mem else {}),
+                }
+            )
+        )
         return 0
     rows = layer_rows(spec, c)
     widths = [max(len(r[i]) for r in rows + [("layer", "output", "block", "")]) for i in range(4)]
@@ -115,11 +142,15 @@ def run(args) -> int:
     print("  ".join(h.ljust(w) for h, w in zip(("layer", "output", "block", ""), widths)).rstrip())
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
-    print(f"width k = {spec.width}   params = {c.params:,} ({c.mparams:.1f}M)   "
-          f"GFLOPs = {c.gflops:.2f} (residual blocks only: {c.block_flops / 1e9:.2f})")
+    print(
+        f"width k = {spec.width}   params = {c.params:,} ({c.mparams:.1f}M)   "
+        f"GFLOPs = {c.gflops:.2f} (residual blocks only: {c.block_flops / 1e9:.2f})"
+    )
     if mem is not None:
         gib = 1024**3
-        print(f"training step, batch {mem.batch}, {mem.precision}: peak {mem.peak / gib:.2f} GiB predicted "
-              f"(weights {mem.params / gib:.2f}, grads {mem.grads / gib:.2f}, SGD momentum {mem.optimizer / gib:.2f}, "
-              f"saved activations {mem.saved / gib:.2f}, largest backward transient {mem.transient / gib:.2f})")
+        print(
+            f"training step, batch {mem.batch}, {mem.precision}: peak {mem.peak / gib:.2f} GiB predicted "
+            f"(weights {mem.params / gib:.2f}, grads {mem.grads / gib:.2f}, SGD momentum {mem.optimizer / gib:.2f}, "
+            f"saved activations {mem.saved / gib:.2f}, largest backward transient {mem.transient / gib:.2f})"
+        )
     return 0

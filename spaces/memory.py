@@ -21,6 +21,7 @@ The peak is the largest of the forward's end and every point of backward, where 
 tensors of the layers behind are still held and the gradients of the layers already passed exist.
 The benchmark `tests/benchmarks/test_memory_prediction.py` compares it with torch's own count.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

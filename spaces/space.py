@@ -18,6 +18,7 @@ Axes (each a list of choices; one choice = a fixed value):
 Pure Python, no torch, no Ray: `search` turns a Space into a Ray Tune param_space or Optuna
 distributions.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -28,8 +29,19 @@ from spaces.arch import ArchSpec
 from spaces.width import RULES, params_at, parse_count, solve_width
 from spaces.zoo import RES3D_DEPTHS, named
 
-AXES = ("network", "depth", "blocks", "block", "temporal_stride", "width", "budget",
-        "frames", "crop", "sampling_rate", "num_classes")
+AXES = (
+    "network",
+    "depth",
+    "blocks",
+    "block",
+    "temporal_stride",
+    "width",
+    "budget",
+    "frames",
+    "crop",
+    "sampling_rate",
+    "num_classes",
+)
 PARAM_AXES = ("network", "depth", "blocks", "block", "budget", "num_classes")  # the axes params depend on
 ARCH_FIELDS = {"block", "temporal_stride", "width", "frames", "crop", "sampling_rate", "num_classes", "blocks"}
 
@@ -44,8 +56,7 @@ class Space:
         for name, choices in self.axes.items():
             if name not in AXES:
                 raise ValueError(f"space: unknown axis {name!r}; valid axes: {', '.join(AXES)}")
-            choices = tuple(tuple(c) if isinstance(c, list) else dict(c) if isinstance(c, dict) else c
-                            for c in choices)
+            choices = tuple(tuple(c) if isinstance(c, list) else dict(c) if isinstance(c, dict) else c for c in choices)
             if not choices:
                 raise ValueError(f"space.{name}: needs at least one choice")
             axes[name] = choices
@@ -74,14 +85,19 @@ class Space:
         for values in itertools.product(*(self.axes[n] for n in varying)):
             point = {**self.first(), **dict(zip(varying, values))}
             spec = self.to_arch(point, solve=False)
-            budget = point["budget"] if not isinstance(point["network"], dict) else \
-                point["network"].get("budget", None if "width" in point["network"] else point["budget"])
+            budget = (
+                point["budget"]
+                if not isinstance(point["network"], dict)
+                else point["network"].get("budget", None if "width" in point["network"] else point["budget"])
+            )
             if budget is None:
                 continue
             target, smallest = parse_count(budget, field="space.budget"), params_at(spec, 1)
             if target < smallest:
-                raise ValueError(f"space.budget {budget!r} is below the smallest {spec.name} network (k = 1 has "
-                                 f"{smallest:,} params); valid: budget >= {smallest:,}")
+                raise ValueError(
+                    f"space.budget {budget!r} is below the smallest {spec.name} network (k = 1 has "
+                    f"{smallest:,} params); valid: budget >= {smallest:,}"
+                )
 
     def first(self) -> dict[str, Any]:
         return {name: choices[0] for name, choices in self.axes.items()}
@@ -148,8 +164,10 @@ class Space:
         return network.get("name", network["network"]) if isinstance(network, dict) else str(network)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"axes": {k: [list(c) if isinstance(c, tuple) else c for c in v] for k, v in self.axes.items()},
-                "width_rule": self.width_rule}
+        return {
+            "axes": {k: [list(c) if isinstance(c, tuple) else c for c in v] for k, v in self.axes.items()},
+            "width_rule": self.width_rule,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Space":

@@ -17,6 +17,7 @@ The mapping is derived from the blueprint, so it needs neither torch nor torchvi
 are plain mappings here (tensors pass through untouched), and the expected shape of every tensor is
 computed from the spec, so a wrong spec is reported by name and shape before any model is built.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -33,15 +34,21 @@ def check_convertible(spec: ArchSpec) -> None:
     """Raise unless torchvision's VideoResNet class can express `spec` (its blocks, stems and strides)."""
     problems = []
     if spec.block != "basic":
-        problems.append(f"block={spec.block!r} (torchvision's video Bottleneck strides in its 3×3 conv; starch's in the 1×1×1)")
+        problems.append(
+            f"block={spec.block!r} (torchvision's video Bottleneck strides in its 3×3 conv; starch's in the 1×1×1)"
+        )
     stem = spec.convs[0]
     if stem == "3d":
         if spec.stem_kernel_size != 7:
-            problems.append(f"a 3D conv1 of {spec.stem_kernel_size}×{spec.stem_kernel_size} (torchvision's BasicStem is 3×7×7)")
+            problems.append(
+                f"a 3D conv1 of {spec.stem_kernel_size}×{spec.stem_kernel_size} (torchvision's BasicStem is 3×7×7)"
+            )
     elif stem in ("2plus1d", "2plus1d-tv"):
         if spec.stem_mid != 45 or spec.stem_kernel_size != 7:
-            problems.append(f"a (2+1)D conv1 with stem_mid={spec.stem_mid}, kernel {spec.stem_kernel_size} "
-                            "(torchvision's R2Plus1dStem is 1×7×7 to 45 channels, then 3×1×1)")
+            problems.append(
+                f"a (2+1)D conv1 with stem_mid={spec.stem_mid}, kernel {spec.stem_kernel_size} "
+                "(torchvision's R2Plus1dStem is 1×7×7 to 45 channels, then 3×1×1)"
+            )
     else:
         problems.append(f"conv1 kind {stem!r} (torchvision has a 3d or a 2plus1d-tv stem)")
     for i, kind in enumerate(spec.convs[1:], start=2):
@@ -53,8 +60,11 @@ def check_convertible(spec: ArchSpec) -> None:
     if spec.stem_stride != 2 or spec.stem_pool:
         problems.append(f"stem_stride={spec.stem_stride}, stem_pool={spec.stem_pool} (torchvision: 2, no pool)")
     if problems:
-        raise ValueError(f"{spec.name}: torchvision's video ResNet cannot express " + "; ".join(problems)
-                         + f"; convertible named networks: {', '.join(TORCHVISION_MODELS.values())}")
+        raise ValueError(
+            f"{spec.name}: torchvision's video ResNet cannot express "
+            + "; ".join(problems)
+            + f"; convertible named networks: {', '.join(TORCHVISION_MODELS.values())}"
+        )
 
 
 def torchvision_name(spec: ArchSpec) -> str | None:
@@ -63,9 +73,20 @@ def torchvision_name(spec: ArchSpec) -> str | None:
 
     for tv, ours in TORCHVISION_MODELS.items():
         ref = named(ours)
-        if all(getattr(spec, f) == getattr(ref, f) for f in
-               ("convs", "blocks", "block", "width", "temporal_stride", "stem_kernel_size", "stem_mid", "stem_stride",
-                "stem_pool")):
+        if all(
+            getattr(spec, f) == getattr(ref, f)
+            for f in (
+                "convs",
+                "blocks",
+                "block",
+                "width",
+                "temporal_stride",
+                "stem_kernel_size",
+                "stem_mid",
+                "stem_stride",
+                "stem_pool",
+            )
+        ):
             return tv
     return None
 
@@ -76,8 +97,11 @@ def _slot_entries(ours: str, theirs: str, slot: Conv, *, stem: bool = False) -> 
     if slot.kind in FACTORISED_KINDS:
         # torchvision: Conv2Plus1D = Sequential(conv 1×d×d, BN, ReLU, conv t×1×1); the block's BN follows
         # at .1 (in a block) — the stem is one flat Sequential(conv, BN, ReLU, conv, BN, ReLU).
-        inner = [f"{theirs}.0", f"{theirs}.1", f"{theirs}.3", f"{theirs}.4"] if stem else \
-            [f"{theirs}.0.0", f"{theirs}.0.1", f"{theirs}.0.3", f"{theirs}.1"]
+        inner = (
+            [f"{theirs}.0", f"{theirs}.1", f"{theirs}.3", f"{theirs}.4"]
+            if stem
+            else [f"{theirs}.0.0", f"{theirs}.0.1", f"{theirs}.0.3", f"{theirs}.1"]
+        )
         return [
             (f"{ours}.spatial", inner[0], (slot.mid, slot.cin, 1, slot.d, slot.d)),
             (f"{ours}.bn_spatial", inner[1], (slot.mid,)),
@@ -85,8 +109,10 @@ def _slot_entries(ours: str, theirs: str, slot: Conv, *, stem: bool = False) -> 
             (f"{ours}.bn", inner[3], (slot.cout,)),
         ]
     t = 1 if slot.kind == "2d" else slot.t
-    return [(f"{ours}.0", f"{theirs}.0", (slot.cout, slot.cin, t, slot.d, slot.d)),
-            (f"{ours}.1", f"{theirs}.1", (slot.cout,))]
+    return [
+        (f"{ours}.0", f"{theirs}.0", (slot.cout, slot.cin, t, slot.d, slot.d)),
+        (f"{ours}.1", f"{theirs}.1", (slot.cout,)),
+    ]
 
 
 def key_table(spec: ArchSpec) -> list[tuple[str, str, tuple[int, ...]]]:
@@ -115,8 +141,10 @@ def _convert(state: Mapping[str, Any], rows, src: int, dst: int, what: str) -> d
     missing = [r[src] for r in rows if r[src] not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
-        raise ValueError(f"{what}: {len(missing)} missing key(s) {missing[:5]}, {len(unexpected)} unexpected "
-                         f"key(s) {unexpected[:5]} ({len(rows)} expected, e.g. {rows[0][src]!r})")
+        raise ValueError(
+            f"{what}: {len(missing)} missing key(s) {missing[:5]}, {len(unexpected)} unexpected "
+            f"key(s) {unexpected[:5]} ({len(rows)} expected, e.g. {rows[0][src]!r})"
+        )
     out = {}
     for row in rows:
         value = state[row[src]]

@@ -9,6 +9,7 @@ Rules, and which paper table each reproduces:
 - `nearest`: the k whose params are closest to the budget (Table 7: 85, 64, 50, 46 for D16–D34 at
              SR18's own count; the paper's D10 k = 98 overshoots the budget by 1.5 %, the rule gives 97).
 """
+
 from __future__ import annotations
 
 import re

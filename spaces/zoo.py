@@ -10,6 +10,7 @@ settings so a sweep can put every network on the same footing:
 - R(2+1)D (Tran et al. 2018): Kinetics (400 classes), 8×112×112 clips, temporal stride only where
   the convolution is temporal (§4.1).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -75,14 +76,23 @@ def _networks() -> dict[str, ArchSpec]:
         nets[f"d{depth}"] = _spec(f"D{depth}", ["3d"] * 5, blocks=blocks, **res3d)
     # P3D §3.3: 16×160×160 clips; the release halves time after conv1 and after res2–res4 by max-pools,
     # which our stem pool plus temporal striding in every stage reproduces shape for shape.
-    p3d = {"block": "bottleneck", "frames": 16, "crop": 160, "num_classes": 101, "stem_pool": True, "stem_kernel": 7,
-           "temporal_stride": "all"}
+    p3d = {
+        "block": "bottleneck",
+        "frames": 16,
+        "crop": 160,
+        "num_classes": 101,
+        "stem_pool": True,
+        "stem_kernel": 7,
+        "temporal_stride": "all",
+    }
     for depth, blocks in BOTTLENECK.items():  # P3D Table 1 (ResNet-50 based) and Figure 1 (152)
-        nets[f"resnet{depth}_2d"] = _spec(f"ResNet-{depth}", ["2d"] * 5, blocks=blocks,
-                                          **{**p3d, "frames": 1, "crop": 224})
+        nets[f"resnet{depth}_2d"] = _spec(
+            f"ResNet-{depth}", ["2d"] * 5, blocks=blocks, **{**p3d, "frames": 1, "crop": 224}
+        )
         for variant in "abc":
-            nets[f"p3d_{variant}_{depth}"] = _spec(f"P3D-{variant.upper()}", _p3d_convs(f"p3d-{variant}"),
-                                                   blocks=blocks, **p3d)
+            nets[f"p3d_{variant}_{depth}"] = _spec(
+                f"P3D-{variant.upper()}", _p3d_convs(f"p3d-{variant}"), blocks=blocks, **p3d
+            )
         # The mixed P3D ResNet (Figure 4); on ResNet-152 it is "P3D ResNet-199": each of the 47 P3D
         # blocks in res2–res4 adds a 3×1×1 layer to the 152.
         mixed = "p3d_199" if depth == 152 else f"p3d_{depth}"

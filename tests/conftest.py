@@ -1,4 +1,5 @@
 """Session-wide fixtures: an isolated frame cache and one small synthetic motion dataset."""
+
 from __future__ import annotations
 
 import os

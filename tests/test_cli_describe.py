@@ -19,8 +19,21 @@ def run(capsys, *argv):
 
 
 def test_describe_prints_the_layer_table(capsys):
-    code, out, _ = run(capsys, "describe", "mc3", "--budget", "33.0M", "--rule", "under", "--frames", "4",
-                       "--temporal-stride", "all", "--classes", "101")
+    code, out, _ = run(
+        capsys,
+        "describe",
+        "mc3",
+        "--budget",
+        "33.0M",
+        "--rule",
+        "under",
+        "--frames",
+        "4",
+        "--temporal-stride",
+        "all",
+        "--classes",
+        "101",
+    )
     assert code == 0
     assert "width k = 108" in out and "32.8M" in out
     assert re.search(r"conv3_x\s+2×28×28\s+\[1×3×3, 216; 1×3×3, 216\], stride 2×2×2\s+×2", out)
@@ -64,8 +77,9 @@ def test_bad_input_is_one_clear_line(capsys, argv, message):
 
 
 def test_console_script_is_installed():
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "describe", "r2d", "--json"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "search.cli", "describe", "r2d", "--json"], capture_output=True, text=True, check=True
+    )
     assert json.loads(proc.stdout)["convs"][0] == "fold"
 
 

@@ -1,4 +1,5 @@
 """The README tells the truth: its CLI reference is what `--help` prints, its commands are CI's."""
+
 import re
 import subprocess
 import sys
@@ -17,14 +18,29 @@ def help_blocks():
 
 def test_cli_reference_covers_every_command():
     documented = {" ".join(argv) for argv, _ in help_blocks()}
-    assert {"", "demo", "describe", "search", "resume", "status", "train", "report", "data check",
-            "data synth"} <= documented
+    assert {
+        "",
+        "demo",
+        "describe",
+        "search",
+        "resume",
+        "status",
+        "train",
+        "report",
+        "data check",
+        "data synth",
+    } <= documented
 
 
 @pytest.mark.parametrize("argv, shown", list(help_blocks()), ids=lambda v: " ".join(v) if isinstance(v, list) else "")
 def test_cli_reference_matches_help(argv, shown):
-    proc = subprocess.run([sys.executable, "-m", "search.cli", *argv, "--help"], capture_output=True, text=True,
-                          env={"COLUMNS": "100", "PATH": "/usr/bin:/bin"}, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "search.cli", *argv, "--help"],
+        capture_output=True,
+        text=True,
+        env={"COLUMNS": "100", "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+    )
     printed = proc.stdout.rstrip().replace("usage: cli.py", "usage: starch")
     assert printed == shown, f"README's `starch {' '.join(argv)} --help` is stale"
 

@@ -8,6 +8,7 @@ Every good video encodes its frame index in its brightness: frame i is a flat gr
     write_video(path.with_suffix(".avi"), codec="mpeg4")                  # avi / MPEG-4 part 2
     write_zero_bytes(path); write_random_bytes(path); write_truncated(path, source)
 """
+
 from __future__ import annotations
 
 import os
@@ -86,8 +87,15 @@ def write_truncated(path: str | os.PathLike, *, frames: int = 32, size=(32, 44))
     return path
 
 
-def write_textured_video(path: str | os.PathLike, *, frames: int = 75, size: tuple[int, int] = (240, 320),
-                         fps: int = 25, codec: str | None = None, seed: int = 0) -> Path:
+def write_textured_video(
+    path: str | os.PathLike,
+    *,
+    frames: int = 75,
+    size: tuple[int, int] = (240, 320),
+    fps: int = 25,
+    codec: str | None = None,
+    seed: int = 0,
+) -> Path:
     """A realistic-to-decode video (UCF101-like when 320×240 avi): a random texture panning 2 px per
     frame plus fresh noise, so the codec cannot skip work the way it does on flat frames."""
     path = Path(path)
@@ -103,7 +111,7 @@ def write_textured_video(path: str | os.PathLike, *, frames: int = 75, size: tup
         stream.gop_size = 12
         stream.bit_rate = 1_500_000
         for i in range(frames):
-            image = texture[:height, 2 * i:2 * i + width]
+            image = texture[:height, 2 * i : 2 * i + width]
             image = np.clip(image.astype(np.int16) + rng.integers(-8, 9, image.shape), 0, 255).astype(np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
                 container.mux(packet)

@@ -22,6 +22,7 @@ to be node-local.)
 (default 4) GiB *and* that is under half the free space of the cache disk; the size is estimated
 from a few probed videos (see `trainers.loader.make_loader`). UCF101 at 128×171 is ~160 GB: off.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -106,9 +107,10 @@ class FrameCache:
                 out = None
                 for start, frames in zip(range(0, reader.num_frames, chunk), reader.iter_chunks(chunk)):
                     if out is None:  # (N, H, W, 3); H, W known once the first chunk is decoded
-                        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                                        shape=(reader.num_frames, *frames.shape[1:]))
-                    out[start:start + len(frames)] = frames
+                        out = np.lib.format.open_memmap(
+                            tmp, mode="w+", dtype=np.uint8, shape=(reader.num_frames, *frames.shape[1:])
+                        )
+                    out[start : start + len(frames)] = frames
                 out.flush()
                 del out
             os.replace(tmp, entry)

@@ -4,6 +4,7 @@ Saved with torch.save and loaded with `torch.load(weights_only=True)`: a checkpo
 untrusted run folder cannot execute code. Writes are atomic (temp file + rename), so a process
 killed mid-write leaves the previous checkpoint intact.
 """
+
 from __future__ import annotations
 
 import os

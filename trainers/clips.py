@@ -15,6 +15,7 @@ A video shorter than the span follows `short_policy`:
 Nothing here raises on a video's length: a video with 0 frames, or a short one under `drop`,
 gives an empty list. Arguments that are wrong for every video (L < 1, …) raise ValueError at once.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -37,9 +38,7 @@ def is_short(num_frames: int, *, clip_len: int, sampling_rate: int) -> bool:
     return num_frames < clip_span(clip_len, sampling_rate)
 
 
-def clip_indices(
-    start: int, *, num_frames: int, clip_len: int, sampling_rate: int
-) -> np.ndarray:
+def clip_indices(start: int, *, num_frames: int, clip_len: int, sampling_rate: int) -> np.ndarray:
     """Frame indices of the clip starting at `start`, wrapped modulo num_frames (the loop policy;
     for a clip that fits, wrapping changes nothing)."""
     return (start + sampling_rate * np.arange(clip_len, dtype=np.int64)) % num_frames
@@ -60,8 +59,7 @@ def sample_clips(
     Empty list = the video gives no clip (0 frames, or short under `drop`). `rng` is required in
     `train` mode (the temporal jitter) and unused otherwise, so eval is deterministic.
     """
-    _check(clip_len=clip_len, sampling_rate=sampling_rate, mode=mode, num_clips=num_clips,
-           short_policy=short_policy)
+    _check(clip_len=clip_len, sampling_rate=sampling_rate, mode=mode, num_clips=num_clips, short_policy=short_policy)
     if num_frames <= 0:
         return []
     short = is_short(num_frames, clip_len=clip_len, sampling_rate=sampling_rate)
@@ -77,8 +75,7 @@ def sample_clips(
         starts = [last_start // 2]
     else:  # video: evenly spaced starts, the first at 0 and the last at last_start
         starts = np.linspace(0, last_start, num_clips).round().astype(int).tolist()
-    return [clip_indices(s, num_frames=num_frames, clip_len=clip_len, sampling_rate=sampling_rate)
-            for s in starts]
+    return [clip_indices(s, num_frames=num_frames, clip_len=clip_len, sampling_rate=sampling_rate) for s in starts]
 
 
 def clips_per_video(mode: Mode, num_clips: int = 10) -> int:
@@ -113,7 +110,13 @@ def pick_clip(
     """The one clip a dataset item needs: clip `clip_index` of `sample_clips`, with the train jitter
     drawn from `np.random.default_rng(seed)`; None if the video gives no clip. Pure, so the same
     (seed, item) gives the same frames in any process, which is what makes epochs reproducible."""
-    clips = sample_clips(num_frames, clip_len=clip_len, sampling_rate=sampling_rate, mode=mode,
-                         num_clips=num_clips, short_policy=short_policy,
-                         rng=np.random.default_rng(seed) if mode == "train" else None)
+    clips = sample_clips(
+        num_frames,
+        clip_len=clip_len,
+        sampling_rate=sampling_rate,
+        mode=mode,
+        num_clips=num_clips,
+        short_policy=short_policy,
+        rng=np.random.default_rng(seed) if mode == "train" else None,
+    )
     return clips[clip_index] if clip_index < len(clips) else None

@@ -7,6 +7,7 @@ every unusable file with its reason, and exits 1 if any listed file is unusable,
 download is found before hundreds of trials each skip the same files. A decoder crash or hang
 only marks that file unusable (see trainers.video.DecodeProcess).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,40 +44,52 @@ examples:
 
 def add_parser(subparsers) -> None:
     data = subparsers.add_parser(
-        "data", help="check a video dataset, or write the synthetic one",
+        "data",
+        help="check a video dataset, or write the synthetic one",
         description="Video dataset tools: `check` scans a dataset before training, `synth` writes "
-                    "the synthetic motion dataset.",
+        "the synthetic motion dataset.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  starch data check ucf101 /data/ucf101\n  starch data synth data/synth",
     )
     sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     check = sub.add_parser(
-        "check", help="open every listed video and report the unusable ones",
-        description=__doc__.split("\n\n")[1], epilog=CHECK_EPILOG,
+        "check",
+        help="open every listed video and report the unusable ones",
+        description=__doc__.split("\n\n")[1],
+        epilog=CHECK_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("format", choices=FORMATS, metavar="FORMAT", help=f"one of {', '.join(FORMATS)}")
     check.add_argument("root", metavar="ROOT", help="dataset folder (or CSV file for format csv)")
     check.add_argument("--split", type=int, default=1, help="split number (default 1)")
-    check.add_argument("--subset", choices=("train", "test", "all"), default="all",
-                       help="which subset to scan (default all)")
+    check.add_argument(
+        "--subset", choices=("train", "test", "all"), default="all", help="which subset to scan (default all)"
+    )
     check.add_argument("--video-root", help="where the videos are, if not under ROOT")
     check.add_argument("--annotation-root", help="where the split / CSV files are, if not under ROOT")
-    check.add_argument("--frames", type=int, metavar="L", help="clip length the experiment trains on: videos "
-                       "shorter than one clip are flagged and each video's last clip is decoded")
-    check.add_argument("--sampling-rate", type=int, default=1, metavar="S",
-                       help="temporal sampling rate of those clips (default 1)")
+    check.add_argument(
+        "--frames",
+        type=int,
+        metavar="L",
+        help="clip length the experiment trains on: videos "
+        "shorter than one clip are flagged and each video's last clip is decoded",
+    )
+    check.add_argument(
+        "--sampling-rate", type=int, default=1, metavar="S", help="temporal sampling rate of those clips (default 1)"
+    )
     check.add_argument("--bad-list", metavar="FILE", help="write the unusable files to FILE")
     check.add_argument("--workers", type=int, default=2, help="decode processes in parallel (default 2)")
     check.add_argument("--timeout", type=float, default=60.0, help="seconds per video (default 60)")
     check.set_defaults(func=run_check)
 
     synth = sub.add_parser(
-        "synth", help="write the synthetic motion dataset (real mp4 files, UCF101 layout)",
+        "synth",
+        help="write the synthetic motion dataset (real mp4 files, UCF101 layout)",
         description="Write the synthetic motion dataset: every class is a direction x speed of "
-                    "moving sprites, so only a network that sees time can solve it.",
-        epilog=SYNTH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "moving sprites, so only a network that sees time can solve it.",
+        epilog=SYNTH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     synth.add_argument("out", metavar="OUT", help="output folder")
     synth.add_argument("--classes", type=int, default=8, help="number of classes: 4, 8, 12 or 16 (default 8)")
@@ -89,6 +102,7 @@ def add_parser(subparsers) -> None:
 
 # ------------------------------------------------------------------------------------------ check
 
+
 def run_check(args) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
@@ -97,8 +111,14 @@ def run_check(args) -> int:
     if (args.frames is not None and args.frames < 1) or args.sampling_rate < 1:
         raise ValueError(f"--frames and --sampling-rate must be >= 1, got {args.frames} and {args.sampling_rate}")
     span = clip_span(args.frames, args.sampling_rate) if args.frames else None
-    spec = DataSpec(format=args.format, root=args.root, split=args.split, video_root=args.video_root,
-                    annotation_root=args.annotation_root, cache=False)
+    spec = DataSpec(
+        format=args.format,
+        root=args.root,
+        split=args.split,
+        video_root=args.video_root,
+        annotation_root=args.annotation_root,
+        cache=False,
+    )
     subsets = ("train", "test") if args.subset == "all" else (args.subset,)
     indexes, absent = {}, {}
     for subset in subsets:
@@ -155,8 +175,14 @@ def why_missing(path: str) -> str:
     return "missing: listed in the annotations, not on disk"
 
 
-def scan(paths: list[str], *, workers: int = 2, timeout_s: float = 60.0,
-         resize: tuple[int, int] | None = None, span: int | None = None) -> dict[str, dict | str]:
+def scan(
+    paths: list[str],
+    *,
+    workers: int = 2,
+    timeout_s: float = 60.0,
+    resize: tuple[int, int] | None = None,
+    span: int | None = None,
+) -> dict[str, dict | str]:
     """path → {num_frames, fps, height, width} or the reason it is unusable. `workers` threads each
     drive their own decode child, so `workers` videos decode in parallel and a crash costs one file.
     With `span` (the frames one clip covers) a shorter video is unusable and the last clip is decoded."""
@@ -190,6 +216,7 @@ def scan(paths: list[str], *, workers: int = 2, timeout_s: float = 60.0,
 
 # ------------------------------------------------------------------------------------------ synth
 
+
 def parse_size(text: str) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in text.lower().split("x"))
@@ -202,10 +229,18 @@ def run_synth(args) -> int:
     from trainers.synth import write_synthetic_dataset  # lazy: only this command needs it
 
     size = parse_size(args.size)
-    meta = write_synthetic_dataset(args.out, classes=args.classes, videos_per_class=args.videos_per_class,
-                                   frames=args.frames, size=size, seed=args.seed)
-    print(f"synthetic dataset in {args.out}: {args.classes} classes x {args.videos_per_class} videos, "
-          f"{args.frames} frames of {size[0]}x{size[1]}")
+    meta = write_synthetic_dataset(
+        args.out,
+        classes=args.classes,
+        videos_per_class=args.videos_per_class,
+        frames=args.frames,
+        size=size,
+        seed=args.seed,
+    )
+    print(
+        f"synthetic dataset in {args.out}: {args.classes} classes x {args.videos_per_class} videos, "
+        f"{args.frames} frames of {size[0]}x{size[1]}"
+    )
     if isinstance(meta, dict) and meta.get("classes"):
         names = meta["classes"]
         print(f"  classes: {', '.join(names) if isinstance(names, list) else names}")

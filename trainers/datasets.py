@@ -30,6 +30,7 @@ Layouts (every format also accepts `video_root` / `annotation_root` overrides):
 An optional `<root>/starch_dataset.json` may declare `{"flip_preserves_label": false}`, for
 datasets where a mirror changes the class (the synthetic motion dataset: "moving left").
 """
+
 from __future__ import annotations
 
 import csv
@@ -55,10 +56,10 @@ MIN_CROP = 8
 # What each format expects under its root, for error messages (the module doc has the details).
 LAYOUTS: dict[str, str] = {
     "ucf101": "ROOT/UCF-101/<Class>/<video>.avi and ROOT/ucfTrainTestlist/{classInd.txt, trainlist0N.txt, "
-              "testlist0N.txt} (as UCF101's two archives unpack)",
+    "testlist0N.txt} (as UCF101's two archives unpack)",
     "hmdb51": "ROOT/<class>/<video>.avi and ROOT/testTrainMulti_7030_splits/<class>_test_split<N>.txt",
     "kinetics": "ROOT/annotations/{train,validate}.csv (label,youtube_id,time_start,time_end) and "
-                "ROOT/{train,val}/<label>/<youtube_id>_<start>_<end>.mp4",
+    "ROOT/{train,val}/<label>/<youtube_id>_<start>_<end>.mp4",
     "folder": "ROOT/[train|test/]<class>/<video>",
     "csv": "ROOT/{train,test}.csv (or ROOT = one CSV) with rows path,label",
 }
@@ -79,6 +80,7 @@ def auto_resize(crop: int) -> tuple[int, int]:
 
 # --------------------------------------------------------------------------------------- DataSpec
 
+
 @dataclass(frozen=True)
 class DataSpec:
     """Everything a trial needs to know about its videos; JSON-serialisable via to_dict/from_dict."""
@@ -86,24 +88,24 @@ class DataSpec:
     # where
     format: str
     root: str
-    split: int = 1                      # ucf101 / hmdb51: 1..3; other formats: used if files exist
-    subset: str = "train"               # the default subset; make_loader may ask for the other one
-    video_root: str | None = None       # override: where the video files are
+    split: int = 1  # ucf101 / hmdb51: 1..3; other formats: used if files exist
+    subset: str = "train"  # the default subset; make_loader may ask for the other one
+    video_root: str | None = None  # override: where the video files are
     annotation_root: str | None = None  # override: where the split / CSV files are
     # which frames
-    clip_len: int = 16                  # L frames per clip
-    sampling_rate: int = 1              # s: take every s-th frame
+    clip_len: int = 16  # L frames per clip
+    sampling_rate: int = 1  # s: take every s-th frame
     crop: int = 112
     resize: str | tuple[int, int] | None = "auto"  # 'auto' = the papers' size for the crop; None = native
-    eval_clips: int = 10                # clips per video for video@1
-    short_video: str = "drop"           # videos shorter than a clip: 'drop' (counted) or 'loop'
-    missing_videos: str = "error"       # listed but not on disk: 'error' at construction, or 'skip' (counted)
-    hflip: bool | None = None           # None = ask the dataset (starch_dataset.json), default True
+    eval_clips: int = 10  # clips per video for video@1
+    short_video: str = "drop"  # videos shorter than a clip: 'drop' (counted) or 'loop'
+    missing_videos: str = "error"  # listed but not on disk: 'error' at construction, or 'skip' (counted)
+    hflip: bool | None = None  # None = ask the dataset (starch_dataset.json), default True
     # how
     num_workers: int = 2
     batch_size: int = 16
-    sample_timeout_s: float = 30.0      # a decode taking longer is a failed sample
-    cache: str | bool = "auto"          # decoded-frame cache: 'auto' (small datasets), True, False
+    sample_timeout_s: float = 30.0  # a decode taking longer is a failed sample
+    cache: str | bool = "auto"  # decoded-frame cache: 'auto' (small datasets), True, False
 
     def __post_init__(self):
         _check_choice("format", self.format, FORMATS)
@@ -128,9 +130,14 @@ class DataSpec:
             raise ValueError(f"DataSpec.hflip must be true, false or null (ask the dataset), got {self.hflip!r}")
         _check_int("num_workers", self.num_workers, low=0)
         _check_int("batch_size", self.batch_size, low=1)
-        if (isinstance(self.sample_timeout_s, bool) or not isinstance(self.sample_timeout_s, (int, float))
-                or not self.sample_timeout_s > 0):
-            raise ValueError(f"DataSpec.sample_timeout_s must be a number of seconds > 0, got {self.sample_timeout_s!r}")
+        if (
+            isinstance(self.sample_timeout_s, bool)
+            or not isinstance(self.sample_timeout_s, (int, float))
+            or not self.sample_timeout_s > 0
+        ):
+            raise ValueError(
+                f"DataSpec.sample_timeout_s must be a number of seconds > 0, got {self.sample_timeout_s!r}"
+            )
         if self.cache not in ("auto", True, False):
             raise ValueError(f"DataSpec.cache must be one of 'auto', true, false, got {self.cache!r}")
 
@@ -168,16 +175,22 @@ def _check_int(name: str, value, *, low: int, high: int | None = None) -> None:
 def _check_resize(value, crop) -> None:
     if value == "auto" or value is None:
         return
-    if (isinstance(value, (tuple, list)) and len(value) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         if min(value) >= crop:
             return
-        raise ValueError(f"DataSpec.resize {tuple(value)} is smaller than crop {crop}; "
-                         f"valid values: 'auto', null, or [H, W] with H, W >= crop")
+        raise ValueError(
+            f"DataSpec.resize {tuple(value)} is smaller than crop {crop}; "
+            f"valid values: 'auto', null, or [H, W] with H, W >= crop"
+        )
     raise ValueError(f"DataSpec.resize must be 'auto', null (native size) or [H, W] ints, got {value!r}")
 
 
 # ------------------------------------------------------------------------------------- VideoIndex
+
 
 @dataclass(frozen=True)
 class VideoIndex:
@@ -187,8 +200,8 @@ class VideoIndex:
     classes: tuple[str, ...]
     format: str = ""
     subset: str = ""
-    missing: tuple[str, ...] = ()       # listed in the annotations but not on disk (allow_missing only)
-    flip_preserves_label: bool = True   # from starch_dataset.json; False forbids horizontal flips
+    missing: tuple[str, ...] = ()  # listed in the annotations but not on disk (allow_missing only)
+    flip_preserves_label: bool = True  # from starch_dataset.json; False forbids horizontal flips
     root: str = ""
 
     def __len__(self) -> int:
@@ -211,10 +224,10 @@ def build_index(spec: DataSpec, subset: str | None = None, *, allow_missing: boo
     _check_choice("subset", subset, SUBSETS)
     root = Path(spec.root).expanduser()
     if not root.exists():
-        raise FileNotFoundError(f"dataset root {str(root)!r} does not exist; format {spec.format} expects "
-                                f"{layout(spec.format)}")
-    builder = {"ucf101": _ucf101, "hmdb51": _hmdb51, "kinetics": _kinetics,
-               "folder": _folder, "csv": _csv}[spec.format]
+        raise FileNotFoundError(
+            f"dataset root {str(root)!r} does not exist; format {spec.format} expects {layout(spec.format)}"
+        )
+    builder = {"ucf101": _ucf101, "hmdb51": _hmdb51, "kinetics": _kinetics, "folder": _folder, "csv": _csv}[spec.format]
     try:
         listed, classes = builder(spec, root, subset)
     except FileNotFoundError as exc:
@@ -227,14 +240,21 @@ def build_index(spec: DataSpec, subset: str | None = None, *, allow_missing: boo
         if spec.missing_videos == "error":
             raise MissingVideosError(
                 f"{what} (first: {first}); check root/video_root, or set data.missing_videos: skip to train "
-                f"on the present ones")
+                f"on the present ones"
+            )
         log.warning("%s and skipped (missing_videos: skip); first: %s", what, missing[0])
     if not present and not allow_missing:
         raise ValueError(f"{spec.format} {subset} split {spec.split} under {str(root)!r}: no usable video found")
     meta_dir = Path(spec.video_root).expanduser() if spec.video_root else root
-    return VideoIndex(videos=tuple(present), classes=tuple(classes), format=spec.format,
-                      subset=subset, missing=missing, root=str(root),
-                      flip_preserves_label=_flip_preserves_label(root if root.is_dir() else root.parent, meta_dir))
+    return VideoIndex(
+        videos=tuple(present),
+        classes=tuple(classes),
+        format=spec.format,
+        subset=subset,
+        missing=missing,
+        root=str(root),
+        flip_preserves_label=_flip_preserves_label(root if root.is_dir() else root.parent, meta_dir),
+    )
 
 
 def _flip_preserves_label(*dirs: Path) -> bool:
@@ -268,14 +288,21 @@ def _walk_videos(directory: Path) -> list[Path]:
 
 # ----------------------------------------------------------------------------------------- UCF101
 
+
 def _ucf101(spec: DataSpec, root: Path, subset: str):
-    ann_candidates = [Path(spec.annotation_root).expanduser()] if spec.annotation_root else [
-        root / "ucfTrainTestlist", root / "UCF101TrainTestSplits-RecognitionTask" / "ucfTrainTestlist", root]
+    ann_candidates = (
+        [Path(spec.annotation_root).expanduser()]
+        if spec.annotation_root
+        else [root / "ucfTrainTestlist", root / "UCF101TrainTestSplits-RecognitionTask" / "ucfTrainTestlist", root]
+    )
     ann = next((d for d in ann_candidates if (d / "classInd.txt").is_file()), None)
     if ann is None:
         raise FileNotFoundError(f"ucf101: classInd.txt not found in {[str(d) for d in ann_candidates]}")
-    video_root = (Path(spec.video_root).expanduser() if spec.video_root
-                  else _first_dir(root / "UCF-101", root / "UCF101", root / "videos") or root)
+    video_root = (
+        Path(spec.video_root).expanduser()
+        if spec.video_root
+        else _first_dir(root / "UCF-101", root / "UCF101", root / "videos") or root
+    )
     class_ids: dict[str, int] = {}
     for line in (ann / "classInd.txt").read_text().split("\n"):
         if line.strip():
@@ -298,8 +325,10 @@ def _ucf101(spec: DataSpec, root: Path, subset: str):
         if len(parts) > 1:  # trainlist: 1-based label, which must be the class folder's
             label = _label_number(parts[1], len(classes), where) - 1
             if classes[label].lower() != class_name.lower():
-                raise ValueError(f"{where}: label {parts[1]!r} is {classes[label]!r} in classInd.txt but the video is "
-                                 f"in folder {class_name!r}")
+                raise ValueError(
+                    f"{where}: label {parts[1]!r} is {classes[label]!r} in classInd.txt but the video is "
+                    f"in folder {class_name!r}"
+                )
         elif class_name.lower() in lower_ids:  # testlist: label from the class folder
             label = lower_ids[class_name.lower()]
         else:
@@ -312,8 +341,9 @@ def _check_inside(rel: str, folder: Path, where: str) -> None:
     """A split list names files below its video folder: an absolute path or one that climbs out
     with `..` is refused (a list from elsewhere, or one written to read other files)."""
     if os.path.isabs(rel) or re.match(r"^[A-Za-z]:", rel) or os.path.normpath(rel).split(os.sep)[0] == "..":
-        raise ValueError(f"{where}: {rel!r} is outside the video folder {str(folder)!r}; split lists name "
-                         "files relative to it")
+        raise ValueError(
+            f"{where}: {rel!r} is outside the video folder {str(folder)!r}; split lists name files relative to it"
+        )
 
 
 def _label_number(text: str, num_classes: int, where: str) -> int:
@@ -367,8 +397,10 @@ def _hmdb51(spec: DataSpec, root: Path, subset: str):
 
 # --------------------------------------------------------------------------------------- Kinetics
 
-_KINETICS_CSV = {"train": ("train", "kinetics_train", "training"),
-                 "test": ("validate", "val", "validation", "kinetics_val", "kinetics_validate")}
+_KINETICS_CSV = {
+    "train": ("train", "kinetics_train", "training"),
+    "test": ("validate", "val", "validation", "kinetics_val", "kinetics_validate"),
+}
 _KINETICS_DIRS = {"train": ("train", "training"), "test": ("validate", "val", "validation")}
 
 
@@ -377,20 +409,23 @@ def _kinetics_csv(ann_dirs: list[Path], subset: str) -> Path | None:
         for stem in _KINETICS_CSV[subset]:
             if (directory / f"{stem}.csv").is_file():
                 return directory / f"{stem}.csv"
-        hits = sorted(p for p in directory.glob("*.csv")
-                      if any(k in p.stem.lower() for k in (("train",) if subset == "train" else ("val",))))
+        hits = sorted(
+            p
+            for p in directory.glob("*.csv")
+            if any(k in p.stem.lower() for k in (("train",) if subset == "train" else ("val",)))
+        )
         if hits:
             return hits[0]
     return None
 
 
 def _kinetics(spec: DataSpec, root: Path, subset: str):
-    ann_dirs = ([Path(spec.annotation_root).expanduser()] if spec.annotation_root
-                else [root / "annotations", root])
+    ann_dirs = [Path(spec.annotation_root).expanduser()] if spec.annotation_root else [root / "annotations", root]
     csv_file = _kinetics_csv(ann_dirs, subset)
     if csv_file is None:
-        raise FileNotFoundError(f"kinetics: no {subset} CSV ({'/'.join(_KINETICS_CSV[subset])}.csv) in "
-                                f"{[str(d) for d in ann_dirs]}")
+        raise FileNotFoundError(
+            f"kinetics: no {subset} CSV ({'/'.join(_KINETICS_CSV[subset])}.csv) in {[str(d) for d in ann_dirs]}"
+        )
     rows = _read_kinetics_rows(csv_file)
     train_csv = _kinetics_csv(ann_dirs, "train")
     label_rows = _read_kinetics_rows(train_csv) if train_csv is not None else rows
@@ -422,13 +457,15 @@ def _read_kinetics_rows(path: Path) -> list[dict]:
 
 # ------------------------------------------------------------------------------------ folder / csv
 
+
 def _folder(spec: DataSpec, root: Path, subset: str):
     base = Path(spec.video_root).expanduser() if spec.video_root else root
     aliases = ("train", "training") if subset == "train" else ("test", "val", "validate", "validation")
     subset_dir = _first_dir(*(base / a for a in aliases))
     if subset_dir is None and _first_dir(*(base / a for a in ("train", "test", "val", "validate"))):
-        raise FileNotFoundError(f"folder: {str(base)!r} has subset folders but none for {subset!r} "
-                                f"(looked for {', '.join(aliases)})")
+        raise FileNotFoundError(
+            f"folder: {str(base)!r} has subset folders but none for {subset!r} (looked for {', '.join(aliases)})"
+        )
     class_root = subset_dir or base
     classes = sorted(d.name for d in class_root.iterdir() if d.is_dir() and not d.name.startswith("."))
     listed = []
@@ -456,8 +493,9 @@ def _csv(spec: DataSpec, root: Path, subset: str):
         csv_files = {}
         for sub, names in (("train", ("train",)), ("test", ("test", "val", "validate"))):
             for name in names:
-                hit = _first_file(ann / f"{name}_split{spec.split}.csv", ann / f"{name}{spec.split}.csv",
-                                  ann / f"{name}.csv")
+                hit = _first_file(
+                    ann / f"{name}_split{spec.split}.csv", ann / f"{name}{spec.split}.csv", ann / f"{name}.csv"
+                )
                 if hit:
                     csv_files[sub] = hit
                     break

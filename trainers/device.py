@@ -17,6 +17,7 @@ Under Ray Tune, each trial sees only its own GPUs through CUDA_VISIBLE_DEVICES, 
 accelerator device is the trial's. A data-parallel worker is told its device instead (Ray Train's
 `get_device()`, passed in by the Ray adapter); the precision rules stay the same.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -98,5 +99,8 @@ class Runtime:
 
     @staticmethod
     def is_oom(exc: BaseException | None) -> bool:
-        return isinstance(exc, torch.OutOfMemoryError) if hasattr(torch, "OutOfMemoryError") else \
-            "out of memory" in str(exc)
+        return (
+            isinstance(exc, torch.OutOfMemoryError)
+            if hasattr(torch, "OutOfMemoryError")
+            else "out of memory" in str(exc)
+        )

@@ -42,6 +42,7 @@ shuffle order from a torch.Generator seeded with (seed, e).
 Data parallel (rank r of W, see `shard_order`): every rank computes the same epoch order and reads
 only its whole videos of it; a training clip is the same whichever rank reads it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,7 +64,7 @@ from trainers.video import DecodeProcess, VideoDecodeError
 log = logging.getLogger(__name__)
 
 CACHE_BUILD_TIMEOUT_FACTOR = 20  # a cache build decodes a whole video: allow 20 × sample_timeout_s
-AUTO_CACHE_PROBES = 8            # videos probed to estimate a subset's decoded size
+AUTO_CACHE_PROBES = 8  # videos probed to estimate a subset's decoded size
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,12 @@ class ClipDataset(Dataset):
             self._failed[path] = exc.reason
             return Skipped(path, exc.reason)
         if frames is None:
-            return Skipped(path, f"{num_frames} frames < clip span "
-                                 f"{clip_span(self.clip_len, self.sampling_rate)}", "short", num_frames)
+            return Skipped(
+                path,
+                f"{num_frames} frames < clip span {clip_span(self.clip_len, self.sampling_rate)}",
+                "short",
+                num_frames,
+            )
         clip = self.transform(frames, np.random.default_rng([*seed, 1]))  # (C, T, crop, crop)
         return {"video": clip, "label": label, "video_id": video_id, "clip_id": clip_id}
 
@@ -151,17 +156,24 @@ class ClipDataset(Dataset):
         return self._decoder
 
     def _clip_args(self, clip_id: int, seed: list[int]) -> dict:
-        return dict(clip_len=self.clip_len, sampling_rate=self.sampling_rate, mode=self.mode,
-                    num_clips=self.num_clips, short_policy=self.short_policy,
-                    clip_index=clip_id, seed=seed)
+        return dict(
+            clip_len=self.clip_len,
+            sampling_rate=self.sampling_rate,
+            mode=self.mode,
+            num_clips=self.num_clips,
+            short_policy=self.short_policy,
+            clip_index=clip_id,
+            seed=seed,
+        )
 
     def _read(self, path: str, clip_id: int, seed: list[int]) -> tuple[np.ndarray | None, int]:
         if self.cache is not None:
             got = self._read_cached(path, clip_id, seed)
             if got is not None:
                 return got
-        reply = self.decoder().request({"op": "clip", "path": path, "resize": self.resize,
-                                        "clip": self._clip_args(clip_id, seed)})
+        reply = self.decoder().request(
+            {"op": "clip", "path": path, "resize": self.resize, "clip": self._clip_args(clip_id, seed)}
+        )
         if "short" in reply:
             return None, reply["short"]
         return reply["frames"], reply["num_frames"]
@@ -171,9 +183,10 @@ class ClipDataset(Dataset):
         None if the cache cannot be used (disk trouble), to fall back to direct decoding."""
         all_frames = self.cache.load(path)  # (N, H, W, 3) memmap
         if all_frames is None:
-            reply = self.decoder().request({"op": "cache", "path": path, "resize": self.resize,
-                                            "cache_root": str(self.cache.root)},
-                                           timeout_s=self.timeout_s * CACHE_BUILD_TIMEOUT_FACTOR)
+            reply = self.decoder().request(
+                {"op": "cache", "path": path, "resize": self.resize, "cache_root": str(self.cache.root)},
+                timeout_s=self.timeout_s * CACHE_BUILD_TIMEOUT_FACTOR,
+            )
             if "cache_error" in reply and not self._cache_warned:
                 self._cache_warned = True
                 log.warning("frame cache unusable (%s); decoding directly", reply["cache_error"])
@@ -240,7 +253,7 @@ def shard_order(order: list[int], *, per_video: int, rank: int, world_size: int,
         return list(order)
     videos = list(dict.fromkeys(i // per_video for i in order))  # in order of first appearance
     if even:
-        videos = videos[:len(videos) - len(videos) % world_size]
+        videos = videos[: len(videos) - len(videos) % world_size]
     mine = set(videos[rank::world_size])
     return [i for i in order if i // per_video in mine]
 
@@ -252,8 +265,18 @@ class ClipLoader:
     rank/world_size: this process reads only its shard of every epoch (`shard_order`; even shards
     when shuffling, i.e. training). batch_size is per process."""
 
-    def __init__(self, dataset: ClipDataset, *, batch_size: int, num_workers: int, shuffle: bool,
-                 seed: int = 0, drop_last: bool = False, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        dataset: ClipDataset,
+        *,
+        batch_size: int,
+        num_workers: int,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.dataset = dataset
@@ -261,7 +284,7 @@ class ClipLoader:
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.rank, self.world_size = rank, world_size
         self.epoch = 0  # the epoch the next iteration uses; advances by one per iteration
-        self.bad_videos: dict[str, str] = {}    # path → decoder's reason
+        self.bad_videos: dict[str, str] = {}  # path → decoder's reason
         self.short_videos: dict[str, int] = {}  # path → number of frames (dropped)
         self.skipped_samples = 0
         self.yielded_samples = 0
@@ -288,8 +311,9 @@ class ClipLoader:
             order = torch.randperm(n, generator=generator).tolist()
         else:
             order = list(range(n))
-        return shard_order(order, per_video=self.dataset.num_clips, rank=self.rank,
-                           world_size=self.world_size, even=self.shuffle)
+        return shard_order(
+            order, per_video=self.dataset.num_clips, rank=self.rank, world_size=self.world_size, even=self.shuffle
+        )
 
     def __iter__(self) -> Iterator[dict]:
         epoch, self.epoch = self.epoch, self.epoch + 1
@@ -298,10 +322,15 @@ class ClipLoader:
         if self._loader is None:
             workers = self.num_workers
             self._loader = DataLoader(
-                self.dataset, batch_size=self.batch_size, sampler=self._sampler,
-                num_workers=workers, collate_fn=collate_clips, drop_last=self.drop_last,
+                self.dataset,
+                batch_size=self.batch_size,
+                sampler=self._sampler,
+                num_workers=workers,
+                collate_fn=collate_clips,
+                drop_last=self.drop_last,
                 worker_init_fn=_WorkerInit(self.seed) if workers else None,
-                persistent_workers=workers > 0, prefetch_factor=2 if workers else None,
+                persistent_workers=workers > 0,
+                prefetch_factor=2 if workers else None,
             )
         new_short = 0
         for batch in self._loader:
@@ -311,10 +340,14 @@ class ClipLoader:
             self.yielded_samples += len(batch["video"])
             yield batch
         if new_short:
-            log.warning("dropped %d video(s) shorter than one clip (L=%d, s=%d → %d frames), e.g. %s",
-                        new_short, self.dataset.clip_len, self.dataset.sampling_rate,
-                        clip_span(self.dataset.clip_len, self.dataset.sampling_rate),
-                        next(iter(self.short_videos)))
+            log.warning(
+                "dropped %d video(s) shorter than one clip (L=%d, s=%d → %d frames), e.g. %s",
+                new_short,
+                self.dataset.clip_len,
+                self.dataset.sampling_rate,
+                clip_span(self.dataset.clip_len, self.dataset.sampling_rate),
+                next(iter(self.short_videos)),
+            )
 
     def _record(self, skipped: list[Skipped]) -> int:
         new_short = 0
@@ -385,17 +418,32 @@ def make_loader(
         log.warning("hflip=True although %s declares flip_preserves_label=false", index.root)
     resize = spec.resize_hw()
     dataset = ClipDataset(
-        index, mode=mode, clip_len=spec.clip_len, sampling_rate=spec.sampling_rate,
-        num_clips=spec.eval_clips, short_policy=spec.short_video, resize=resize,
+        index,
+        mode=mode,
+        clip_len=spec.clip_len,
+        sampling_rate=spec.sampling_rate,
+        num_clips=spec.eval_clips,
+        short_policy=spec.short_video,
+        resize=resize,
         transform=ClipTransform(crop=spec.crop, train=train, flip=flip),
-        timeout_s=spec.sample_timeout_s, cache=_resolve_cache(spec, index, resize, cache_dir), seed=seed,
+        timeout_s=spec.sample_timeout_s,
+        cache=_resolve_cache(spec, index, resize, cache_dir),
+        seed=seed,
     )
-    return ClipLoader(dataset, batch_size=spec.batch_size, num_workers=spec.num_workers,
-                      shuffle=train if shuffle is None else shuffle, seed=seed, rank=rank, world_size=world_size)
+    return ClipLoader(
+        dataset,
+        batch_size=spec.batch_size,
+        num_workers=spec.num_workers,
+        shuffle=train if shuffle is None else shuffle,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+    )
 
 
-def estimate_decoded_bytes(index: VideoIndex, resize: tuple[int, int] | None, *,
-                           probes: int = AUTO_CACHE_PROBES, timeout_s: float = 30.0) -> int | None:
+def estimate_decoded_bytes(
+    index: VideoIndex, resize: tuple[int, int] | None, *, probes: int = AUTO_CACHE_PROBES, timeout_s: float = 30.0
+) -> int | None:
     """Decoded size of the whole subset, from `probes` evenly chosen videos (probed in a decode
     child); None if none of them could be read."""
     picks = sorted({round(i) for i in np.linspace(0, len(index.videos) - 1, min(probes, len(index.videos)))})

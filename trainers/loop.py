@@ -21,6 +21,7 @@ Metrics (the protocol is named in every record, R(2+1)D §4.1 / Res3D §4):
     clip@1          accuracy of the centre clip (centre crop) of each test video
     video@1, @5     softmax averaged over N evenly spaced clips (centre crops) of each video
 """
+
 from __future__ import annotations
 
 import logging
@@ -77,8 +78,7 @@ class Distributed:
         if self.world_size == 1:
             return [float(v) for v in values]
         tensor = torch.tensor(values, dtype=torch.float64, device=device)  # (len(values),)
-        dist.all_reduce(tensor, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX,
-                                    "min": dist.ReduceOp.MIN}[op])
+        dist.all_reduce(tensor, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}[op])
         return tensor.tolist()
 
     def union(self, mapping: dict) -> dict:
@@ -98,13 +98,25 @@ class Distributed:
 
 
 def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                           weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        nesterov=recipe.nesterov,
+    )
 
 
-def train_one_epoch(model, loader: Iterable[dict], optimizer, recipe: Recipe, runtime: Runtime,
-                    *, progress: Callable[[Iterable], Iterable] | None = None,
-                    distributed: Distributed = Distributed()) -> dict[str, float]:
+def train_one_epoch(
+    model,
+    loader: Iterable[dict],
+    optimizer,
+    recipe: Recipe,
+    runtime: Runtime,
+    *,
+    progress: Callable[[Iterable], Iterable] | None = None,
+    distributed: Distributed = Distributed(),
+) -> dict[str, float]:
     """One pass over this rank's shard; the returned numbers are over all ranks."""
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
@@ -148,13 +160,19 @@ def train_one_epoch(model, loader: Iterable[dict], optimizer, recipe: Recipe, ru
     elapsed = distributed.reduce([time.perf_counter() - start], "max", runtime.device)[0]
     if seen == 0:
         raise RuntimeError("the training loader yielded no clip this epoch (every video was skipped?)")
-    return {"train_loss": total_loss / seen, "train_acc": correct / seen, "train_clips": int(seen),
-            "epoch_time_s": elapsed, "train_clips_per_s": seen / elapsed}
+    return {
+        "train_loss": total_loss / seen,
+        "train_acc": correct / seen,
+        "train_clips": int(seen),
+        "epoch_time_s": elapsed,
+        "train_clips_per_s": seen / elapsed,
+    }
 
 
 @torch.no_grad()
-def evaluate_clips(model, loader: Iterable[dict], runtime: Runtime,
-                   distributed: Distributed = Distributed()) -> dict[str, float]:
+def evaluate_clips(
+    model, loader: Iterable[dict], runtime: Runtime, distributed: Distributed = Distributed()
+) -> dict[str, float]:
     """clip@1 and test loss over one clip per video (sums over all ranks' shards)."""
     model.eval()
     loss, correct, seen = 0.0, 0, 0
@@ -172,8 +190,9 @@ def evaluate_clips(model, loader: Iterable[dict], runtime: Runtime,
 
 
 @torch.no_grad()
-def evaluate_videos(model, loader: Iterable[dict], runtime: Runtime,
-                    distributed: Distributed = Distributed()) -> dict[str, float]:
+def evaluate_videos(
+    model, loader: Iterable[dict], runtime: Runtime, distributed: Distributed = Distributed()
+) -> dict[str, float]:
     """video@1 and video@5: softmax averaged over each video's clips. A video's clips are all in
     one rank's shard, so each rank scores whole videos and the hit counts are summed."""
     model.eval()
@@ -240,11 +259,20 @@ def fit(
         for group in optimizer.param_groups:
             group["lr"] = lr
         train_loader.set_epoch(epoch)
-        base = {**(static or {}), "epoch": epoch + 1, "lr": lr, "precision": runtime.precision,
-                "workers": distributed.world_size}
+        base = {
+            **(static or {}),
+            "epoch": epoch + 1,
+            "lr": lr,
+            "precision": runtime.precision,
+            "workers": distributed.world_size,
+        }
         try:
-            record = {**base, **train_one_epoch(train_model, train_loader, optimizer, recipe, runtime,
-                                                progress=progress, distributed=distributed)}
+            record = {
+                **base,
+                **train_one_epoch(
+                    train_model, train_loader, optimizer, recipe, runtime, progress=progress, distributed=distributed
+                ),
+            }
             distributed.sync_buffers(model)
             if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
                 for name, loader in eval_loaders.items():
@@ -264,26 +292,40 @@ def fit(
             # status oom (ray_adapter.fit_data_parallel)
             if not runtime.is_oom(exc) or distributed.world_size > 1:
                 raise
-            record = {**base, "status": "oom", "reason": f"out of memory on {runtime.device}: {exc}".splitlines()[0],
-                      **_data_stats(train_loader, eval_loaders)}
+            record = {
+                **base,
+                "status": "oom",
+                "reason": f"out of memory on {runtime.device}: {exc}".splitlines()[0],
+                **_data_stats(train_loader, eval_loaders),
+            }
             report(record, {})
             return record
         if metric in record and (best is None or record[metric] > best):
             best = record[metric]
         _share_data_stats(loaders, distributed)
-        record.update(status="running" if epoch + 1 < recipe.epochs else "completed",
-                      best=best, **_data_stats(train_loader, eval_loaders))
+        record.update(
+            status="running" if epoch + 1 < recipe.epochs else "completed",
+            best=best,
+            **_data_stats(train_loader, eval_loaders),
+        )
         if not distributed.is_main:
             report(record, {})  # the same record; rank 0 alone writes the checkpoint
             continue
         bad = {}
         for loader in loaders:
             bad.update(loader.bad_videos)
-        report(record, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": runtime.scaler.state_dict() if runtime.scaler is not None else {},
-            "rng": checkpoint.capture_rng(), "epoch": epoch + 1, "best": best, "bad_videos": bad,
-        })
+        report(
+            record,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": runtime.scaler.state_dict() if runtime.scaler is not None else {},
+                "rng": checkpoint.capture_rng(),
+                "epoch": epoch + 1,
+                "best": best,
+                "bad_videos": bad,
+            },
+        )
     return record
 
 
@@ -312,5 +354,8 @@ def _data_stats(train_loader, eval_loaders: dict[str, Any]) -> dict[str, Any]:
         problems.update({p: f"bad: {reason}" for p, reason in loader.bad_videos.items()})
     bad = sum(v.startswith("bad") for v in problems.values())
     short = sum(v.startswith("short") for v in problems.values())
-    return {"bad_videos": bad, "short_videos_dropped": short,
-            "data_problems": [[p, problems[p]] for p in sorted(problems)[:DATA_PROBLEMS_SHOWN]]}
+    return {
+        "bad_videos": bad,
+        "short_videos_dropped": short,
+        "data_problems": [[p, problems[p]] for p in sorted(problems)[:DATA_PROBLEMS_SHOWN]],
+    }

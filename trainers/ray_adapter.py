@@ -24,6 +24,7 @@ run snapshot and each worker gets the last checkpoint from `ray.train.get_checkp
 Large read-only objects (the video index) arrive through `tune.with_parameters` (Ray's object
 store), not through the config; a data-parallel driver passes them on to its workers.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -74,6 +75,7 @@ def trainable(config: dict[str, Any], indexes: dict[str, VideoIndex] | None = No
 
 # -- data parallel (W > 1)
 
+
 def _train_report(record: dict[str, Any], state: dict[str, Any]) -> None:
     """Called by every worker once per epoch (Ray Train waits for all); rank 0 adds the checkpoint."""
     if not state:
@@ -90,13 +92,26 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     distributed = Distributed(rank=context.get_world_rank(), world_size=context.get_world_size())
     state = _load(ray.train.get_checkpoint())
     resumed_from = state["epoch"] if state else 0
-    run_trial(resolve(loop_config["config"]), _train_report, state=state, indexes=loop_config["indexes"],
-              static={"resumed_from_epoch": resumed_from}, distributed=distributed,
-              device=ray.train.torch.get_device())
+    run_trial(
+        resolve(loop_config["config"]),
+        _train_report,
+        state=state,
+        indexes=loop_config["indexes"],
+        static={"resumed_from_epoch": resumed_from},
+        distributed=distributed,
+        device=ray.train.torch.get_device(),
+    )
 
 
-def fit_data_parallel(config: dict[str, Any], indexes: dict[str, VideoIndex] | None, *, workers: int,
-                      use_gpu: bool, per_worker: dict[str, float], loop: Callable[[dict], None] = _train_worker) -> None:
+def fit_data_parallel(
+    config: dict[str, Any],
+    indexes: dict[str, VideoIndex] | None,
+    *,
+    workers: int,
+    use_gpu: bool,
+    per_worker: dict[str, float],
+    loop: Callable[[dict], None] = _train_worker,
+) -> None:
     """Fit the trial's TorchTrainer of `workers` ranks running `loop`. A rank that runs out of GPU
     memory ends the trial with a last result of status 'oom' (as a single-process trial does),
     not with an error Tune would retry: the same batch on the same GPU runs out again."""
@@ -106,8 +121,9 @@ def fit_data_parallel(config: dict[str, Any], indexes: dict[str, VideoIndex] | N
         train_loop_config={"config": config, "indexes": indexes},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=per_worker),
         # same (storage_path, name) on every attempt: Ray Train resumes its own run
-        run_config=ray.train.RunConfig(name="train", storage_path=storage_path, storage_filesystem=filesystem,
-                                       callbacks=[TuneReportCallback()]),
+        run_config=ray.train.RunConfig(
+            name="train", storage_path=storage_path, storage_filesystem=filesystem, callbacks=[TuneReportCallback()]
+        ),
     )
     try:
         trainer.fit()
@@ -139,8 +155,9 @@ def _trial_storage() -> tuple[str, Any]:
     return storage.trial_fs_path, storage.storage_filesystem
 
 
-def trial_resources(*, workers_per_trial: int = 1, use_gpu: bool = False, cpus_per_worker: float = 1,
-                    gpus_per_worker: float = 0) -> dict[str, float]:
+def trial_resources(
+    *, workers_per_trial: int = 1, use_gpu: bool = False, cpus_per_worker: float = 1, gpus_per_worker: float = 0
+) -> dict[str, float]:
     """What the Tune trial itself requests (the `tune.with_resources` spec).
 
     W = 1: the trial trains, so it requests one worker's CPUs and GPUs.
@@ -155,13 +172,15 @@ def trial_resources(*, workers_per_trial: int = 1, use_gpu: bool = False, cpus_p
     return {"cpu": DRIVER_CPUS, "gpu": 0}
 
 
-def make_trainable(*, workers_per_trial: int = 1, use_gpu: bool = False, cpus_per_worker: float = 1,
-                   gpus_per_worker: float = 0) -> Callable[..., None]:
+def make_trainable(
+    *, workers_per_trial: int = 1, use_gpu: bool = False, cpus_per_worker: float = 1, gpus_per_worker: float = 0
+) -> Callable[..., None]:
     """A fresh function trainable `(config, indexes=None)` for trials of `workers_per_trial`
     processes, already carrying its `trial_resources` (tune.with_resources); wrap it in
     tune.with_parameters as usual. use_gpu with gpus_per_worker 0 means one GPU per worker."""
     workers, cpus, gpus = _validated(workers_per_trial, use_gpu, cpus_per_worker, gpus_per_worker)
     if workers == 1:
+
         def single(config: dict[str, Any], indexes: dict[str, VideoIndex] | None = None) -> None:
             trainable(config, indexes)
 
@@ -175,8 +194,9 @@ def make_trainable(*, workers_per_trial: int = 1, use_gpu: bool = False, cpus_pe
 
         data_parallel.__name__ = f"trainable_{workers}x"
         fn = data_parallel
-    return tune.with_resources(fn, trial_resources(workers_per_trial=workers, use_gpu=use_gpu,
-                                                   cpus_per_worker=cpus, gpus_per_worker=gpus))
+    return tune.with_resources(
+        fn, trial_resources(workers_per_trial=workers, use_gpu=use_gpu, cpus_per_worker=cpus, gpus_per_worker=gpus)
+    )
 
 
 def _validated(workers: int, use_gpu: bool, cpus: float, gpus: float) -> tuple[int, float, float]:

@@ -5,6 +5,7 @@ by 10 at fixed steps. Res3D divides every 20k of 90k iterations (≈ every 3 of 
 UCF101), R(2+1)D every 10 of 45 epochs; `lr_step_epochs` says which. Warm-up and cosine decay are
 there for users who want them.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,9 @@ class Recipe:
     grad_clip: float | None = None  # max grad norm; None = off
     label_smoothing: float = 0.0
     zero_init_residual: bool = False  # each residual block starts as its shortcut (γ = 0 in its last BN)
-    init: str | None = None  # start from these weights: a torchvision state dict or a starch checkpoint (trainers.init_weights)
+    init: str | None = (
+        None  # start from these weights: a torchvision state dict or a starch checkpoint (trainers.init_weights)
+    )
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -35,6 +35,7 @@ Measured (VERSION 2; in-memory frames, 8 classes, clips of 8 frames at sampling 
 the seeds tried and the per-frame f-R2D stays at chance (13.5 %); with 50 videos per class every
 model memorises the backgrounds (VERSION 1). The experiments: docs/benchmark/README.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -241,9 +242,7 @@ def generate_video(
 # --------------------------------------------------------------------------- encoding
 
 
-def encode_mp4(
-    frames: np.ndarray, path: str | os.PathLike, *, fps: int | None = None, crf: int | None = None
-) -> None:
+def encode_mp4(frames: np.ndarray, path: str | os.PathLike, *, fps: int | None = None, crf: int | None = None) -> None:
     """Write (T, H, W, 3) uint8 RGB frames as an H.264 yuv420p mp4 with PyAV (H, W even).
 
     fps and crf default to the module's FPS and CRF. The same frames give the same bytes. The file
@@ -267,7 +266,9 @@ def encode_mp4(
             # one thread: we parallelise over videos
             stream.codec_context.thread_count = 1
             stream.codec_context.options = {
-                "crf": str(crf), "preset": PRESET, "x264-params": X264_PARAMS,
+                "crf": str(crf),
+                "preset": PRESET,
+                "x264-params": X264_PARAMS,
             }
             stream.codec_context.time_base = Fraction(1, fps)
             for t, array in enumerate(frames):
@@ -303,9 +304,7 @@ def _video_rng(seed: int, direction: str, speed: int, index: int) -> np.random.G
 
 def _run_job(job: _Job) -> str:
     rng = _video_rng(job.seed, job.direction, job.speed, job.index)
-    frames = generate_video(
-        rng, direction=job.direction, speed=job.speed, frames=job.frames, size=job.size
-    )
+    frames = generate_video(rng, direction=job.direction, speed=job.speed, frames=job.frames, size=job.size)
     encode_mp4(frames, job.path)
     return job.path
 
@@ -340,9 +339,7 @@ def _layout(out: Path, params: dict[str, Any]) -> tuple[list[_Job], dict[str, li
     splits: dict[str, list[str]] = {"train": [], "test": []}
     jobs: list[_Job] = []
     for label, (name, (direction, speed)) in enumerate(motions.items(), start=1):
-        for index, (split, group, clip) in enumerate(
-            _split(params["videos_per_class"], params["test_fraction"])
-        ):
+        for index, (split, group, clip) in enumerate(_split(params["videos_per_class"], params["test_fraction"])):
             rel = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.mp4"
             splits[split].append(f"{rel} {label}" if split == "train" else rel)
             jobs.append(
@@ -423,8 +420,12 @@ def write_synthetic_dataset(
         "motion": {n: {"direction": d, "speed": s} for n, (d, s) in class_motions(classes).items()},
         "videos": {"train": len(splits["train"]), "test": len(splits["test"])},
         "encoding": {
-            "codec": CODEC, "pix_fmt": PIX_FMT, "crf": CRF, "preset": PRESET,
-            "x264_params": X264_PARAMS, "fps": FPS,
+            "codec": CODEC,
+            "pix_fmt": PIX_FMT,
+            "crf": CRF,
+            "preset": PRESET,
+            "x264_params": X264_PARAMS,
+            "fps": FPS,
         },
     }
 
@@ -432,7 +433,7 @@ def write_synthetic_dataset(
         try:
             existing = json.loads(meta_path.read_text())
         except (OSError, ValueError) as exc:
-            raise ValueError(f"{meta_path} is unreadable ({exc}); delete it or pick another folder")
+            raise ValueError(f"{meta_path} is unreadable ({exc}); delete it or pick another folder") from None
         if existing.get("name") != NAME:
             raise ValueError(
                 f"{meta_path} describes {existing.get('name')!r}, not a dataset written by "
@@ -447,9 +448,7 @@ def write_synthetic_dataset(
                 f"{out} holds a synthetic dataset with other parameters ({difference}); "
                 "pass overwrite=True to replace it or pick another folder"
             )
-    elif not (out / _PARTIAL_FILE).exists() and any(
-        (out / d).exists() for d in ("UCF-101", "ucfTrainTestlist")
-    ):
+    elif not (out / _PARTIAL_FILE).exists() and any((out / d).exists() for d in ("UCF-101", "ucfTrainTestlist")):
         raise ValueError(
             f"{out} already holds a UCF-101 layout that was not written by write_synthetic_dataset; "
             "pick an empty folder"
@@ -489,9 +488,7 @@ def _write_text(path: Path, lines: list[str]) -> None:
     os.replace(tmp, path)
 
 
-def _describe_difference(
-    existing: dict[str, Any], params: dict[str, Any], encoding: dict[str, Any]
-) -> str:
+def _describe_difference(existing: dict[str, Any], params: dict[str, Any], encoding: dict[str, Any]) -> str:
     if existing.get("version") != VERSION:
         return f"version {existing.get('version')!r}, not {VERSION}"
     old = existing.get("params") or {}
@@ -536,9 +533,7 @@ def _check_params(**kw: Any) -> dict[str, Any]:
     _check_classes(kw["classes"])
     vpc = kw["videos_per_class"]
     if not _is_int(vpc) or vpc < 2:
-        raise ValueError(
-            f"videos_per_class must be an integer >= 2 (one train, one test), got {vpc!r}"
-        )
+        raise ValueError(f"videos_per_class must be an integer >= 2 (one train, one test), got {vpc!r}")
     _check_frames(kw["frames"])
     height, width = _check_size(kw["size"], minimum=16)
     if height % 2 or width % 2:

@@ -1,4 +1,5 @@
 """`starch train`: train one architecture from the command line, for debugging a single network."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,12 @@ to OUT/checkpoint/checkpoint.pt (with --keep-checkpoints, also every epoch's as 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "train", help="train one architecture (debugging a single network)",
+        "train",
+        help="train one architecture (debugging a single network)",
         description="Train one network on one dataset with the papers' recipe, with a progress bar.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT from its last checkpoint")
     a = p.add_argument_group("architecture")
@@ -77,16 +81,45 @@ def config_from_args(args) -> dict:
     fmt, sep, root = args.data.partition(":")
     if not sep or not root:
         raise ValueError(f"--data must look like FORMAT:ROOT (e.g. ucf101:/data/ucf101), got {args.data!r}")
-    overrides = {k: v for k, v in (("width", args.width), ("frames", args.frames), ("crop", args.crop),
-                                   ("sampling_rate", args.sampling_rate)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("width", args.width),
+            ("frames", args.frames),
+            ("crop", args.crop),
+            ("sampling_rate", args.sampling_rate),
+        )
+        if v is not None
+    }
     arch = named(args.arch, **overrides)
-    data = DataSpec(format=fmt, root=root, split=args.split, resize=_parse_resize(args.resize),
-                    num_workers=args.workers, batch_size=args.batch_size, eval_clips=args.eval_clips)
-    recipe = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("lr_step_epochs", args.lr_step_epochs),
-                                ("precision", args.precision), ("seed", args.seed), ("init", args.init))
-              if v is not None}
-    return {"arch": arch.to_dict(), "data": data.to_dict(), "recipe": Recipe(**recipe).to_dict(),
-            "budget": args.budget, "width_rule": args.rule}
+    data = DataSpec(
+        format=fmt,
+        root=root,
+        split=args.split,
+        resize=_parse_resize(args.resize),
+        num_workers=args.workers,
+        batch_size=args.batch_size,
+        eval_clips=args.eval_clips,
+    )
+    recipe = {
+        k: v
+        for k, v in (
+            ("epochs", args.epochs),
+            ("lr", args.lr),
+            ("lr_step_epochs", args.lr_step_epochs),
+            ("precision", args.precision),
+            ("seed", args.seed),
+            ("init", args.init),
+        )
+        if v is not None
+    }
+    return {
+        "arch": arch.to_dict(),
+        "data": data.to_dict(),
+        "recipe": Recipe(**recipe).to_dict(),
+        "budget": args.budget,
+        "width_rule": args.rule,
+    }
 
 
 class FolderReporter:
@@ -101,7 +134,9 @@ class FolderReporter:
         if state:  # checkpoint first: a record in metrics.jsonl always has its checkpoint
             checkpoint.save(self.out / "checkpoint", state)
             if self.keep_all:
-                shutil.copy2(self.out / "checkpoint" / checkpoint.FILENAME, self.out / f"checkpoint_{state['epoch']:04d}.pt")
+                shutil.copy2(
+                    self.out / "checkpoint" / checkpoint.FILENAME, self.out / f"checkpoint_{state['epoch']:04d}.pt"
+                )
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         shown = {k: record[k] for k in ("epoch", "train_loss", "clip@1", "video@1", "status") if k in record}

@@ -9,6 +9,7 @@ C3D §3). All randomness comes from the `rng` the caller passes, so a clip is a 
 (frames, rng) and the loader can make epochs reproducible. Frames smaller than the crop (native
 size of a tiny video) are first scaled up so their short side equals the crop, instead of failing.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,14 +28,14 @@ def random_crop(frames: np.ndarray, size: int, rng: np.random.Generator) -> np.n
     _, height, width, _ = frames.shape
     top = int(rng.integers(0, height - size + 1))
     left = int(rng.integers(0, width - size + 1))
-    return frames[:, top:top + size, left:left + size]
+    return frames[:, top : top + size, left : left + size]
 
 
 def centre_crop(frames: np.ndarray, size: int) -> np.ndarray:
     """(T, H, W, 3) → (T, size, size, 3) from the middle."""
     _, height, width, _ = frames.shape
     top, left = (height - size) // 2, (width - size) // 2
-    return frames[:, top:top + size, left:left + size]
+    return frames[:, top : top + size, left : left + size]
 
 
 def hflip(frames: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ the loaders read that rank's shard and the loop keeps the ranks in step (trainer
 DataSpec.batch_size is per rank, so a step sees world_size × batch_size clips; the LR is the
 recipe's, not rescaled.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,9 +57,11 @@ def align(arch: ArchSpec, data: DataSpec, num_classes: int) -> tuple[ArchSpec, D
 
 
 def protocol_text(data: DataSpec) -> str:
-    return (f"clip@1: 1 centre clip × 1 centre crop per video; video@k: {data.eval_clips} evenly spaced clips × "
-            f"1 centre crop, softmax averaged; clips {data.clip_len}×{data.crop}×{data.crop}, "
-            f"sampling rate {data.sampling_rate}")
+    return (
+        f"clip@1: 1 centre clip × 1 centre crop per video; video@k: {data.eval_clips} evenly spaced clips × "
+        f"1 centre crop, softmax averaged; clips {data.clip_len}×{data.crop}×{data.crop}, "
+        f"sampling rate {data.sampling_rate}"
+    )
 
 
 def run_trial(
@@ -87,10 +90,20 @@ def run_trial(
         init = initialise(model, arch, cfg.recipe.init)
     c = cost(arch)
     runtime = Runtime.select(cfg.recipe.precision, device)
-    static = {**(static or {}), **init, **_predicted_memory(arch, data.batch_size, runtime), "hostname": socket.gethostname(), "started_at": time.time(),
-              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "arch_name": arch.name, "width": arch.width, "params": c.params,
-              "gflops": c.flops / 1e9, "arch": arch.to_dict(),
-              "missing_videos": len(train_index.missing) + len(test_index.missing)}
+    static = {
+        **(static or {}),
+        **init,
+        **_predicted_memory(arch, data.batch_size, runtime),
+        "hostname": socket.gethostname(),
+        "started_at": time.time(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "arch_name": arch.name,
+        "width": arch.width,
+        "params": c.params,
+        "gflops": c.flops / 1e9,
+        "arch": arch.to_dict(),
+        "missing_videos": len(train_index.missing) + len(test_index.missing),
+    }
     shard = {"rank": distributed.rank, "world_size": distributed.world_size}
     loaders = {
         "train": make_loader(data, "train", seed=seed, index=train_index, **shard),
@@ -98,9 +111,19 @@ def run_trial(
         "video": make_loader(data, "test", seed=seed, index=test_index, eval_mode="video", **shard),
     }
     try:
-        return fit(model, train_loader=loaders["train"], eval_loaders={"clip": loaders["clip"], "video": loaders["video"]},
-                   recipe=cfg.recipe, runtime=runtime, report=_timed(report, runtime), state=state,
-                   static=static, protocol=protocol_text(data), progress=progress, distributed=distributed)
+        return fit(
+            model,
+            train_loader=loaders["train"],
+            eval_loaders={"clip": loaders["clip"], "video": loaders["video"]},
+            recipe=cfg.recipe,
+            runtime=runtime,
+            report=_timed(report, runtime),
+            state=state,
+            static=static,
+            protocol=protocol_text(data),
+            progress=progress,
+            distributed=distributed,
+        )
     finally:
         for loader in loaders.values():
             loader.close()

@@ -15,6 +15,7 @@ Modelled on PyTorchVideo's `encoded_video_decord.py`, with decord's known failur
     frames = read_frames("v.avi", [0, 2, 4, 6], resize=(128, 171))   # (4, 128, 171, 3) uint8
     num_frames, fps, height, width = probe("v.avi")
 """
+
 from __future__ import annotations
 
 import os
@@ -59,8 +60,7 @@ class VideoReader:
     native size and scales with Pillow (bilinear), so a valid resize never turns a video into "bad".
     """
 
-    def __init__(self, path: str | os.PathLike, *, resize: tuple[int, int] | None = None,
-                 num_threads: int = 1):
+    def __init__(self, path: str | os.PathLike, *, resize: tuple[int, int] | None = None, num_threads: int = 1):
         self.path = str(path)
         if not os.path.isfile(self.path):
             raise VideoDecodeError(self.path, "no such file")
@@ -79,8 +79,9 @@ class VideoReader:
     def _open(self, resize: tuple[int, int] | None):
         decord = _decord()
         height, width = resize if resize is not None else (-1, -1)
-        return decord.VideoReader(self.path, ctx=decord.cpu(0), width=width, height=height,
-                                  num_threads=self._num_threads)
+        return decord.VideoReader(
+            self.path, ctx=decord.cpu(0), width=width, height=height, num_threads=self._num_threads
+        )
 
     def get_frames(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Decode exactly these frame indices → uint8 (T, H, W, 3)."""
@@ -129,8 +130,9 @@ def _scaled(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in frames])
 
 
-def read_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray, *,
-                resize: tuple[int, int] | None = None) -> np.ndarray:
+def read_frames(
+    path: str | os.PathLike, indices: Sequence[int] | np.ndarray, *, resize: tuple[int, int] | None = None
+) -> np.ndarray:
     """Open, decode `indices`, close: uint8 (T, H, W, 3)."""
     with VideoReader(path, resize=resize) as reader:
         return reader.get_frames(indices)
@@ -196,9 +198,14 @@ class DecodeProcess:
         self._errfile = tempfile.TemporaryFile(prefix="starch-decode-", suffix=".log")
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
         code = f"import sys; from trainers.video import _child_main; _child_main({req_r}, {rep_w})"
-        self._proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=(req_r, rep_w),
-                                      stdin=subprocess.DEVNULL, stdout=self._errfile,
-                                      stderr=self._errfile, env=env)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            pass_fds=(req_r, rep_w),
+            stdin=subprocess.DEVNULL,
+            stdout=self._errfile,
+            stderr=self._errfile,
+            env=env,
+        )
         os.close(req_r)
         os.close(rep_w)
         self._send, self._recv = Connection(req_w, readable=False), Connection(rep_r, writable=False)
@@ -253,8 +260,11 @@ class DecodeProcess:
             code = self._proc.wait(timeout=5)
         except Exception:
             code = None
-        how = (f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 and
-               -code in signal.valid_signals() else f"exit code {code}")
+        how = (
+            f"killed by {signal.Signals(-code).name}"
+            if code is not None and code < 0 and -code in signal.valid_signals()
+            else f"exit code {code}"
+        )
         tail = ""
         try:
             self._errfile.seek(0)
@@ -303,6 +313,7 @@ def _child_main(req_fd: int, rep_fd: int) -> None:
                         os.abort()
                     if kind == "hang":
                         import time
+
                         time.sleep(10**6)
             reply = _HANDLERS[req["op"]](req, open_reader)
         except VideoDecodeError as exc:
@@ -351,17 +362,21 @@ def _op_check(req: dict, open_reader: list) -> dict:
     with VideoReader(req["path"], resize=req.get("resize")) as reader:
         n, span = reader.num_frames, req.get("span")
         if span and n < span:
-            raise VideoDecodeError(req["path"], f"short: {n} frames, one clip needs {span} "
-                                                "(usable only with data.short_video: loop)")
+            raise VideoDecodeError(
+                req["path"], f"short: {n} frames, one clip needs {span} (usable only with data.short_video: loop)"
+            )
         frames = reader.get_frames(sorted({0, n // 2, n - 1}))
         if span:
             reader.get_frames(range(n - span, n))
-        return {"num_frames": n, "fps": reader.fps, "height": int(frames.shape[1]),
-                "width": int(frames.shape[2])}
+        return {"num_frames": n, "fps": reader.fps, "height": int(frames.shape[1]), "width": int(frames.shape[2])}
 
 
-_HANDLERS = {"clip": _op_clip, "cache": _op_cache, "check": _op_check,
-             "ping": lambda req, open_reader: {"pid": os.getpid()}}
+_HANDLERS = {
+    "clip": _op_clip,
+    "cache": _op_cache,
+    "check": _op_check,
+    "ping": lambda req, open_reader: {"pid": os.getpid()},
+}
 
 
 def _parse_faults(text: str) -> list[tuple[str, str]]:

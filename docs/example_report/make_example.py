@@ -11,6 +11,7 @@ shows how failures are counted. On this task a single frame carries no class inf
 per-frame networks (f-R2D, R2D) should stay near chance (25 %).
 Only the report is kept (PNG figures only, no SVG, to keep the folder small).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,13 +33,20 @@ def run(storage: Path, name: str, root: Path, archs: list[dict]) -> Path:
     from trainers.datasets import DataSpec
     from trainers.ray_adapter import trainable
 
-    data = DataSpec(format="ucf101", root=str(root), resize=None, num_workers=0, batch_size=32, eval_clips=3,
-                    cache=True).to_dict()
-    space = {"arch": tune.grid_search(archs), "data": data,
-             "recipe": {"epochs": 15, "lr": 0.05, "schedule": "constant", "seed": 0}}
-    tune.Tuner(tune.with_resources(trainable, {"cpu": 1}), param_space=space,
-               tune_config=tune.TuneConfig(reuse_actors=True),
-               run_config=tune.RunConfig(storage_path=str(storage.resolve()), name=name, verbose=0)).fit()
+    data = DataSpec(
+        format="ucf101", root=str(root), resize=None, num_workers=0, batch_size=32, eval_clips=3, cache=True
+    ).to_dict()
+    space = {
+        "arch": tune.grid_search(archs),
+        "data": data,
+        "recipe": {"epochs": 15, "lr": 0.05, "schedule": "constant", "seed": 0},
+    }
+    tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space=space,
+        tune_config=tune.TuneConfig(reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=str(storage.resolve()), name=name, verbose=0),
+    ).fit()
     return storage / name
 
 
@@ -65,8 +73,13 @@ def main() -> None:
     ray.shutdown()
     for old in ("figures", "tables"):
         shutil.rmtree(HERE / old, ignore_errors=True)
-    write_report(["runs/synthetic-A", "runs/synthetic-B"], HERE, "video@1", datasets=["synthetic-A", "synthetic-B"],
-                 formats=("png",))
+    write_report(
+        ["runs/synthetic-A", "runs/synthetic-B"],
+        HERE,
+        "video@1",
+        datasets=["synthetic-A", "synthetic-B"],
+        formats=("png",),
+    )
     shutil.rmtree(work)
     print(f"wrote {HERE / 'report.md'}")
 

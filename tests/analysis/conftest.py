@@ -9,6 +9,7 @@
 
 About 25 s in total on 2 CPUs.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ def _arch(name: str, **overrides) -> dict:
 def _data(root: Path) -> dict:
     from trainers.datasets import DataSpec
 
-    return DataSpec(format="ucf101", root=str(root), resize=None, num_workers=0, batch_size=8,
-                    eval_clips=2, cache=True).to_dict()
+    return DataSpec(
+        format="ucf101", root=str(root), resize=None, num_workers=0, batch_size=8, eval_clips=2, cache=True
+    ).to_dict()
 
 
 def _lr(spec) -> float:
@@ -47,9 +49,12 @@ def tune_run(storage: Path, name: str, space: dict, stop=None) -> Path:
 
     from trainers.ray_adapter import trainable
 
-    tune.Tuner(tune.with_resources(trainable, {"cpu": 1}), param_space=space,
-               tune_config=tune.TuneConfig(reuse_actors=True),  # one torch import per worker, not per trial
-               run_config=tune.RunConfig(storage_path=str(storage), name=name, verbose=0, stop=stop)).fit()
+    tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space=space,
+        tune_config=tune.TuneConfig(reuse_actors=True),  # one torch import per worker, not per trial
+        run_config=tune.RunConfig(storage_path=str(storage), name=name, verbose=0, stop=stop),
+    ).fit()
     return storage / name
 
 
@@ -64,16 +69,39 @@ def runs(ray_cluster, synth_root, second_root, tmp_path_factory) -> dict[str, Pa
 
     storage = tmp_path_factory.mktemp("runs")
     too_small = {**_arch("mc3"), "crop": 8}  # below the network's minimum crop: ArchSpec raises in the trial
-    ucf = tune_run(storage, "ucf", {
-        "arch": tune.grid_search([_arch("r3d_18"), _arch("r3d_18", sampling_rate=1), _arch("mc3"),
-                                  _arch("f-r2d"), too_small, _arch("r2plus1d_18")]),
-        "data": _data(synth_root), "recipe": {"epochs": 2, "lr": tune.sample_from(_lr)},
-    }, stop=_stop_f_r2d)
-    hmdb = tune_run(storage, "hmdb", {
-        "arch": tune.grid_search([_arch("r3d_18"), _arch("mc3"), _arch("f-r2d")]),
-        "data": _data(second_root), "recipe": {"epochs": 2, "lr": 0.05, "seed": tune.grid_search([0, 1])},
-    })
-    experiment = {"name": "hmdb", "search": {"metric": "video@1", "mode": "max"}, "dataset": "synth-B",
-                  "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0.5}}
+    ucf = tune_run(
+        storage,
+        "ucf",
+        {
+            "arch": tune.grid_search(
+                [
+                    _arch("r3d_18"),
+                    _arch("r3d_18", sampling_rate=1),
+                    _arch("mc3"),
+                    _arch("f-r2d"),
+                    too_small,
+                    _arch("r2plus1d_18"),
+                ]
+            ),
+            "data": _data(synth_root),
+            "recipe": {"epochs": 2, "lr": tune.sample_from(_lr)},
+        },
+        stop=_stop_f_r2d,
+    )
+    hmdb = tune_run(
+        storage,
+        "hmdb",
+        {
+            "arch": tune.grid_search([_arch("r3d_18"), _arch("mc3"), _arch("f-r2d")]),
+            "data": _data(second_root),
+            "recipe": {"epochs": 2, "lr": 0.05, "seed": tune.grid_search([0, 1])},
+        },
+    )
+    experiment = {
+        "name": "hmdb",
+        "search": {"metric": "video@1", "mode": "max"},
+        "dataset": "synth-B",
+        "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0.5},
+    }
     (hmdb / "starch_experiment.json").write_text(json.dumps(experiment))
     return {"ucf": ucf, "hmdb": hmdb}

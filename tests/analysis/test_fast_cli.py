@@ -4,6 +4,7 @@ import neither torch nor Ray (torch alone takes ~2 s to import; Ray about as lon
 Each command runs in a fresh interpreter, as a user's shell would start it, which then prints the
 heavy modules it holds: a top-level `import torch` anywhere on the path of a command fails here.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,15 +29,17 @@ print("\\nLOADED " + json.dumps({"code": code, "heavy": [m for m in %r if m in s
 
 
 def loaded(*argv: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, cwd=ROOT, timeout=120)
     line = [l for l in proc.stdout.splitlines() if l.startswith("LOADED ")]
     assert line, f"starch {' '.join(argv)} did not finish: {proc.stderr[-2000:]}"
     return json.loads(line[-1].removeprefix("LOADED "))
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["describe", "r3d_18"], ["describe", "mc3", "--budget", "33.0M"],
-                                  ["search", "--help"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["describe", "r3d_18"], ["describe", "mc3", "--budget", "33.0M"], ["search", "--help"]],
+    ids=" ".join,
+)
 def test_light_commands_import_neither_torch_nor_ray(argv):
     out = loaded(*argv)
     assert out["code"] in (0, None)

@@ -1,5 +1,6 @@
 """The report from real runs (two datasets, an errored trial, a stopped trial, repeats), its CLI, and
 the rule that analysis runs without torch or Ray."""
+
 from __future__ import annotations
 
 import argparse
@@ -41,10 +42,19 @@ def test_report_folder(report):
 
 def test_report_text_counts_failures_and_names_sources(report, runs):
     text = report.read_text()
-    for heading in ("## Best architecture", "## Trials", "### Errored, diverged and infeasible trials",
-                    "## Accuracy vs computation", "## Ranking", "## Sweep tables", "## Cross-dataset consistency",
-                    "## Training curves", "## Fidelity of early stopping", "## Search configuration",
-                    "## What was skipped or inferred"):
+    for heading in (
+        "## Best architecture",
+        "## Trials",
+        "### Errored, diverged and infeasible trials",
+        "## Accuracy vs computation",
+        "## Ranking",
+        "## Sweep tables",
+        "## Cross-dataset consistency",
+        "## Training curves",
+        "## Fidelity of early stopping",
+        "## Search configuration",
+        "## What was skipped or inferred",
+    ):
         assert heading in text, heading
     assert "| run | dataset | trials | completed | stopped early | diverged | errored |" in text
     assert "| ucf | ucf101 | 6 | 3 | 1 | 1 | 1 |" in text
@@ -76,21 +86,30 @@ def test_best_architecture_has_a_working_describe_line(report, runs):
     parser = argparse.ArgumentParser()
     describe_cli.add_parser(parser.add_subparsers())
     df = load([runs["ucf"], runs["hmdb"]])
-    trained = {json.dumps(ArchSpec.from_dict({**json.loads(k), "num_classes": 4}).replace(sampling_rate=1).to_dict())
-               for k in df["arch_key"] if json.loads(k)["crop"] != 8}
+    trained = {
+        json.dumps(ArchSpec.from_dict({**json.loads(k), "num_classes": 4}).replace(sampling_rate=1).to_dict())
+        for k in df["arch_key"]
+        if json.loads(k)["crop"] != 8
+    }
     for line in lines:
         args = parser.parse_args(line.split()[1:])
         spec = describe_cli.spec_from_args(args).replace(sampling_rate=1)
         assert json.dumps(spec.to_dict()) in trained, line
 
 
-@pytest.mark.parametrize("name, overrides, expected", [
-    ("mc3", dict(frames=4, temporal_stride="all", width=108, num_classes=101),
-     "starch describe mc3 --width 108 --frames 4 --classes 101 --temporal-stride all"),
-    ("sr18", {}, "starch describe sr18"),
-    ("d26", dict(width=50, crop=56, sampling_rate=4), "starch describe d26 --width 50 --crop 56"),
-    ("mc3", dict(stem_kernel=3), None),  # no describe flag sets the stem kernel
-])
+@pytest.mark.parametrize(
+    "name, overrides, expected",
+    [
+        (
+            "mc3",
+            dict(frames=4, temporal_stride="all", width=108, num_classes=101),
+            "starch describe mc3 --width 108 --frames 4 --classes 101 --temporal-stride all",
+        ),
+        ("sr18", {}, "starch describe sr18"),
+        ("d26", dict(width=50, crop=56, sampling_rate=4), "starch describe d26 --width 50 --crop 56"),
+        ("mc3", dict(stem_kernel=3), None),  # no describe flag sets the stem kernel
+    ],
+)
 def test_describe_command(name, overrides, expected):
     assert describe_command(named(name, **overrides).to_dict()) == expected
 
@@ -106,8 +125,20 @@ def test_html_is_self_contained(report):
 def test_cli_writes_the_report_and_reports_bad_folders(runs, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="starch")
     report_cli.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["report", str(runs["ucf"]), "--out", str(tmp_path / "r"), "--metric", "clip@1",
-                              "--formats", "png,pdf", "--dataset", "UCF"])
+    args = parser.parse_args(
+        [
+            "report",
+            str(runs["ucf"]),
+            "--out",
+            str(tmp_path / "r"),
+            "--metric",
+            "clip@1",
+            "--formats",
+            "png,pdf",
+            "--dataset",
+            "UCF",
+        ]
+    )
     assert args.func(args) == 0
     assert "report written" in capsys.readouterr().out
     text = (tmp_path / "r" / "report.md").read_text()
@@ -162,8 +193,13 @@ print("ok")
 
 
 def test_analysis_runs_without_torch_or_ray(runs, tmp_path):
-    done = subprocess.run([sys.executable, "-c", BLOCKER, str(runs["ucf"]), str(runs["hmdb"]), str(tmp_path / "r")],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKER, str(runs["ucf"]), str(runs["hmdb"]), str(tmp_path / "r")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "ok"
     assert (tmp_path / "r" / "report.html").exists()

@@ -1,4 +1,5 @@
 """analysis.results on real Ray Tune run folders (tests/analysis/conftest.py), and on broken copies."""
+
 from __future__ import annotations
 
 import json
@@ -31,10 +32,38 @@ def test_one_row_per_trial_with_every_axis_metric_and_cost(runs):
     df = load([runs["ucf"], runs["hmdb"]])
     assert len(df) == 6 + 6
     assert list(df["dataset"].unique()) == ["ucf101", "synth-B"]  # format, then starch_experiment.json's name
-    for column in ("convs", "conv1", "conv5", "blocks", "blocks2", "block", "width", "frames", "sampling_rate",
-                   "crop", "num_classes", "temporal_stride", "stem_kernel", "stem_stride", "stem_pool", "stem_mid",
-                   "family", "params", "gflops", "final_clip@1", "best_video@1", "final_video@5", "epochs",
-                   "status", "reason", "bad_videos", "short_videos_dropped", "wall_time_s", "gpu_hours", "label"):
+    for column in (
+        "convs",
+        "conv1",
+        "conv5",
+        "blocks",
+        "blocks2",
+        "block",
+        "width",
+        "frames",
+        "sampling_rate",
+        "crop",
+        "num_classes",
+        "temporal_stride",
+        "stem_kernel",
+        "stem_stride",
+        "stem_pool",
+        "stem_mid",
+        "family",
+        "params",
+        "gflops",
+        "final_clip@1",
+        "best_video@1",
+        "final_video@5",
+        "epochs",
+        "status",
+        "reason",
+        "bad_videos",
+        "short_videos_dropped",
+        "wall_time_s",
+        "gpu_hours",
+        "label",
+    ):
         assert column in df, column
     mc3 = df[(df["dataset"] == "ucf101") & (df["family"] == "MC3") & (df["status"] == "completed")].iloc[0]
     records = [json.loads(l) for l in (trial_dir(runs["ucf"], "MC3", crop=32) / "result.json").read_text().splitlines()]
@@ -98,14 +127,22 @@ def test_starch_json_files_are_used_when_present(runs, tmp_path):
     df = load(run)
     stopped = df.loc[df["family"] == "f-R2D", "trial_id"].iloc[0]
     completed = df.loc[(df["family"] == "MC3") & (df["crop"] == 32), "trial_id"].iloc[0]
-    (run / "starch_trials.json").write_text(json.dumps([
-        {"trial_id": stopped, "status": "TERMINATED", "error": None, "stopped_early": True},
-        {"trial_id": completed, "status": "ERROR", "error": "worker node died", "stopped_early": False},
-    ]))
-    (run / "starch_infeasible.json").write_text(json.dumps([
-        {"arch": {**json.loads(df["arch_key"].iloc[0]), "width": 900}, "reason": "params 1.2G > budget 33.2M"}]))
-    (run / "starch_experiment.json").write_text(json.dumps({"name": "conv_mixture", "search": {"metric": "clip@1"},
-                                                            "dataset": "UCF101"}))
+    (run / "starch_trials.json").write_text(
+        json.dumps(
+            [
+                {"trial_id": stopped, "status": "TERMINATED", "error": None, "stopped_early": True},
+                {"trial_id": completed, "status": "ERROR", "error": "worker node died", "stopped_early": False},
+            ]
+        )
+    )
+    (run / "starch_infeasible.json").write_text(
+        json.dumps(
+            [{"arch": {**json.loads(df["arch_key"].iloc[0]), "width": 900}, "reason": "params 1.2G > budget 33.2M"}]
+        )
+    )
+    (run / "starch_experiment.json").write_text(
+        json.dumps({"name": "conv_mixture", "search": {"metric": "clip@1"}, "dataset": "UCF101"})
+    )
     df = load(run)
     assert set(df["run"]) == {"conv_mixture"} and set(df["dataset"]) == {"UCF101"}
     status = df.set_index("trial_id")["status"]
@@ -130,8 +167,9 @@ def test_the_search_layers_trial_configs_and_folder_names(runs, tmp_path):
     (folder / "params.json").write_text(json.dumps(params))
     (folder / "result.json").unlink()  # it never reported: the arch comes from the candidate
     folder.rename(run / f"{tid}_MC3")
-    (run / "starch_trials.json").write_text(json.dumps([
-        {"trial_id": tid, "status": "ERROR", "error": "RuntimeError: CUDA error", "stopped_early": False}]))
+    (run / "starch_trials.json").write_text(
+        json.dumps([{"trial_id": tid, "status": "ERROR", "error": "RuntimeError: CUDA error", "stopped_early": False}])
+    )
     experiment = json.loads((run / "starch_experiment.json").read_text())
     experiment["resources"] = {"gpus_per_trial": 0.5, "workers_per_trial": 2}
     (run / "starch_experiment.json").write_text(json.dumps(experiment))
@@ -158,6 +196,7 @@ def test_status_inferred_from_files_without_any_state(runs, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ bad input
+
 
 def test_not_a_run_folder_is_a_clear_error(runs, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -225,8 +264,9 @@ def test_same_format_different_videos_get_distinct_labels(runs, tmp_path):
 def test_a_search_run_names_the_dataset_by_its_own_label(tmp_path):
     from analysis.results import dataset_name
 
-    (tmp_path / "starch_dataset.json").write_text(json.dumps({"name": "starch-synthetic-motion",
-                                                              "label": "synthetic-motion"}))
+    (tmp_path / "starch_dataset.json").write_text(
+        json.dumps({"name": "starch-synthetic-motion", "label": "synthetic-motion"})
+    )
     experiment = {"name": "demo", "data": {"format": "ucf101", "root": str(tmp_path)}}
     assert dataset_name(experiment, {"format": "ucf101"}) == "synthetic-motion"
     assert dataset_name(None, {"format": "ucf101", "root": str(tmp_path)}) == "ucf101"  # no search run

@@ -1,4 +1,5 @@
 """analysis.tables and analysis.figures on the real runs, plus exact cases built by hand."""
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,29 @@ def _frame(rows):
     """A minimal trial frame: dataset, family/label, arch, cost and final video@1."""
     out = []
     for dataset, name, gflops, acc in rows:
-        out.append({"run": dataset, "dataset": dataset, "trial_id": f"{dataset}-{name}", "family": name, "label": name,
-                    "width": 64, "params": 33e6, "gflops": gflops, "final_video@1": acc, "status": "completed",
-                    "reason": None, "arch_key": json.dumps({"name": name}), "recipe_key": "{}",
-                    "sampling_rate": 1, "crop": 112, "frames": 8, "blocks": "2,2,2,2", "convs": "", "depth": 18})
+        out.append(
+            {
+                "run": dataset,
+                "dataset": dataset,
+                "trial_id": f"{dataset}-{name}",
+                "family": name,
+                "label": name,
+                "width": 64,
+                "params": 33e6,
+                "gflops": gflops,
+                "final_video@1": acc,
+                "status": "completed",
+                "reason": None,
+                "arch_key": json.dumps({"name": name}),
+                "recipe_key": "{}",
+                "sampling_rate": 1,
+                "crop": 112,
+                "frames": 8,
+                "blocks": "2,2,2,2",
+                "convs": "",
+                "depth": 18,
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -47,8 +67,16 @@ def test_ranking_repeats_as_mean_std_and_errored_last(both):
     assert list(ucf["status"].iloc[-2:]) == ["errored", "diverged"] and ucf["rank"].iloc[-2:].isna().all()
     assert ucf["video@1 (%)"].iloc[:-2].is_monotonic_decreasing
     shown = tables.display_ranking(rank, "video@1")
-    assert list(shown.columns) == ["dataset", "rank", "architecture", "k", "params (M)", "GFLOPs",
-                                   "video@1 (%) ± std", "status"]
+    assert list(shown.columns) == [
+        "dataset",
+        "rank",
+        "architecture",
+        "k",
+        "params (M)",
+        "GFLOPs",
+        "video@1 (%) ± std",
+        "status",
+    ]
     assert " ± " in shown[shown["architecture"] == "MC3 crop=32"]["video@1 (%) ± std"].iloc[-1]
 
 
@@ -62,12 +90,14 @@ def test_sweep_table_is_the_papers_layout(both):
 
 
 def test_consistency_matches_scipy():
-    a = [("A", n, g, acc) for n, g, acc in [("r3d", 10, .46), ("mc3", 20, .45), ("r2d", 5, .40), ("d26", 8, .47)]]
-    b = [("B", n, g, acc) for n, g, acc in [("r3d", 10, .30), ("mc3", 20, .31), ("r2d", 5, .20), ("d26", 8, .33),
-                                            ("only_b", 1, .1)]]
+    a = [("A", n, g, acc) for n, g, acc in [("r3d", 10, 0.46), ("mc3", 20, 0.45), ("r2d", 5, 0.40), ("d26", 8, 0.47)]]
+    b = [
+        ("B", n, g, acc)
+        for n, g, acc in [("r3d", 10, 0.30), ("mc3", 20, 0.31), ("r2d", 5, 0.20), ("d26", 8, 0.33), ("only_b", 1, 0.1)]
+    ]
     out = tables.consistency(_frame(a + b), "video@1").iloc[0]
-    tau = stats.kendalltau([.46, .45, .40, .47], [.30, .31, .20, .33])
-    rho = stats.spearmanr([.46, .45, .40, .47], [.30, .31, .20, .33])
+    tau = stats.kendalltau([0.46, 0.45, 0.40, 0.47], [0.30, 0.31, 0.20, 0.33])
+    rho = stats.spearmanr([0.46, 0.45, 0.40, 0.47], [0.30, 0.31, 0.20, 0.33])
     assert out["shared networks"] == 4
     assert out["Kendall τ"] == pytest.approx(tau.statistic) and out["p (τ)"] == pytest.approx(tau.pvalue)
     assert out["Spearman ρ"] == pytest.approx(rho.statistic) and out["p (ρ)"] == pytest.approx(rho.pvalue)
@@ -101,7 +131,7 @@ def _overlaps(fig) -> list[tuple[str, str]]:
     for ax in fig.axes:
         boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in ax.texts]
         for i, (ta, a) in enumerate(boxes):
-            clashes += [(ta, tb) for tb, b in boxes[i + 1:] if a.overlaps(b)]
+            clashes += [(ta, tb) for tb, b in boxes[i + 1 :] if a.overlaps(b)]
     return clashes
 
 
@@ -157,13 +187,22 @@ def _seeds(rows):
     return frame
 
 
-@pytest.mark.parametrize("rows, crowned, words", [
-    ([("MC2", [0.148, 0.10, 0.13]), ("f-R2D", [0.12, 0.13, 0.11])], False, "No network beat chance (12.5 %)"),
-    ([("MC3", [0.95, 0.91, 0.93]), ("R3D", [0.93, 0.97, 0.90]), ("f-R2D", [0.12, 0.13, 0.11])], False,
-     "No single best architecture: R3D (video@1 93.3 ± 3.5 %) and MC3 (video@1 93.0 ± 2.0 %) tie within one std over seeds"),
-    ([("MC3", [0.95, 0.96, 0.97]), ("R3D", [0.80, 0.82, 0.84]), ("f-R2D", [0.12, 0.13, 0.11])], True,
-     "MC3 is ahead of every other network by more than one std over seeds"),
-])
+@pytest.mark.parametrize(
+    "rows, crowned, words",
+    [
+        ([("MC2", [0.148, 0.10, 0.13]), ("f-R2D", [0.12, 0.13, 0.11])], False, "No network beat chance (12.5 %)"),
+        (
+            [("MC3", [0.95, 0.91, 0.93]), ("R3D", [0.93, 0.97, 0.90]), ("f-R2D", [0.12, 0.13, 0.11])],
+            False,
+            "No single best architecture: R3D (video@1 93.3 ± 3.5 %) and MC3 (video@1 93.0 ± 2.0 %) tie within one std over seeds",
+        ),
+        (
+            [("MC3", [0.95, 0.96, 0.97]), ("R3D", [0.80, 0.82, 0.84]), ("f-R2D", [0.12, 0.13, 0.11])],
+            True,
+            "MC3 is ahead of every other network by more than one std over seeds",
+        ),
+    ],
+)
 def test_verdict_crowns_no_network_within_noise_of_chance_or_the_runner_up(rows, crowned, words):
     rank = tables.ranking(_seeds(rows), "video@1")
     got, sentence = tables.verdict(rank, "video@1", num_classes=8)

@@ -14,12 +14,13 @@ of every trial's latest reported (video@1, GFLOPs) — a stopped trial counts wi
 value, as the report would show it; a second measure keeps only the trials that ran every epoch.
 Hypervolume is Optuna's, on (1 − video@1, GFLOPs / max GFLOPs of the table), reference (1, 1.1).
 """
+
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import sys
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,15 +38,24 @@ def load_curves(path: Path = CURVES) -> dict[tuple, pd.DataFrame]:
     return {key: g.sort_values("epoch").reset_index(drop=True) for key, g in table.groupby(KEYS)}
 
 
-def experiment(algorithm: str, scheduler: str, seed: int, *, epochs: int, grace_period: int = 1,
-               reduction_factor: float = 3):
+def experiment(
+    algorithm: str, scheduler: str, seed: int, *, epochs: int, grace_period: int = 1, reduction_factor: float = 3
+):
     """The recording experiment with another search algorithm and scheduler (same space, the curves' epochs)."""
     from search.config import load_experiment
 
-    return load_experiment(RECORD, overrides={"schedule.epochs": epochs,
-        "search.algorithm": algorithm, "search.seed": seed, "search.num_samples": 100_000,
-        "scheduler.type": scheduler, "scheduler.grace_period": grace_period,
-        "scheduler.reduction_factor": reduction_factor})
+    return load_experiment(
+        RECORD,
+        overrides={
+            "schedule.epochs": epochs,
+            "search.algorithm": algorithm,
+            "search.seed": seed,
+            "search.num_samples": 100_000,
+            "scheduler.type": scheduler,
+            "scheduler.grace_period": grace_period,
+            "scheduler.reduction_factor": reduction_factor,
+        },
+    )
 
 
 def hypervolume(points: list[tuple[float, float]], gmax: float) -> float:
@@ -77,8 +87,9 @@ class Trace:
         return None
 
 
-def simulate(exp, curves: dict[tuple, pd.DataFrame], *, budget: int, workers: int = 4,
-             population: int | None = None) -> Trace:
+def simulate(
+    exp, curves: dict[tuple, pd.DataFrame], *, budget: int, workers: int = 4, population: int | None = None
+) -> Trace:
     import optuna
 
     from search.tuner import make_scheduler, make_searcher
@@ -86,8 +97,9 @@ def simulate(exp, curves: dict[tuple, pd.DataFrame], *, budget: int, workers: in
     space = exp.to_space()
     searcher, scheduler = make_searcher(exp, None), make_scheduler(exp)
     if population and exp.search.algorithm == "nsga2":  # starch's sampler with a population that fits the budget
-        searcher.inner._ot_study.sampler = optuna.samplers.NSGAIISampler(seed=exp.search.seed,
-                                                                         population_size=population)
+        searcher.inner._ot_study.sampler = optuna.samplers.NSGAIISampler(
+            seed=exp.search.seed, population_size=population
+        )
     scheduler.set_search_properties(exp.search.metric, exp.search.mode)
     gmax = max(float(c["gflops"].iloc[0]) for c in curves.values())
     latest: dict[str, tuple[float, float]] = {}
@@ -118,8 +130,13 @@ def simulate(exp, curves: dict[tuple, pd.DataFrame], *, budget: int, workers: in
         row = trial.curve.iloc[trial.epoch]
         trial.epoch += 1
         spent += 1
-        result = {"epoch": trial.epoch, "training_iteration": trial.epoch, "video@1": float(row["video@1"]),
-                  "gflops": float(row["gflops"]), "params": float(row["params"])}
+        result = {
+            "epoch": trial.epoch,
+            "training_iteration": trial.epoch,
+            "video@1": float(row["video@1"]),
+            "gflops": float(row["gflops"]),
+            "params": float(row["params"]),
+        }
         latest[tid] = (result["video@1"], result["gflops"])
         trace.epochs.append(spent)
         if trial.epoch >= max_t:
@@ -148,8 +165,15 @@ METHODS = {  # label → (search.algorithm, scheduler.type)
 }
 
 
-def run_benchmark(seeds=range(5), *, fifo_trials: int = 24, workers: int = 4, reduction_factor: float = 3,
-                  population: int = 8, curves: dict | None = None) -> dict[str, list[Trace]]:
+def run_benchmark(
+    seeds=range(5),
+    *,
+    fifo_trials: int = 24,
+    workers: int = 4,
+    reduction_factor: float = 3,
+    population: int = 8,
+    curves: dict | None = None,
+) -> dict[str, list[Trace]]:
     """Every method × seed with the budget of `fifo_trials` whole trials (FIFO's epochs)."""
     import optuna
 
@@ -159,8 +183,16 @@ def run_benchmark(seeds=range(5), *, fifo_trials: int = 24, workers: int = 4, re
     budget = fifo_trials * epochs
     out: dict[str, list[Trace]] = {}
     for label, (algorithm, sched) in METHODS.items():
-        out[label] = [simulate(experiment(algorithm, sched, seed, epochs=epochs, reduction_factor=reduction_factor), curves,
-                               budget=budget, workers=workers, population=population) for seed in seeds]
+        out[label] = [
+            simulate(
+                experiment(algorithm, sched, seed, epochs=epochs, reduction_factor=reduction_factor),
+                curves,
+                budget=budget,
+                workers=workers,
+                population=population,
+            )
+            for seed in seeds
+        ]
     return out
 
 
@@ -195,6 +227,7 @@ if __name__ == "__main__":
 
 # -- the same replay through a real Ray Tune run: a trainable that reports the recorded curve, sleeping ~0
 
+
 def replay_trainable(config: dict, curves: dict | None = None) -> None:
     """Report a recorded curve epoch by epoch, as a starch trial would (no training, no sleep)."""
     from ray import tune
@@ -204,30 +237,43 @@ def replay_trainable(config: dict, curves: dict | None = None) -> None:
     arch = Space.from_dict(config["space"]).to_arch(config["axes"])
     curve = curves[(arch.name, arch.width, arch.frames, arch.sampling_rate, arch.crop)]
     for row in curve.to_dict("records"):
-        tune.report({"epoch": int(row["epoch"]), "video@1": float(row["video@1"]), "gflops": float(row["gflops"]),
-                     "params": float(row["params"])})
+        tune.report(
+            {
+                "epoch": int(row["epoch"]),
+                "video@1": float(row["video@1"]),
+                "gflops": float(row["gflops"]),
+                "params": float(row["params"]),
+            }
+        )
 
 
-def tune_replay(exp, curves: dict[tuple, pd.DataFrame], *, budget: int, workers: int = 4,
-                population: int | None = None, storage: str) -> Trace:
+def tune_replay(
+    exp,
+    curves: dict[tuple, pd.DataFrame],
+    *,
+    budget: int,
+    workers: int = 4,
+    population: int | None = None,
+    storage: str,
+) -> Trace:
     """Run `exp`'s searcher and scheduler through tune.Tuner on the replay trainable until `budget`
     epochs have been reported; the trace is computed from the results in the order Tune saw them."""
+    import os
+
     import optuna
+    import ray.cloudpickle
     from ray import tune
     from ray.tune import Callback, Stopper
 
     from search.tuner import make_scheduler, make_searcher, scheduler_callbacks
 
-    import os
-
-    import ray.cloudpickle
-
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard/CSV/JSON files per trial
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import this file
     searcher, scheduler = make_searcher(exp, None), make_scheduler(exp)
     if population and exp.search.algorithm == "nsga2":
-        searcher.inner._ot_study.sampler = optuna.samplers.NSGAIISampler(seed=exp.search.seed,
-                                                                         population_size=population)
+        searcher.inner._ot_study.sampler = optuna.samplers.NSGAIISampler(
+            seed=exp.search.seed, population_size=population
+        )
     seen: list[tuple[str, int, float, float]] = []
 
     class Record(Callback):
@@ -245,12 +291,22 @@ def tune_replay(exp, curves: dict[tuple, pd.DataFrame], *, budget: int, workers:
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(replay_trainable, curves=curves), {"cpu": 2 / workers}),
         param_space={"space": exp.to_space().to_dict()},
-        tune_config=tune.TuneConfig(metric=None if multi else exp.search.metric, mode=None if multi else exp.search.mode,
-                                    search_alg=searcher, scheduler=scheduler, num_samples=-1,
-                                    max_concurrent_trials=workers),
-        run_config=tune.RunConfig(name=f"replay-{exp.search.algorithm}-{exp.scheduler.type}-{exp.search.seed}",
-                                  storage_path=storage, stop=EpochBudget(), verbose=0,
-                                  callbacks=[Record(), *scheduler_callbacks(scheduler)]))
+        tune_config=tune.TuneConfig(
+            metric=None if multi else exp.search.metric,
+            mode=None if multi else exp.search.mode,
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=-1,
+            max_concurrent_trials=workers,
+        ),
+        run_config=tune.RunConfig(
+            name=f"replay-{exp.search.algorithm}-{exp.scheduler.type}-{exp.search.seed}",
+            storage_path=storage,
+            stop=EpochBudget(),
+            verbose=0,
+            callbacks=[Record(), *scheduler_callbacks(scheduler)],
+        ),
+    )
     tuner.fit()
     gmax = max(float(c["gflops"].iloc[0]) for c in curves.values())
     latest: dict[str, tuple[float, float]] = {}

@@ -6,6 +6,7 @@ Each round starts the three commands in fresh interpreters, one after the other 
 so the machine's noise falls on all three alike; the table gives min / median / max wall time and
 each command's median as a fraction of `python -c 'import torch'`.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -41,7 +42,7 @@ def test_light_commands_against_import_torch():
             times[name].append(wall(argv))
     torch_median = statistics.median(times["python -c 'import torch'"])
     print(f"\n{ROUNDS} interleaved rounds")
-    print(f"| command | min (s) | median (s) | max (s) | median ÷ import torch |")
+    print("| command | min (s) | median (s) | max (s) | median ÷ import torch |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, ts in times.items():
         med = statistics.median(ts)

@@ -14,6 +14,7 @@ for our settings and, in the same run, for the baseline without actor reuse.
 
 Run: pytest -m benchmark -s tests/benchmarks/test_cluster_utilisation.py
 """
+
 import tempfile
 import time
 
@@ -34,9 +35,16 @@ def fixed_length_trainable(config, indexes=None):
         state["epoch"] = epoch
         with tempfile.TemporaryDirectory() as d:
             checkpoint.save(d, state)
-            tune.report({"epoch": epoch, "video@1": epoch / EPOCHS, "status": "running",
-                         "started_at": start, "reported_at": time.time()},
-                        checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report(
+                {
+                    "epoch": epoch,
+                    "video@1": epoch / EPOCHS,
+                    "status": "running",
+                    "started_at": start,
+                    "reported_at": time.time(),
+                },
+                checkpoint=tune.Checkpoint.from_directory(d),
+            )
 
 
 def run_once(tmp_path, name, monkeypatch, reuse_actors):
@@ -49,16 +57,19 @@ def run_once(tmp_path, name, monkeypatch, reuse_actors):
     from search.config import Experiment
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import tests/
-    monkeypatch.setattr(tuner_mod, "make_trainable",
-                        lambda exp, indexes: tune.with_resources(fixed_length_trainable, {"cpu": 1}))
-    exp = Experiment.model_validate({
-        "name": name,
-        "space": {"network": ["r3d_18"], "width": list(range(1, TRIALS + 1))},
-        "data": {"format": "ucf101", "root": str(tmp_path)},
-        "schedule": {"epochs": EPOCHS},
-        "resources": {"cpus_per_trial": 1},
-        "cluster": {"storage": str(tmp_path / "runs")},
-    })
+    monkeypatch.setattr(
+        tuner_mod, "make_trainable", lambda exp, indexes: tune.with_resources(fixed_length_trainable, {"cpu": 1})
+    )
+    exp = Experiment.model_validate(
+        {
+            "name": name,
+            "space": {"network": ["r3d_18"], "width": list(range(1, TRIALS + 1))},
+            "data": {"format": "ucf101", "root": str(tmp_path)},
+            "schedule": {"epochs": EPOCHS},
+            "resources": {"cpus_per_trial": 1},
+            "cluster": {"storage": str(tmp_path / "runs")},
+        }
+    )
     t = tuner_mod.make_tuner(exp, reuse_actors=reuse_actors)
     start = time.time()
     results = t.fit()
@@ -82,9 +93,15 @@ def test_cluster_utilisation(ray_cluster, tmp_path, monkeypatch):
     for label, reuse in (("starch (reuse_actors=True)", True), ("baseline: reuse_actors=False", False)):
         wall, busy, startup, between = run_once(tmp_path, f"util-{reuse}", monkeypatch, reuse)
         rows.append((label, wall, busy / (wall * SLOTS), (wall * SLOTS - busy) / TRIALS, startup, between))
-    print(f"\n{TRIALS} trials × {EPOCHS * EPOCH_S:.0f} s on {SLOTS} slots (ideal wall {TRIALS / SLOTS * EPOCHS * EPOCH_S:.0f} s)")
-    print(f"{'setting':30s} {'wall s':>7s} {'utilisation':>12s} {'overhead/trial s':>17s} {'start-up s':>11s}"
-          f" {'between trials s':>17s} {'wall vs baseline':>17s}")
+    print(
+        f"\n{TRIALS} trials × {EPOCHS * EPOCH_S:.0f} s on {SLOTS} slots (ideal wall {TRIALS / SLOTS * EPOCHS * EPOCH_S:.0f} s)"
+    )
+    print(
+        f"{'setting':30s} {'wall s':>7s} {'utilisation':>12s} {'overhead/trial s':>17s} {'start-up s':>11s}"
+        f" {'between trials s':>17s} {'wall vs baseline':>17s}"
+    )
     for label, wall, util, over, startup, between in rows:
-        print(f"{label:30s} {wall:7.1f} {util:11.1%} {over:17.2f} {startup:11.1f} {between:17.2f} {wall / rows[1][1]:16.2f}×")
+        print(
+            f"{label:30s} {wall:7.1f} {util:11.1%} {over:17.2f} {startup:11.1f} {between:17.2f} {wall / rows[1][1]:16.2f}×"
+        )
     assert all(0 < r[2] <= 1.0 for r in rows)

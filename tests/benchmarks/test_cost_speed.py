@@ -2,6 +2,7 @@
 
 Run: pytest -m benchmark -s tests/benchmarks/test_cost_speed.py
 """
+
 import time
 
 import pytest

@@ -8,6 +8,7 @@ SGD step) of the contiguous model, then of the channels-last one; the table give
 ratio channels-last / contiguous as min / median / max. It also checks that both formats compute
 the same function (the memory format changes only the order of float sums).
 """
+
 import statistics
 import time
 
@@ -66,6 +67,8 @@ def test_channels_last_3d_against_contiguous_on_cpu():
         torch.set_num_threads(threads)
     print(f"\n{'network':12s} {'k':>3s} {'contiguous':>11s} {'channels-last':>14s}  ratio min / median / max")
     for name, k, a, b, r in rows:
-        print(f"{name:12s} {k:3d} {a * 1e3:9.1f}ms {b * 1e3:12.1f}ms  "
-              f"{min(r):.2f} / {statistics.median(r):.2f} / {max(r):.2f}")
+        print(
+            f"{name:12s} {k:3d} {a * 1e3:9.1f}ms {b * 1e3:12.1f}ms  "
+            f"{min(r):.2f} / {statistics.median(r):.2f} / {max(r):.2f}"
+        )
     assert all(a > 0 and b > 0 for _, _, a, b, _ in rows)

@@ -8,6 +8,7 @@ Run: pytest -m benchmark -s tests/benchmarks/test_loader_speed.py
 crop + normalise, batches of 8), as a training loop sees it: epochs of 100 clips, timed over two
 epochs after a warm-up one, so they include starting the workers and decode children each epoch.
 """
+
 import dataclasses
 import sys
 import time
@@ -74,11 +75,17 @@ def test_loader_speed(tmp_path):
     rows = []
     for name, c in cases.items():
         root = tmp_path / name.split()[0]
-        paths = [write_textured_video(root / "train" / f"c{i % 4}" / f"v{i}{c['suffix']}", frames=c["frames"],
-                                      size=c["size"], seed=i) for i in range(20)]
+        paths = [
+            write_textured_video(
+                root / "train" / f"c{i % 4}" / f"v{i}{c['suffix']}", frames=c["frames"], size=c["size"], seed=i
+            )
+            for i in range(20)
+        ]
         rng = np.random.default_rng(0)
-        jobs = [(p, pick_clip(c["frames"], clip_len=L, sampling_rate=S, mode="train", seed=int(rng.integers(1 << 30))))
-                for p in paths * 5]  # 100 random train clips
+        jobs = [
+            (p, pick_clip(c["frames"], clip_len=L, sampling_rate=S, mode="train", seed=int(rng.integers(1 << 30))))
+            for p in paths * 5
+        ]  # 100 random train clips
         cache = FrameCache(tmp_path / "cache", resize=c["resize"])
         t0 = time.perf_counter()
         for p in paths:
@@ -87,15 +94,25 @@ def test_loader_speed(tmp_path):
         base = clips_per_second(lambda p, i: pyav_clip(p, i, c["resize"]), jobs)
         ours = clips_per_second(lambda p, i: read_frames(p, i, resize=c["resize"]), jobs)
         cached = clips_per_second(lambda p, i: cache.read_clip(p, i), jobs)
-        spec = dict(format="folder", root=str(root), clip_len=L, sampling_rate=S, crop=c["crop"],
-                    resize=c["resize"], batch_size=8, num_workers=2)
+        spec = dict(
+            format="folder",
+            root=str(root),
+            clip_len=L,
+            sampling_rate=S,
+            crop=c["crop"],
+            resize=c["resize"],
+            batch_size=8,
+            num_workers=2,
+        )
         load_decord = loader_rate(DataSpec(**spec, cache=False), None)
         load_cache = loader_rate(DataSpec(**spec, cache=True), tmp_path / "cache")
-        rows += [(name, "reader: PyAV sequential (baseline)", base, base),
-                 (name, "reader: decord get_batch", ours, base),
-                 (name, f"reader: frame cache (build {build_s:.1f} s / 20 videos)", cached, base),
-                 (name, "loader: decord, 2 workers", load_decord, base),
-                 (name, "loader: frame cache, 2 workers", load_cache, base)]
+        rows += [
+            (name, "reader: PyAV sequential (baseline)", base, base),
+            (name, "reader: decord get_batch", ours, base),
+            (name, f"reader: frame cache (build {build_s:.1f} s / 20 videos)", cached, base),
+            (name, "loader: decord, 2 workers", load_decord, base),
+            (name, "loader: frame cache, 2 workers", load_cache, base),
+        ]
     print()
     print(f"{'videos':30s} {'method':48s} {'clips/s':>9s} {'x baseline':>10s}")
     for name, method, rate, base in rows:

@@ -8,6 +8,7 @@ temporaries) — what torch allocated, not the process's RSS. CUDA (the same tes
 exists): torch.cuda.max_memory_allocated after reset_peak_memory_stats. The second step is measured
 (the first creates the momentum buffers), with the clip batch created inside it as a loader would.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -65,7 +66,7 @@ def table(device: str, precision: str = "fp32"):
             measured = measure_peak(spec, batch, device, precision)
             rows.append((name, batch, predicted, measured, predicted / measured - 1))
     print(f"\n{device}, {precision}, {TINY}")
-    print(f"| network | batch | predicted (MB) | measured (MB) | error |\n| --- | ---: | ---: | ---: | ---: |")
+    print("| network | batch | predicted (MB) | measured (MB) | error |\n| --- | ---: | ---: | ---: | ---: |")
     for name, batch, p, m, err in rows:
         print(f"| {name} | {batch} | {p / 1e6:.2f} | {m / 1e6:.2f} | {err * 100:+.1f} % |")
     worst = max(abs(r[4]) for r in rows)

@@ -7,6 +7,7 @@ starch's searchers and schedulers on a simulated 4-worker cluster (moasha_replay
 each method with the epochs that NSGA-II+FIFO spends on 24 whole trials. Prints the table that the
 README quotes; asserts only what must hold whatever the numbers (no timings, no expected winner).
 """
+
 import sys
 from pathlib import Path
 
@@ -33,8 +34,10 @@ def test_moasha_hypervolume_against_the_baselines():
     for label in ("random + ASHA (video@1)", "random + MO-ASHA", "NSGA-II + MO-ASHA"):  # they stop trials early
         assert min(t.trials for t in traces[label]) > max(t.trials for t in traces["random + FIFO"])
     table = replay.summary(traces)
-    print(f"\n{len(curves)} recorded curves × {epochs} epochs, {len(SEEDS)} seeds, budget {budget} epochs "
-          f"({FIFO_TRIALS} whole trials), 4 simulated workers; reference: NSGA-II + FIFO's final hypervolume\n")
+    print(
+        f"\n{len(curves)} recorded curves × {epochs} epochs, {len(SEEDS)} seeds, budget {budget} epochs "
+        f"({FIFO_TRIALS} whole trials), 4 simulated workers; reference: NSGA-II + FIFO's final hypervolume\n"
+    )
     print(to_markdown(table))
 
 
@@ -43,9 +46,9 @@ def test_moasha_hypervolume_against_the_baselines():
 def test_the_same_replay_through_a_real_tune_run(ray_cluster, tmp_path):
     """Cross-check of the simulator: seed 0 of two methods replayed by a trainable that reports the
     recorded curve without training, through tune.Tuner (the order of results is Ray's own)."""
-    from analysis.tables import to_markdown
-
     import pandas as pd
+
+    from analysis.tables import to_markdown
 
     curves = replay.load_curves()
     epochs = int(next(iter(curves.values()))["epoch"].max())
@@ -59,6 +62,13 @@ def test_the_same_replay_through_a_real_tune_run(ray_cluster, tmp_path):
         assert len(real.epochs) == budget  # the budget stopper ended the Tune run after the same epochs
         if scheduler == "moasha":
             assert real.trials > FIFO_TRIALS  # MO-ASHA stopped trials under Tune too
-        rows.append({"method (seed 0)": label, "Tune: trials": real.trials, "Tune: final HV": round(real.hv[-1], 3),
-                     "simulated: trials": sim.trials, "simulated: final HV": round(sim.hv[-1], 3)})
+        rows.append(
+            {
+                "method (seed 0)": label,
+                "Tune: trials": real.trials,
+                "Tune: final HV": round(real.hv[-1], 3),
+                "simulated: trials": sim.trials,
+                "simulated: final HV": round(sim.hv[-1], 3),
+            }
+        )
     print("\n" + to_markdown(pd.DataFrame(rows)))

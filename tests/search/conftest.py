@@ -28,7 +28,7 @@ def tiny_experiment(tmp_path: Path, synth_root: Path, *, name: str = "tiny", bod
         resources:
           cpus_per_trial: 1
         cluster:
-          storage: {tmp_path / 'runs'}
+          storage: {tmp_path / "runs"}
         """) + textwrap.dedent(body)
     path = tmp_path / f"{name}.yaml"
     path.write_text(text)

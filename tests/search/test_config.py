@@ -3,8 +3,18 @@ import pytest
 from search.cli import main
 from search.config import list_presets, load_experiment
 
-PRESETS = ["res3d-sampling-rate", "res3d-resolution", "res3d-conv-mixture", "res3d-depth", "r2plus1d-convs",
-           "r2plus1d-clip-length", "p3d-blocks", "joint", "demo", "fidelity"]
+PRESETS = [
+    "res3d-sampling-rate",
+    "res3d-resolution",
+    "res3d-conv-mixture",
+    "res3d-depth",
+    "r2plus1d-convs",
+    "r2plus1d-clip-length",
+    "p3d-blocks",
+    "joint",
+    "demo",
+    "fidelity",
+]
 
 
 def test_every_paper_sweep_is_a_preset():
@@ -23,8 +33,11 @@ def test_presets_validate_and_dry_run(name, capsys):
 
 def test_dry_run_reproduces_the_papers_widths(capsys):
     main(["search", "res3d-conv-mixture", "--address", "auto", "--dry-run"])
-    widths = [int(line.split()[2]) for line in capsys.readouterr().out.splitlines() if line.split()[1:2] == ["mc1"]
-              or (len(line.split()) > 2 and line.split()[1] in ("mc2", "mc3", "mc4", "mc5"))]
+    widths = [
+        int(line.split()[2])
+        for line in capsys.readouterr().out.splitlines()
+        if line.split()[1:2] == ["mc1"] or (len(line.split()) > 2 and line.split()[1] in ("mc2", "mc3", "mc4", "mc5"))
+    ]
     assert widths == [109, 109, 108, 103, 90]
 
 
@@ -41,7 +54,10 @@ MINIMAL = "name: x\nspace: {network: sr18}\ndata: {format: ucf101, root: /d}\n"
     "extra, expected",
     [
         ("serch: {algorithm: grid}\n", "serch: unknown key (typo?)"),
-        ("search: {algorithm: bayes}\n", "search.algorithm: Input should be 'grid', 'random', 'tpe', 'nsga2' or 'expand' (got 'bayes')"),
+        (
+            "search: {algorithm: bayes}\n",
+            "search.algorithm: Input should be 'grid', 'random', 'tpe', 'nsga2' or 'expand' (got 'bayes')",
+        ),
         ("search: {num_samples: lots}\n", "search.num_samples: Input should be a valid integer"),
         ("search: {metric: top1}\n", "search.metric: metric 'top1' is not reported; valid: video@1"),
         ("resources: {gpus_per_trial: -1}\n", "resources.gpus_per_trial: Input should be greater than or equal to 0"),
@@ -64,7 +80,10 @@ def test_config_errors_name_the_field_the_value_and_what_is_valid(tmp_path, extr
     [
         ("name: x\nspace: {network: mc6}\ndata: {format: ucf101, root: /d}\n", "unknown network 'mc6'"),
         ("name: x\nspace: {network: sr18, colour: red}\ndata: {format: ucf101, root: /d}\n", "unknown axis ['colour']"),
-        ("name: x\nspace: {network: sr18, width: 0}\ndata: {format: ucf101, root: /d}\n", "ArchSpec.width must be an integer >= 1"),
+        (
+            "name: x\nspace: {network: sr18, width: 0}\ndata: {format: ucf101, root: /d}\n",
+            "ArchSpec.width must be an integer >= 1",
+        ),
         ("name: x\nspace: {network: sr18}\ndata: {format: youtube, root: /d}\n", "format"),
         ("name: x\nspace: {network: sr18}\n", "data: Field required"),
         ("- just\n- a list\n", "must be a mapping"),

@@ -1,4 +1,5 @@
 """A shortened `starch demo` end to end: synthetic videos, a real search with ASHA, the report."""
+
 from search.cli import main
 
 
@@ -21,8 +22,9 @@ def test_the_demo_names_the_trials_a_budget_stop_left_out():
 
     exp = load_experiment("demo", overrides={"data.root": "/nowhere"})
     networks, seeds = exp.to_space().size, exp.search.repeats
-    trials = pd.DataFrame({"family": ["f-R2D", "MC3", "R3D k/2"], "repeat": [0, 0, 2],
-                           "final_video@1": [0.1, float("nan"), 0.9]})  # MC3 seed 0 started, never evaluated
+    trials = pd.DataFrame(
+        {"family": ["f-R2D", "MC3", "R3D k/2"], "repeat": [0, 0, 2], "final_video@1": [0.1, float("nan"), 0.9]}
+    )  # MC3 seed 0 started, never evaluated
     missing = never_evaluated(exp, trials)
     assert len(missing) == networks * seeds - 2
     assert "MC3 seed 0" in missing and "f-R2D seed 0" not in missing and "R3D k/2 seed 2" not in missing

@@ -1,4 +1,5 @@
 """X3D forward expansion: the proposal and selection rules by hand (no Ray), then a tiny real search."""
+
 import json
 import os
 import pickle
@@ -34,8 +35,14 @@ def experiment(tmp_path, body=SPACE, search="search: {algorithm: expand, target_
 def test_the_base_is_the_cheapest_network_and_each_candidate_grows_one_axis_by_about_c(tmp_path):
     exp = experiment(tmp_path)
     base = base_point(exp)
-    assert base == {"network": "r3d_18", "blocks": (1, 1, 1, 1), "width": 4, "frames": 2, "sampling_rate": 8,
-                    "crop": 32}
+    assert base == {
+        "network": "r3d_18",
+        "blocks": (1, 1, 1, 1),
+        "width": 4,
+        "frames": 2,
+        "sampling_rate": 8,
+        "crop": 32,
+    }
     g0 = gflops(exp, base)
     cands = propose(exp, base, 2.0)
     assert sorted(c["axis"] for c in cands) == ["blocks", "crop", "frames", "sampling_rate", "width"]
@@ -60,8 +67,9 @@ def test_the_base_is_the_cheapest_network_and_each_candidate_grows_one_axis_by_a
 
 
 def test_constraints_apply_to_every_candidate(tmp_path):
-    exp = experiment(tmp_path, search="search: {algorithm: expand, target_gflops: 0.05}\n"
-                                      "constraints: {max_gflops: 0.0037}\n")
+    exp = experiment(
+        tmp_path, search="search: {algorithm: expand, target_gflops: 0.05}\nconstraints: {max_gflops: 0.0037}\n"
+    )
     cands = propose(exp, base_point(exp), 2.0)
     assert cands and all(c["gflops"] <= 0.0037 for c in cands)
     assert "crop" not in [c["axis"] for c in cands]  # crop 48 costs 0.0042
@@ -82,8 +90,10 @@ def test_steps_keep_the_best_accuracy_gain_per_gflop_and_stop_at_the_target(tmp_
     for tid, cand in zip(ids, step1):
         done = s.complete(tid, {"video@1": 0.30 + gains[cand["axis"]]}, False)
     assert done
-    scores = {c["axis"]: 0.0 if c["status"] != "completed" else gains[c["axis"]] / (c["gflops"] - base["gflops"])
-              for c in step1}
+    scores = {
+        c["axis"]: 0.0 if c["status"] != "completed" else gains[c["axis"]] / (c["gflops"] - base["gflops"])
+        for c in step1
+    }
     best = max(scores, key=scores.get)
     assert step1[s.steps[1]["chosen"]]["axis"] == best
     assert s.current["axis"] == best
@@ -120,15 +130,22 @@ def test_a_failed_candidate_is_not_chosen_and_the_state_pickles_mid_step(tmp_pat
     assert s2.steps[1]["candidates"][0]["status"] == "errored"
 
 
-@pytest.mark.parametrize("body, search, message", [
-    (SPACE.replace("network: r3d_18", "network: [r3d_18, mc3]"), None, "one name"),
-    (SPACE, "search: {algorithm: expand}\n", "needs search.target_gflops"),
-    (SPACE, "search: {algorithm: expand, target_gflops: 0.001}\n", "not above the base network"),
-    (SPACE, "search: {algorithm: expand, target_gflops: 1}\nscheduler: {type: asha}\n", "must be fifo"),
-    ("space: {network: r3d_18, width: 4}\n", None, "no axis can grow"),
-    (SPACE, "search: {algorithm: expand, target_gflops: 1}\nconstraints: {max_gflops: 0.001}\n", "violates the constraints"),
-    ("space: {network: r3d_18, width: [4, 8], temporal_stride: [all, conv]}\n", None, "cannot be expanded"),
-])
+@pytest.mark.parametrize(
+    "body, search, message",
+    [
+        (SPACE.replace("network: r3d_18", "network: [r3d_18, mc3]"), None, "one name"),
+        (SPACE, "search: {algorithm: expand}\n", "needs search.target_gflops"),
+        (SPACE, "search: {algorithm: expand, target_gflops: 0.001}\n", "not above the base network"),
+        (SPACE, "search: {algorithm: expand, target_gflops: 1}\nscheduler: {type: asha}\n", "must be fifo"),
+        ("space: {network: r3d_18, width: 4}\n", None, "no axis can grow"),
+        (
+            SPACE,
+            "search: {algorithm: expand, target_gflops: 1}\nconstraints: {max_gflops: 0.001}\n",
+            "violates the constraints",
+        ),
+        ("space: {network: r3d_18, width: [4, 8], temporal_stride: [all, conv]}\n", None, "cannot be expanded"),
+    ],
+)
 def test_expand_experiments_are_validated(tmp_path, body, search, message):
     with pytest.raises(ValueError, match=message):
         experiment(tmp_path, body, search or "search: {algorithm: expand, target_gflops: 0.05}\n")
@@ -138,8 +155,12 @@ def test_dry_run_prints_the_base_and_the_first_step(make_experiment, capsys):
     from search.cli import main
 
     path = make_experiment(name="xdry", body="search: {algorithm: expand, target_gflops: 0.01}\n")
-    path.write_text(path.read_text().replace("network: [r3d_18, f-r2d, mc3]", "network: r3d_18")
-                    .replace("width: 4", "width: [4, 8]").replace("frames: 8", "frames: [8, 16]"))
+    path.write_text(
+        path.read_text()
+        .replace("network: [r3d_18, f-r2d, mc3]", "network: r3d_18")
+        .replace("width: 4", "width: [4, 8]")
+        .replace("frames: 8", "frames: [8, 16]")
+    )
     assert main(["search", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "expand: base R3D-18 k=4 8×32²" in out and "width (γw)" in out and "frames (γt)" in out
@@ -150,10 +171,15 @@ X3D_BODY = "search: {algorithm: expand, target_gflops: 0.005}\n"
 
 def x3d_experiment(make_experiment, name):
     path = make_experiment(name=name, body=X3D_BODY)
-    path.write_text(path.read_text().replace("network: [r3d_18, f-r2d, mc3]", "network: r3d_18")
-                    .replace("width: 4", "width: [4, 8]").replace("frames: 8", "frames: [4, 8]")
-                    .replace("sampling_rate: 2", "sampling_rate: [2, 1]").replace("epochs: 2", "epochs: 1")
-                    .replace("cpus_per_trial: 1\n", "cpus_per_trial: 1\n  max_concurrent_trials: 2\n", 1))
+    path.write_text(
+        path.read_text()
+        .replace("network: [r3d_18, f-r2d, mc3]", "network: r3d_18")
+        .replace("width: 4", "width: [4, 8]")
+        .replace("frames: 8", "frames: [4, 8]")
+        .replace("sampling_rate: 2", "sampling_rate: [2, 1]")
+        .replace("epochs: 2", "epochs: 1")
+        .replace("cpus_per_trial: 1\n", "cpus_per_trial: 1\n  max_concurrent_trials: 2\n", 1)
+    )
     return path
 
 
@@ -204,9 +230,13 @@ def test_killed_driver_resumes_the_expansion(ray_cluster, make_experiment):
 
     path = x3d_experiment(make_experiment, "x3dkill")
     run = path.parent / "runs" / "x3dkill"
-    driver = subprocess.Popen([sys.executable, "-m", "search.cli", "search", str(path), "--no-report",
-                               "--address", ray_cluster.address], env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "search", str(path), "--no-report", "--address", ray_cluster.address],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
     def in_step_one():
         if not (run / EXPAND_FILE).exists() or not list(run.glob("searcher-state-*.pkl")):
@@ -224,7 +254,6 @@ def test_killed_driver_resumes_the_expansion(ray_cluster, make_experiment):
 
 @pytest.mark.parametrize("name", ["moasha", "expand"])
 def test_the_readme_examples_validate(name):
-    exp = load_experiment(Path(__file__).parents[2] / "examples" / f"{name}.yaml",
-                          overrides={"data.root": "/nowhere"})
+    exp = load_experiment(Path(__file__).parents[2] / "examples" / f"{name}.yaml", overrides={"data.root": "/nowhere"})
     assert exp.scheduler.type == ("moasha" if name == "moasha" else "fifo")
     assert exp.search.algorithm == ("nsga2" if name == "moasha" else "expand")

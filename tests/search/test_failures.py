@@ -1,4 +1,5 @@
 """The search survives what clusters do: GPU packing, dead nodes, a killed driver, failing trials."""
+
 import json
 import os
 import signal
@@ -7,8 +8,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-
-import pytest
 
 from search.cli import main
 
@@ -41,8 +40,11 @@ def test_logical_gpus_bound_concurrency_and_set_cuda_visible_devices(ray_cluster
     nodes = [ray_cluster.add_node(num_cpus=3, num_gpus=2) for _ in range(2)]
     try:
         path = make_experiment(name="gpus", body="resources:\n  gpus_per_trial: 1\n  cpus_per_trial: 1\n")
-        path.write_text(path.read_text().replace("network: [r3d_18, f-r2d, mc3]", GRID6)
-                        .replace("resources:\n  cpus_per_trial: 1\n", ""))
+        path.write_text(
+            path.read_text()
+            .replace("network: [r3d_18, f-r2d, mc3]", GRID6)
+            .replace("resources:\n  cpus_per_trial: 1\n", "")
+        )
         assert main(["search", str(path), "--no-report"]) == 0
         recs = records(path.parent / "runs" / "gpus")
         assert len(recs) == 6 and all(len(r) == 2 for r in recs.values())
@@ -79,10 +81,14 @@ def epochs_done(run: Path) -> list[int]:
 def test_worker_node_removed_mid_run_trials_resume_from_checkpoints(ray_cluster, make_experiment):
     # Trials need a logical GPU, which only the worker node has; it dies after the first epochs.
     node = ray_cluster.add_node(num_cpus=3, num_gpus=3)
-    path = make_experiment(name="node", body="resources:\n  gpus_per_trial: 1\n  cpus_per_trial: 1\n"
-                           "failures:\n  max_failures: 3\n")
-    path.write_text(path.read_text().replace("resources:\n  cpus_per_trial: 1\n", "")
-                    .replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 4"))
+    path = make_experiment(
+        name="node", body="resources:\n  gpus_per_trial: 1\n  cpus_per_trial: 1\nfailures:\n  max_failures: 3\n"
+    )
+    path.write_text(
+        path.read_text()
+        .replace("resources:\n  cpus_per_trial: 1\n", "")
+        .replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 4")
+    )
     run = path.parent / "runs" / "node"
     outcome, replacement = [], []
     # The driver runs in a thread; the main thread plays the cluster (Ray starts nodes from it only).
@@ -111,16 +117,26 @@ def test_worker_node_removed_mid_run_trials_resume_from_checkpoints(ray_cluster,
 
 
 def test_killed_driver_resumes_without_losing_or_duplicating_trials(ray_cluster, make_experiment):
-    path = make_experiment(name="killed", body="search:\n  algorithm: tpe\n  num_samples: 4\n  seed: 3\n"
-                           "resources:\n  cpus_per_trial: 1\n  max_concurrent_trials: 2\n")
-    path.write_text(path.read_text().replace("resources:\n  cpus_per_trial: 1\n", "", 1)
-                    .replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 3")
-                    .replace("sampling_rate: 2", "sampling_rate: [1, 2]"))  # 6 points for 4 samples
+    path = make_experiment(
+        name="killed",
+        body="search:\n  algorithm: tpe\n  num_samples: 4\n  seed: 3\n"
+        "resources:\n  cpus_per_trial: 1\n  max_concurrent_trials: 2\n",
+    )
+    path.write_text(
+        path.read_text()
+        .replace("resources:\n  cpus_per_trial: 1\n", "", 1)
+        .replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 3")
+        .replace("sampling_rate: 2", "sampling_rate: [1, 2]")
+    )  # 6 points for 4 samples
     run = path.parent / "runs" / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen([sys.executable, "-m", "search.cli", "search", str(path), "--no-report",
-                               "--address", ray_cluster.address], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "search", str(path), "--no-report", "--address", ray_cluster.address],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         assert wait_for(lambda: sum(n >= 1 for n in epochs_done(run)) >= 2, timeout=180), "driver made no progress"
     finally:
@@ -149,8 +165,11 @@ def test_killed_driver_resumes_without_losing_or_duplicating_trials(ray_cluster,
 def test_a_failing_trial_does_not_stop_the_others(ray_cluster, make_experiment, capsys):
     # sampling rate 100 makes every 24-frame video shorter than one clip: that trial raises.
     path = make_experiment(name="fails", body="failures:\n  max_failures: 0\n")
-    path.write_text(path.read_text().replace("sampling_rate: 2", "sampling_rate: [2, 100]")
-                    .replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18]"))
+    path.write_text(
+        path.read_text()
+        .replace("sampling_rate: 2", "sampling_rate: [2, 100]")
+        .replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18]")
+    )
     assert main(["search", str(path), "--no-report"]) == 0
     trials = json.loads((path.parent / "runs" / "fails" / "starch_trials.json").read_text())
     by_status = {t["status"]: t for t in trials}
@@ -168,9 +187,13 @@ def test_ctrl_c_leaves_a_resumable_run_and_says_how(ray_cluster, make_experiment
     path = make_experiment(name="ctrlc")
     path.write_text(path.read_text().replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 3"))
     run = path.parent / "runs" / "ctrlc"
-    driver = subprocess.Popen([sys.executable, "-m", "search.cli", "search", str(path), "--no-report",
-                               "--address", ray_cluster.address], env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "search", str(path), "--no-report", "--address", ray_cluster.address],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert wait_for(lambda: sum(n >= 1 for n in epochs_done(run)) >= 1, timeout=180), "no progress"
         driver.send_signal(signal.SIGINT)
@@ -185,16 +208,20 @@ def test_ctrl_c_leaves_a_resumable_run_and_says_how(ray_cluster, make_experiment
     assert all(r[-1]["epoch"] == 3 for r in records(run).values()) and len(records(run)) == 3
 
 
-def test_a_search_in_which_every_trial_failed_exits_1_and_still_writes_the_report(ray_cluster, make_experiment,
-                                                                                    capsys):
+def test_a_search_in_which_every_trial_failed_exits_1_and_still_writes_the_report(ray_cluster, make_experiment, capsys):
     path = make_experiment(name="allfail", body="failures:\n  max_failures: 0\n")
-    path.write_text(path.read_text().replace("sampling_rate: 2", "sampling_rate: 100")
-                    .replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18, mc3]"))
+    path.write_text(
+        path.read_text()
+        .replace("sampling_rate: 2", "sampling_rate: 100")
+        .replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18, mc3]")
+    )
     run = path.parent / "runs" / "allfail"
     assert main(["search", str(path)]) == 1
     captured = capsys.readouterr()
-    assert "starch: error: no trial completed (2 errored; first error: RuntimeError: the training loader" \
-        in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert (
+        "starch: error: no trial completed (2 errored; first error: RuntimeError: the training loader" in captured.err
+        and len(captured.err.strip().splitlines()) == 1
+    )
     report = (run / "report" / "report.md").read_text()  # no epoch was reported: the report says why
     assert "no trial reported an epoch" in report and "2 errored" in report
     assert main(["report", str(run), "--out", str(path.parent / "again")]) == 0
@@ -212,8 +239,11 @@ def test_bad_videos_are_named_in_the_records_and_the_report(ray_cluster, synth_r
     broken = root / "UCF-101" / train
     write_random_bytes(broken)
     path = tiny_experiment(tmp_path, root, name="badvids")
-    path.write_text(path.read_text().replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18, f-r2d]")
-                    .replace("epochs: 2", "epochs: 1"))
+    path.write_text(
+        path.read_text()
+        .replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18, f-r2d]")
+        .replace("epochs: 2", "epochs: 1")
+    )
     run = tmp_path / "runs" / "badvids"
     assert main(["search", str(path)]) == 0
     for recs in records(run).values():

@@ -1,4 +1,5 @@
 """resources.gpus_per_trial: auto — GPU fractions from predicted memory, infeasible when no GPU fits."""
+
 import json
 
 import pytest
@@ -46,12 +47,21 @@ def test_plan_rejects_what_fits_no_gpu_and_requests_follow_the_prediction(make_e
     request = resources_fn(exp)
     usable = 0.0087 * GiB * 0.9
     for c in p.candidates:
-        bundle = request({"candidate": {"arch": c.arch.to_dict(), "axes": c.axes}, "data": exp.to_data().to_dict(),
-                          "recipe": exp.to_recipe().to_dict()}).bundles[0]
+        bundle = request(
+            {
+                "candidate": {"arch": c.arch.to_dict(), "axes": c.axes},
+                "data": exp.to_data().to_dict(),
+                "recipe": exp.to_recipe().to_dict(),
+            }
+        ).bundles[0]
         assert bundle == {"CPU": 1, "GPU": gpu_fraction(predicted(c.arch, exp).peak, usable)}
         assert bundle["GPU"] == {"R2D": 0.2, "f-R2D": 0.5}[c.arch.name]
-        sampled = {"axes": c.axes, "space": exp.to_space().to_dict(), "data": exp.to_data().to_dict(),
-                   "recipe": exp.to_recipe().to_dict()}  # the form an Optuna sample takes
+        sampled = {
+            "axes": c.axes,
+            "space": exp.to_space().to_dict(),
+            "data": exp.to_data().to_dict(),
+            "recipe": exp.to_recipe().to_dict(),
+        }  # the form an Optuna sample takes
         assert request(sampled).bundles[0] == bundle
 
 

@@ -1,4 +1,5 @@
 """MO-ASHA's promotion rule on hand-made results (no Ray), then one tiny real search and a killed driver."""
+
 import json
 import os
 import pickle
@@ -10,8 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.moasha import (MOASHAScheduler, RungStateCallback, mo_order, network_key, nondominated_fronts,
-                           promote, rung_milestones)
+from search.moasha import (
+    MOASHAScheduler,
+    RungStateCallback,
+    mo_order,
+    network_key,
+    nondominated_fronts,
+    promote,
+    rung_milestones,
+)
 
 OBJ = [("video@1", "max"), ("gflops", "min")]
 
@@ -105,8 +113,11 @@ def test_config_accepts_moasha_with_nsga2_and_dry_run_prints_the_rungs(make_expe
     from search.config import load_experiment
     from search.tuner import make_scheduler
 
-    path = make_experiment(name="mo", body="search:\n  algorithm: nsga2\n  num_samples: 4\n"
-                           "scheduler:\n  type: moasha\n  grace_period: 1\n  reduction_factor: 3\n")
+    path = make_experiment(
+        name="mo",
+        body="search:\n  algorithm: nsga2\n  num_samples: 4\n"
+        "scheduler:\n  type: moasha\n  grace_period: 1\n  reduction_factor: 3\n",
+    )
     path.write_text(path.read_text().replace("epochs: 2", "epochs: 12"))
     exp = load_experiment(path)
     sched = make_scheduler(exp)
@@ -124,17 +135,22 @@ def trial_records(run: Path) -> dict[str, list[dict]]:
     return out
 
 
-MO_BODY = ("scheduler:\n  type: moasha\n  grace_period: 1\n  reduction_factor: 2\n"
-           "resources:\n  cpus_per_trial: 1\n  max_concurrent_trials: 1\n")
+MO_BODY = (
+    "scheduler:\n  type: moasha\n  grace_period: 1\n  reduction_factor: 2\n"
+    "resources:\n  cpus_per_trial: 1\n  max_concurrent_trials: 1\n"
+)
 
 
 def test_tiny_real_search_with_repeats_stops_by_pareto_rank(ray_cluster, make_experiment):
     from search.cli import main
 
     path = make_experiment(name="moreal", body="search:\n  repeats: 2\n" + MO_BODY)
-    path.write_text(path.read_text().replace("resources:\n  cpus_per_trial: 1\n", "", 1)
-                    .replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18, f-r2d]")
-                    .replace("epochs: 2", "epochs: 3"))
+    path.write_text(
+        path.read_text()
+        .replace("resources:\n  cpus_per_trial: 1\n", "", 1)
+        .replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18, f-r2d]")
+        .replace("epochs: 2", "epochs: 3")
+    )
     assert main(["search", str(path), "--no-report"]) == 0
     run = path.parent / "runs" / "moreal"
     recs = trial_records(run)
@@ -158,20 +174,27 @@ def test_nsga2_killed_driver_resumes_with_the_rungs(ray_cluster, make_experiment
     from search.cli import main
 
     path = make_experiment(name="mokill", body="search:\n  algorithm: nsga2\n  num_samples: 4\n  seed: 1\n" + MO_BODY)
-    path.write_text(path.read_text().replace("resources:\n  cpus_per_trial: 1\n", "", 1)
-                    .replace("epochs: 2", "epochs: 3"))
+    path.write_text(
+        path.read_text().replace("resources:\n  cpus_per_trial: 1\n", "", 1).replace("epochs: 2", "epochs: 3")
+    )
     run = path.parent / "runs" / "mokill"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen([sys.executable, "-m", "search.cli", "search", str(path), "--no-report",
-                               "--address", ray_cluster.address], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, start_new_session=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "search", str(path), "--no-report", "--address", ray_cluster.address],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     from tests.search.test_failures import epochs_done, wait_for
 
     snapshot = lambda: sorted(run.glob("callback-states-*.pkl")) if run.exists() else []
     try:
         # two trials past rung 1 and a snapshot of the rungs written after that
-        assert wait_for(lambda: sum(n >= 2 for n in epochs_done(run)) >= 1 and len(epochs_done(run)) >= 2
-                        and snapshot(), timeout=240), "driver made no progress"
+        assert wait_for(
+            lambda: sum(n >= 2 for n in epochs_done(run)) >= 1 and len(epochs_done(run)) >= 2 and snapshot(),
+            timeout=240,
+        ), "driver made no progress"
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
@@ -196,14 +219,18 @@ def test_every_search_algorithm_builds_a_tuner_with_moasha(make_experiment, tmp_
     from search.config import load_experiment
     from search.tuner import make_tuner
 
-    path = make_experiment(name=f"mo-{algorithm}", body=f"search:\n  algorithm: {algorithm}\n  num_samples: 2\n"
-                           "scheduler:\n  type: moasha\n")
+    path = make_experiment(
+        name=f"mo-{algorithm}",
+        body=f"search:\n  algorithm: {algorithm}\n  num_samples: 2\nscheduler:\n  type: moasha\n",
+    )
     exp = load_experiment(path)
     tuner = make_tuner(exp)  # nsga2 + asha is refused here; nsga2 + moasha is not
     config = tuner._local_tuner  # the Tuner keeps its configs on its local tuner (Ray private)
     assert isinstance(config._tune_config.scheduler, MOASHAScheduler)
-    assert any(isinstance(cb, RungStateCallback) and cb.scheduler is config._tune_config.scheduler
-               for cb in config._run_config.callbacks)
+    assert any(
+        isinstance(cb, RungStateCallback) and cb.scheduler is config._tune_config.scheduler
+        for cb in config._run_config.callbacks
+    )
     if algorithm == "nsga2":
         asha = load_experiment(path, overrides={"scheduler.type": "asha"})
         with pytest.raises(ValueError, match="use scheduler.type: moasha or fifo"):

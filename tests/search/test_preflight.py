@@ -1,6 +1,7 @@
 """Wrong input stops before Ray starts: one line naming the file, field or value, exit 2.
 
 Every case here ran to the end (or was silently accepted) before the checks existed."""
+
 import subprocess
 import sys
 import time
@@ -45,7 +46,9 @@ def test_exponent_floats_are_numbers_in_files_and_in_set(tmp_path, text):
 
 
 def test_a_file_that_is_not_utf8_or_not_a_mapping_is_named(tmp_path, capsys):
-    code, err = error_of(capsys, ["search", str(write(tmp_path, b"name: x\n\xff\xfe\x00garbage", "bin.yaml")), "--dry-run"])
+    code, err = error_of(
+        capsys, ["search", str(write(tmp_path, b"name: x\n\xff\xfe\x00garbage", "bin.yaml")), "--dry-run"]
+    )
     assert code == 2 and "bin.yaml: not UTF-8 text" in err and "\n" not in err
     code, err = error_of(capsys, ["search", str(write(tmp_path, "- a\n- b\n", "list.yaml")), "--dry-run"])
     assert code == 2 and "list.yaml: an experiment file must be a mapping" in err
@@ -74,13 +77,22 @@ def test_an_unknown_network_suggests_the_nearest(capsys):
 
 
 def test_resize_is_checked_against_each_trials_own_crop(tmp_path):
-    ok = write(tmp_path, "name: x\nspace: {network: r3d_18, crop: 32, width: 4}\n"
-                         "data: {format: ucf101, root: /d, resize: [48, 64]}\n")
+    ok = write(
+        tmp_path,
+        "name: x\nspace: {network: r3d_18, crop: 32, width: 4}\ndata: {format: ucf101, root: /d, resize: [48, 64]}\n",
+    )
     assert load_experiment(ok).to_data().resize == (48, 64)  # refused before: checked against crop 112
-    bad = write(tmp_path, "name: x\nspace: {network: r3d_18, crop: [32, 112], width: 4}\n"
-                          "data: {format: ucf101, root: /d, resize: [36, 48]}\n", "bad.yaml")
-    with pytest.raises(ValueError, match=r"bad.yaml: data: DataSpec.resize \(36, 48\) is smaller than crop 112.*"
-                                         r"crops \[32, 112\]"):
+    bad = write(
+        tmp_path,
+        "name: x\nspace: {network: r3d_18, crop: [32, 112], width: 4}\n"
+        "data: {format: ucf101, root: /d, resize: [36, 48]}\n",
+        "bad.yaml",
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"bad.yaml: data: DataSpec.resize \(36, 48\) is smaller than crop 112.*"
+        r"crops \[32, 112\]",
+    ):
         load_experiment(bad)
 
 
@@ -97,8 +109,10 @@ def test_a_resize_decord_cannot_scale_to_is_decoded_another_way(synth_root):
 
 
 def test_a_missing_dataset_root_stops_the_dry_run_and_the_run_before_ray(tmp_path, capsys):
-    path = write(tmp_path, MINIMAL.replace("root: /d", f"root: {tmp_path / 'nowhere'}") +
-                 f"cluster: {{storage: {tmp_path / 'runs'}}}\n")
+    path = write(
+        tmp_path,
+        MINIMAL.replace("root: /d", f"root: {tmp_path / 'nowhere'}") + f"cluster: {{storage: {tmp_path / 'runs'}}}\n",
+    )
     code, err = error_of(capsys, ["search", str(path), "--dry-run"])
     assert code == 2 and f"data.root '{tmp_path / 'nowhere'}' does not exist; format ucf101 expects ROOT/UCF-101" in err
     started = time.time()
@@ -114,18 +128,25 @@ def test_a_root_without_split_files_names_the_expected_layout(tmp_path, capsys):
     assert code == 2 and "classInd.txt not found" in err and "expects ROOT/UCF-101/<Class>/<video>.avi" in err
 
 
-@pytest.mark.parametrize("gpus, expected", [("1", "a trial needs 1 GPU(s)"), ("auto", "auto but the Ray cluster has no GPU")])
+@pytest.mark.parametrize(
+    "gpus, expected", [("1", "a trial needs 1 GPU(s)"), ("auto", "auto but the Ray cluster has no GPU")]
+)
 def test_gpus_the_local_machine_lacks_are_refused_in_the_dry_run(tmp_path, capsys, synth_root, gpus, expected):
-    path = write(tmp_path, MINIMAL.replace("root: /d", f"root: {synth_root}, resize: null")
-                 + f"resources: {{gpus_per_trial: {gpus}}}\n")
+    path = write(
+        tmp_path,
+        MINIMAL.replace("root: /d", f"root: {synth_root}, resize: null") + f"resources: {{gpus_per_trial: {gpus}}}\n",
+    )
     code, err = error_of(capsys, ["search", str(path), "--dry-run"])
     assert code == 2 and expected in err and "--set resources.gpus_per_trial=0" in err
     assert main(["search", str(path), "--dry-run", "--address", "auto"]) == 0  # a cluster may have them
 
 
 def test_the_dry_run_solves_widths_for_the_datasets_classes(tmp_path, capsys, synth_root):
-    path = write(tmp_path, "name: x\nspace: {network: r3d_18, budget: 0.13M, crop: 32, num_classes: 101}\n"
-                           f"data: {{format: ucf101, root: {synth_root}, resize: null}}\n")
+    path = write(
+        tmp_path,
+        "name: x\nspace: {network: r3d_18, budget: 0.13M, crop: 32, num_classes: 101}\n"
+        f"data: {{format: ucf101, root: {synth_root}, resize: null}}\n",
+    )
     assert main(["search", str(path), "--dry-run"]) == 0
     with_data = capsys.readouterr().out
     assert main(["search", str(path), "--dry-run", "--set", "data.root=<--data>"]) == 0
@@ -208,10 +229,17 @@ def test_without_address_starch_starts_its_own_ray(ray_cluster, ray_address):
     import os
 
     address = ray_cluster.address if ray_address == "session" else ray_address
-    code = ("from search.run import init_ray; init_ray(None, num_cpus=1); import ray; "
-            "print('GCS', ray.get_runtime_context().gcs_address); ray.shutdown()")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "RAY_ADDRESS": address})
+    code = (
+        "from search.run import init_ray; init_ray(None, num_cpus=1); import ray; "
+        "print('GCS', ray.get_runtime_context().gcs_address); ray.shutdown()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "RAY_ADDRESS": address},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     gcs = next(l.split()[1] for l in done.stdout.splitlines() if l.startswith("GCS"))
     assert gcs != ray_cluster.address and gcs != address

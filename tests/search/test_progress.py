@@ -1,6 +1,7 @@
 """The progress display: counts of trials by state, the best so far and the time left, as plain
 lines in a log and as a tqdm bar refreshed in place on a terminal. Tune's callback hooks are
 driven with stand-in trials (no Ray run needed)."""
+
 from __future__ import annotations
 
 import io
@@ -17,8 +18,12 @@ class Terminal(io.StringIO):
 
 
 def trial(trial_id, status="PENDING", epoch=None):
-    return SimpleNamespace(trial_id=trial_id, status=status, path=f"/runs/x/{trial_id}",
-                           last_result={"epoch": epoch, "status": "running"} if epoch else None)
+    return SimpleNamespace(
+        trial_id=trial_id,
+        status=status,
+        path=f"/runs/x/{trial_id}",
+        last_result={"epoch": epoch, "status": "running"} if epoch else None,
+    )
 
 
 def drive(printer):
@@ -31,8 +36,9 @@ def drive(printer):
     printer.on_trial_complete(0, trials, b)
     for e in (2, 3):
         a.last_result = {"epoch": e, "status": "running" if e < 3 else "completed", "arch_name": "MC3"}
-        printer.on_trial_result(0, trials, a, {"epoch": e, "video@1": 0.3 + e / 10, "arch_name": "MC3",
-                                               "train_loss": 1.0})
+        printer.on_trial_result(
+            0, trials, a, {"epoch": e, "video@1": 0.3 + e / 10, "arch_name": "MC3", "train_loss": 1.0}
+        )
     a.status = "TERMINATED"
     printer.on_trial_complete(0, trials, a)
     c.status = "ERROR"

@@ -31,6 +31,7 @@ def test_grid_search_end_to_end(ray_cluster, make_experiment, capsys):
     assert "1 trial folder(s) started after the killed driver's last experiment snapshot" in capsys.readouterr().out
     assert not ghost.exists() and (run / "orphaned" / ghost.name / "params.json").is_file()
     from analysis import load
+
     assert len(load([run])) == 3 and len(trials(run)) == 3
 
 
@@ -59,8 +60,9 @@ def test_model_based_search_with_constraints(ray_cluster, make_experiment, algor
     assert len(ts) == 3 and all(t["status"] == "TERMINATED" for t in ts)
     assert sorted(t["arch_name"] for t in ts) == ["MC3", "R3D-18", "f-R2D"]
     infeasible = json.loads((run / "starch_infeasible.json").read_text())
-    assert infeasible and all(i["axes"]["network"] == "r2plus1d_18" and "gflops over" in i["reason"]
-                              for i in infeasible)
+    assert infeasible and all(
+        i["axes"]["network"] == "r2plus1d_18" and "gflops over" in i["reason"] for i in infeasible
+    )
     if scheduler == "asha":  # ASHA stops some trials before the last epoch
         assert any(t["stopped_early"] for t in ts) or all(t["epoch"] == 3 for t in ts)
 
@@ -74,8 +76,9 @@ def test_grid_dry_run_lists_infeasible_points(make_experiment, capsys):
     assert "infeasible: gflops over its limit" in out
 
 
-def test_a_run_on_shared_storage_is_searched_resumed_and_reported_by_uri(ray_cluster, make_experiment, tmp_path,
-                                                                          capsys, monkeypatch):
+def test_a_run_on_shared_storage_is_searched_resumed_and_reported_by_uri(
+    ray_cluster, make_experiment, tmp_path, capsys, monkeypatch
+):
     """`cluster.storage` as a URI (file:// here; s3:// and gs:// take the same pyarrow path): the
     starch files are written there too, and status, report and resume read the run by its URI."""
     from analysis import load

@@ -6,11 +6,12 @@ One tiny TPE search serves the default tests: Ctrl-C (SIGINT to the driver) afte
 result, then `starch resume` — so each reader also sees a resumed run. The MLflow and W&B tests
 run the same search with both trackers on (`pytest -m slow`: W&B starts a process per trial).
 """
+
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import textwrap
 from pathlib import Path
@@ -59,11 +60,16 @@ def interrupted_and_resumed(synth_root: Path, tmp: Path, *, trackers: bool):
 
     logging = ["logging:", "  tensorboard: true"]
     if trackers:
-        logging += ["  mlflow:", f"    tracking_uri: file://{tmp / 'mlruns'}", "    experiment_name: starch-tools",
-                    "    tags: {team: video}"]
+        logging += [
+            "  mlflow:",
+            f"    tracking_uri: file://{tmp / 'mlruns'}",
+            "    experiment_name: starch-tools",
+            "    tags: {team: video}",
+        ]
         logging += ["  wandb:", "    project: starch-tools", "    mode: offline", f"    dir: {tmp / 'wandb'}"]
     path = tmp / f"{NAME}.yaml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         name: {NAME}
         space: {{network: [f-r2d, rmc3, r3d_18, r2plus1d_18], frames: 8, sampling_rate: 2, crop: 32, width: 4,
                  blocks: [1, 1, 1, 1]}}
@@ -72,8 +78,11 @@ def interrupted_and_resumed(synth_root: Path, tmp: Path, *, trackers: bool):
         schedule: {{epochs: {EPOCHS}, lr: 0.05}}
         search: {{algorithm: tpe, num_samples: {TRIALS}, seed: 2}}
         resources: {{cpus_per_trial: 1}}
-        cluster: {{storage: {tmp / 'runs'}}}
-        """) + "\n".join(logging) + "\n")
+        cluster: {{storage: {tmp / "runs"}}}
+        """)
+        + "\n".join(logging)
+        + "\n"
+    )
     directory = tmp / "runs" / NAME
     InterruptOnce.sent, InterruptOnce.study_during = False, None
     interrupt = InterruptOnce(directory / "optuna_study.log")
@@ -129,8 +138,14 @@ def test_every_trial_writes_tensorboard_events_with_readable_tags_and_hparams(ru
         resumed += len(events) > 1  # one file per driver that ran the trial
         acc = EventAccumulator(str(trial))
         acc.Reload()
-        assert {"loss/train", "accuracy/clip_top1", "accuracy/video_top1", "lr", "time/epoch_s",
-                "time/train_clips_per_s"} <= set(acc.Tags()["scalars"])
+        assert {
+            "loss/train",
+            "accuracy/clip_top1",
+            "accuracy/video_top1",
+            "lr",
+            "time/epoch_s",
+            "time/train_clips_per_s",
+        } <= set(acc.Tags()["scalars"])
         recs = records(trial)  # an epoch the interruption cut short is trained (and logged) again
         last = {r["epoch"]: r for r in recs}
         loss = acc.Scalars("loss/train")  # TensorBoard keeps the later of two events at one step
@@ -154,7 +169,9 @@ def test_the_optuna_study_is_on_disk_during_and_after_the_search(run):
 
     directory, interrupt, _ = run
     assert interrupt.study_during and "RUNNING" in interrupt.study_during  # loaded while trials ran
-    study = optuna.load_study(study_name=NAME, storage=JournalStorage(JournalFileBackend(str(directory / "optuna_study.log"))))
+    study = optuna.load_study(
+        study_name=NAME, storage=JournalStorage(JournalFileBackend(str(directory / "optuna_study.log")))
+    )
     by_state = {s: [t for t in study.trials if t.state == s] for s in TrialState}
     assert not by_state[TrialState.RUNNING]
     # the trials Tune ran are complete, with the video@1 of their last epoch as the value
@@ -200,7 +217,8 @@ def test_mlflow_has_one_run_per_trial(tracked_run):
         history = client.get_metric_history(r.info.run_id, "accuracy/video_top1")
         assert max(m.step for m in history) == EPOCHS
     assert sorted(r.data.metrics["accuracy/video_top1"] for r in runs) == pytest.approx(
-        sorted(records(t)[-1]["video@1"] for t in trial_dirs(directory)))
+        sorted(records(t)[-1]["video@1"] for t in trial_dirs(directory))
+    )
 
 
 @pytest.mark.slow
@@ -223,8 +241,9 @@ def test_a_tracker_without_its_extra_names_the_extra(monkeypatch):
 
 
 def test_logging_section_is_validated():
-    from search.config import Experiment, format_errors
     from pydantic import ValidationError
+
+    from search.config import Experiment, format_errors
 
     base = {"name": "x", "space": {"network": "r3d_18"}, "data": {"format": "ucf101", "root": "/d"}}
     ok = Experiment.model_validate({**base, "logging": {"mlflow": True, "wandb": {"project": "p", "mode": "offline"}}})

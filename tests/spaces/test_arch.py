@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from spaces import ArchSpec, NETWORKS, named
+from spaces import NETWORKS, ArchSpec, named
 
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))

@@ -3,6 +3,7 @@
 params: exactly sum(p.numel()); FLOPs: exactly half of torch's FlopCounterMode (it counts 2 per
 multiply-accumulate); activations: exactly the conv + BN output elements seen by forward hooks.
 """
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from spaces import ArchSpec, NETWORKS, build, cost, named
+from spaces import NETWORKS, ArchSpec, build, cost, named
 from spaces.arch import STAGE_KINDS, STEM_KINDS
 
 

@@ -1,4 +1,5 @@
 """spaces.memory: the predicted peak of a training step, its parts, and `starch describe --batch`."""
+
 import json
 
 import pytest
@@ -17,7 +18,11 @@ def test_parts_add_up_and_scale_with_batch():
     assert one.grads == one.optimizer == 4 * P and one.params >= 4 * P
     assert four.saved - two.saved == 2 * (two.saved - one.saved)  # activations are linear in the batch
     assert two.saved > cost(spec).activation_bytes(2)  # ReLU outputs and the clip come on top of conv + BN
-    assert one.params + one.optimizer + one.saved <= one.peak <= one.params + one.grads + one.optimizer + one.saved + one.transient
+    assert (
+        one.params + one.optimizer + one.saved
+        <= one.peak
+        <= one.params + one.grads + one.optimizer + one.saved + one.transient
+    )
     half = memory(spec, 4, "bf16")
     assert half.saved < four.saved and half.peak < four.peak
 

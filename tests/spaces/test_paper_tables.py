@@ -8,6 +8,7 @@ any architecture and are tested against what they must be instead:
   adds FLOPs; our MC2 block FLOPs equal MC1's and its all-layer FLOPs exceed MC1's.
 - Res3D Table 7's D10 is 5.4 % above the paper (11.4 vs 10.8 G), just outside 5 %.
 """
+
 import pytest
 
 from spaces import cost, named
@@ -22,7 +23,12 @@ def close(ours: float, paper: float, tol: float) -> bool:
 
 @pytest.mark.parametrize(
     "name, frames, params_m, gflops",
-    [("resnet18_2d", 1, 11.2, 1.6), ("resnet34_2d", 1, 21.5, 3.5), ("r3d_18", 8, 33.2, 19.3), ("r3d_34", 8, 63.5, 36.7)],
+    [
+        ("resnet18_2d", 1, 11.2, 1.6),
+        ("resnet34_2d", 1, 21.5, 3.5),
+        ("r3d_18", 8, 33.2, 19.3),
+        ("r3d_34", 8, 63.5, 36.7),
+    ],
 )
 def test_res3d_table3_2d_and_3d_resnets(name, frames, params_m, gflops):
     c = cost(named(name, frames=frames, num_classes=101, crop=112, stem_kernel=7))
@@ -45,8 +51,13 @@ def test_res3d_table5_resolution(crop, params_m, gflops):
 
 
 TABLE6 = {  # name: (k, params M, GFLOPs) — Res3D Table 6 / 13, 101 classes, 4×112×112
-    "mc1": (109, 32.5, 10.2), "mc2": (109, 32.5, 9.7), "mc3": (108, 32.8, 20.8),
-    "mc4": (103, 32.4, 22.6), "mc5": (90, 33.0, 18.7), "2.5d": (64, 33.2, 10.3), "sr18": (64, 33.2, 10.3),
+    "mc1": (109, 32.5, 10.2),
+    "mc2": (109, 32.5, 9.7),
+    "mc3": (108, 32.8, 20.8),
+    "mc4": (103, 32.4, 22.6),
+    "mc5": (90, 33.0, 18.7),
+    "2.5d": (64, 33.2, 10.3),
+    "sr18": (64, 33.2, 10.3),
 }
 
 
@@ -65,7 +76,12 @@ def test_res3d_table13_output_sizes_halve_time_in_2d_stages():
     c = cost(named("mc1", width=109, **RES3D))
     out = {l.name.split(".")[0]: l.out_shape[1:] for l in c.layers}
     assert [out[n] for n in ("conv1", "conv2_2", "conv3_2", "conv4_2", "conv5_2")] == [
-        (4, 56, 56), (4, 56, 56), (2, 28, 28), (1, 14, 14), (1, 7, 7)]
+        (4, 56, 56),
+        (4, 56, 56),
+        (2, 28, 28),
+        (1, 14, 14),
+        (1, 7, 7),
+    ]
     # R(2+1)D §4.1 instead keeps time in 2D stages (torchvision mc3_18).
     c = cost(named("mc3", frames=8, temporal_stride="conv"))
     assert c.layers[-2].out_shape[1] == 8
@@ -76,8 +92,13 @@ def test_res3d_table6_mc2_is_not_below_mc1():
     assert mc2.block_flops == mc1.block_flops and mc2.flops > mc1.flops
 
 
-TABLE7 = {"d10": (98, 97, 33.7, 10.8), "d16": (85, 85, 33.6, 16.7), "d18": (64, 64, 33.2, 10.3),
-          "d26": (50, 50, 33.8, 8.4), "d34": (46, 46, 32.8, 10.0)}  # paper k, solver k, params M, GFLOPs
+TABLE7 = {
+    "d10": (98, 97, 33.7, 10.8),
+    "d16": (85, 85, 33.6, 16.7),
+    "d18": (64, 64, 33.2, 10.3),
+    "d26": (50, 50, 33.8, 8.4),
+    "d34": (46, 46, 32.8, 10.0),
+}  # paper k, solver k, params M, GFLOPs
 
 
 @pytest.mark.parametrize("name", TABLE7)
@@ -93,8 +114,20 @@ def test_res3d_table7_depth(name):
         assert close(c.params / budget, 1.015, 0.002)
 
 
-R2PLUS1D_TABLE2 = {"r2d": 11.4, "f-r2d": 11.4, "r3d_18": 33.4, "mc2": 11.4, "mc3": 11.7, "mc4": 12.7, "mc5": 16.9,
-                   "rmc2": 33.3, "rmc3": 33.0, "rmc4": 32.0, "rmc5": 27.9, "r2plus1d_18": 33.3}
+R2PLUS1D_TABLE2 = {
+    "r2d": 11.4,
+    "f-r2d": 11.4,
+    "r3d_18": 33.4,
+    "mc2": 11.4,
+    "mc3": 11.7,
+    "mc4": 12.7,
+    "mc5": 16.9,
+    "rmc2": 33.3,
+    "rmc3": 33.0,
+    "rmc4": 32.0,
+    "rmc5": 27.9,
+    "r2plus1d_18": 33.3,
+}
 
 
 @pytest.mark.parametrize("name", R2PLUS1D_TABLE2)

@@ -6,6 +6,7 @@ shapes in order and the logits of one clip with every tensor filled deterministi
 and shape. Here the same tensors are rebuilt from the fixture alone, converted into starch's model,
 and must give the same logits; the reverse conversion must give torchvision's exact keys and shapes.
 """
+
 import json
 from pathlib import Path
 
@@ -13,8 +14,14 @@ import pytest
 import torch
 
 from spaces import build, cost, named
-from spaces.tv_weights import (TORCHVISION_MODELS, check_convertible, from_torchvision, key_table,
-                               to_torchvision, torchvision_name)
+from spaces.tv_weights import (
+    TORCHVISION_MODELS,
+    check_convertible,
+    from_torchvision,
+    key_table,
+    to_torchvision,
+    torchvision_name,
+)
 from tests.fixtures.make_torchvision_fixture import clip_input, fill
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "torchvision"
@@ -62,7 +69,9 @@ def test_paper_r2plus1d_is_not_torchvision_r2plus1d():
 
 def test_wrong_spec_or_state_is_named():
     state = {k: torch.empty(s, device="meta") for k, s in load_fixture("r3d_18")["keys"]}  # shapes only
-    with pytest.raises(ValueError, match=r"layer2.0.conv1.0.weight has shape \[128, 64, 3, 3, 3\], the spec needs \[128, 64, 1, 3, 3\]"):
+    with pytest.raises(
+        ValueError, match=r"layer2.0.conv1.0.weight has shape \[128, 64, 3, 3, 3\], the spec needs \[128, 64, 1, 3, 3\]"
+    ):
         from_torchvision(state, named("mc3"))  # same keys as r3d_18, 2D shapes from conv3_x on
     with pytest.raises(ValueError, match="missing key"):
         from_torchvision(state, named("r2plus1d_18_tv"))

@@ -1,4 +1,5 @@
 """Dataset layouts of tiny real videos, built once per test session (a few seconds in total)."""
+
 from __future__ import annotations
 
 import json
@@ -81,8 +82,7 @@ def kinetics_root(tmp_path_factory) -> Path:
             rows[split].append(f"{label},{yid},{10 * k},{10 * k + 10},{split}")
             folder = "val" if split == "validate" else "train"
             label_dir = label.replace(" ", "_") if folder == "val" else label
-            write_video(root / folder / label_dir / f"{yid}_{10 * k:06d}_{10 * k + 10:06d}.mp4",
-                        frames=20, size=SIZE)
+            write_video(root / folder / label_dir / f"{yid}_{10 * k:06d}_{10 * k + 10:06d}.mp4", frames=20, size=SIZE)
     (root / "annotations").mkdir()
     for split, lines in rows.items():
         text = "label,youtube_id,time_start,time_end,split\n" + "\n".join(lines) + "\n"

@@ -1,10 +1,10 @@
 """The decoded-frame cache: same frames as decoding, invalidated by edits, safe under races, fast."""
+
 import multiprocessing
 import os
 import time
 
 import numpy as np
-import pytest
 import torch
 
 from tests.videos import decoded_index, write_video
@@ -75,8 +75,17 @@ def test_cached_read_is_much_faster_than_decoding(tmp_path):
 
 
 def test_loader_with_cache_gives_the_same_clips(folder_root, tmp_path):
-    base = dict(format="folder", root=str(folder_root), clip_len=4, sampling_rate=2, crop=16,
-                resize=(24, 32), batch_size=4, num_workers=0, eval_clips=3)
+    base = dict(
+        format="folder",
+        root=str(folder_root),
+        clip_len=4,
+        sampling_rate=2,
+        crop=16,
+        resize=(24, 32),
+        batch_size=4,
+        num_workers=0,
+        eval_clips=3,
+    )
     plain = list(make_loader(DataSpec(**base, cache=False), "test"))
     cached_loader = make_loader(DataSpec(**base, cache=True), "test", cache_dir=tmp_path / "c")
     cached = list(cached_loader)

@@ -1,4 +1,5 @@
 """The clip sampler as pure functions: every clip is in range, spaced by s, and modes behave."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -20,8 +21,9 @@ def test_span_counts_first_to_last_frame():
 @settings(max_examples=200, deadline=None)
 @given(n=frames, L=lengths, s=rates, seed=st.integers(0, 2**31), policy=st.sampled_from(["drop", "loop"]))
 def test_train_clip_in_range_and_strided(n, L, s, seed, policy):
-    clips = sample_clips(n, clip_len=L, sampling_rate=s, mode="train", short_policy=policy,
-                         rng=np.random.default_rng(seed))
+    clips = sample_clips(
+        n, clip_len=L, sampling_rate=s, mode="train", short_policy=policy, rng=np.random.default_rng(seed)
+    )
     if n == 0 or (policy == "drop" and n < clip_span(L, s)):
         assert clips == []
         return
@@ -76,10 +78,16 @@ def test_short_video_policies():
     assert sample_clips(0, clip_len=1, sampling_rate=1, mode="centre", short_policy="loop") == []
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    (dict(clip_len=0), "clip_len"), (dict(sampling_rate=0), "sampling_rate"),
-    (dict(mode="random"), "mode"), (dict(short_policy="pad"), "short_policy"), (dict(num_clips=0), "num_clips"),
-])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        (dict(clip_len=0), "clip_len"),
+        (dict(sampling_rate=0), "sampling_rate"),
+        (dict(mode="random"), "mode"),
+        (dict(short_policy="pad"), "short_policy"),
+        (dict(num_clips=0), "num_clips"),
+    ],
+)
 def test_bad_arguments_raise_naming_the_argument(kwargs, word):
     args = dict(clip_len=8, sampling_rate=1, mode="centre") | kwargs
     with pytest.raises(ValueError, match=word):

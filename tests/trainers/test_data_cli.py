@@ -1,4 +1,5 @@
 """`starch data check` and `starch data synth`, through the real CLI entry point."""
+
 import subprocess
 import sys
 import types
@@ -21,8 +22,9 @@ def test_check_clean_dataset_reports_counts_and_ranges(ucf_root, capsys):
 def test_check_lists_every_unusable_file_and_writes_bad_list(bad_root, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("STARCH_DECODE_FAULT", "abort:good_3")  # a decoder crash must not end the scan
     bad_list = tmp_path / "bad.txt"
-    code = cli.main(["data", "check", "folder", str(bad_root), "--subset", "train",
-                     "--bad-list", str(bad_list), "--workers", "2"])
+    code = cli.main(
+        ["data", "check", "folder", str(bad_root), "--subset", "train", "--bad-list", str(bad_list), "--workers", "2"]
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert "train: 9 videos listed, 4 usable, 5 unusable" in out  # the 3-frame video is usable
@@ -36,6 +38,7 @@ def test_check_lists_every_unusable_file_and_writes_bad_list(bad_root, tmp_path,
 
 def test_check_missing_videos_are_unusable(ucf_root, tmp_path, capsys):
     import shutil
+
     ann = tmp_path / "ann"
     shutil.copytree(ucf_root / "ucfTrainTestlist", ann)
     with open(ann / "testlist01.txt", "a") as f:
@@ -52,8 +55,12 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
 
 
 def test_check_as_a_subprocess(folder_root):
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "data", "check", "folder", str(folder_root)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "search.cli", "data", "check", "folder", str(folder_root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "2 classes" in proc.stdout and "test : 4 videos listed, 4 usable" in proc.stdout
 
@@ -63,8 +70,23 @@ def test_synth_passes_its_arguments(monkeypatch, tmp_path, capsys):
     fake = types.ModuleType("trainers.synth")
     fake.write_synthetic_dataset = lambda out, **kw: calls.append((out, kw)) or {"classes": ["Left1", "Right1"]}
     monkeypatch.setitem(sys.modules, "trainers.synth", fake)
-    code = cli.main(["data", "synth", str(tmp_path / "s"), "--classes", "4", "--videos-per-class", "3",
-                     "--frames", "16", "--size", "24x32", "--seed", "7"])
+    code = cli.main(
+        [
+            "data",
+            "synth",
+            str(tmp_path / "s"),
+            "--classes",
+            "4",
+            "--videos-per-class",
+            "3",
+            "--frames",
+            "16",
+            "--size",
+            "24x32",
+            "--seed",
+            "7",
+        ]
+    )
     assert code == 0
     assert calls == [(str(tmp_path / "s"), dict(classes=4, videos_per_class=3, frames=16, size=(24, 32), seed=7))]
     assert "Left1, Right1" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """Data-parallel trials: the loop's DDP contract without Ray (2 gloo processes), then a W=2 trial
 through Tune + Ray Train on the simulated cluster and a resume from its checkpoint. The Tune
 restart of a crashed trial needs two Train runs and is marked slow."""
+
 import json
 import math
 import os
@@ -27,6 +28,7 @@ TINY = dict(width=4, frames=8, crop=32, sampling_rate=2, blocks=(1, 1, 1, 1))
 
 # -- sharding (pure)
 
+
 @pytest.mark.parametrize("world_size", [1, 2, 3])
 def test_training_shards_cover_the_order_once_and_evenly(world_size):
     order = torch.randperm(47, generator=torch.Generator().manual_seed(1)).tolist()
@@ -34,19 +36,22 @@ def test_training_shards_cover_the_order_once_and_evenly(world_size):
     assert len({len(s) for s in shards}) == 1  # equal steps for DDP
     taken = [i for s in shards for i in s]
     assert len(taken) == len(set(taken)) == 47 - 47 % world_size  # nothing twice, only the tail dropped
-    assert set(order) - set(taken) == set(order[len(order) - 47 % world_size:])
+    assert set(order) - set(taken) == set(order[len(order) - 47 % world_size :])
     assert all(s == [i for i in order if i in set(s)] for s in shards)  # each keeps the epoch's order
 
 
 def test_eval_shards_keep_a_videos_clips_together_and_drop_nothing():
     per_video, videos = 3, 7
-    shards = [shard_order(list(range(per_video * videos)), per_video=per_video, rank=r, world_size=2, even=False)
-              for r in range(2)]
+    shards = [
+        shard_order(list(range(per_video * videos)), per_video=per_video, rank=r, world_size=2, even=False)
+        for r in range(2)
+    ]
     assert sorted(shards[0] + shards[1]) == list(range(per_video * videos))
     assert {i // per_video for i in shards[0]}.isdisjoint({i // per_video for i in shards[1]})
 
 
 # -- the loop under DDP, no Ray: two gloo processes on fake loaders
+
 
 class FakeLoader:
     def __init__(self, batches):
@@ -61,8 +66,11 @@ class FakeLoader:
 
 def _batch(video_ids, generator, clips=1):
     ids = torch.tensor(video_ids).repeat_interleave(clips)
-    return {"video": torch.randn(len(ids), 1, 2, 2, 2, generator=generator),  # (B, C, T, H, W)
-            "label": ids % 2, "video_id": ids}
+    return {
+        "video": torch.randn(len(ids), 1, 2, 2, 2, generator=generator),  # (B, C, T, H, W)
+        "label": ids % 2,
+        "video_id": ids,
+    }
 
 
 def _rank_main(rank, world_size, folder):
@@ -78,11 +86,14 @@ def _rank_main(rank, world_size, folder):
             train[1]["video"][0] = math.nan
         mine = list(range(rank, 5, world_size))  # 5 test videos: rank 0 scores 3, rank 1 scores 2
         reports = []
-        fit(model, train_loader=FakeLoader(train),
+        fit(
+            model,
+            train_loader=FakeLoader(train),
             eval_loaders={"clip": FakeLoader([_batch(mine, g)]), "video": FakeLoader([_batch(mine, g, clips=2)])},
             recipe=Recipe(epochs=2, lr=0.1, schedule="constant"),
             runtime=Runtime.select("fp32", torch.device("cpu")),
-            report=lambda record, state: reports.append([record, sorted(state)]))  # Distributed.current()
+            report=lambda record, state: reports.append([record, sorted(state)]),
+        )  # Distributed.current()
         Path(folder, f"{scenario}{rank}.json").write_text(json.dumps(reports))
     # Both ranks have written their results; leave without the interpreter's teardown. In CI a rank
     # that had written both files then died of SIGABRT ("terminate called without an active
@@ -107,8 +118,10 @@ def two_ranks(tmp_path_factory):
             for process in context.processes:
                 process.kill()
             pytest.fail("the ranks hung in a collective")
-    return {scenario: tuple(json.loads(Path(folder, f"{scenario}{r}.json").read_text()) for r in range(2))
-            for scenario in ("uneven", "nan_on_rank1")}
+    return {
+        scenario: tuple(json.loads(Path(folder, f"{scenario}{r}.json").read_text()) for r in range(2))
+        for scenario in ("uneven", "nan_on_rank1")
+    }
 
 
 def test_ranks_step_together_and_report_the_same_record(two_ranks):
@@ -123,13 +136,14 @@ def test_ranks_step_together_and_report_the_same_record(two_ranks):
 
 
 def test_a_nan_on_one_rank_stops_every_rank(two_ranks):
-    (record0, keys0), = two_ranks["nan_on_rank1"][0]
-    (record1, _), = two_ranks["nan_on_rank1"][1]
+    ((record0, keys0),) = two_ranks["nan_on_rank1"][0]
+    ((record1, _),) = two_ranks["nan_on_rank1"][1]
     assert record0["status"] == record1["status"] == "diverged" and record0["epoch"] == 1 and keys0 == []
     assert "loss became nan" in record1["reason"] and "another rank" in record0["reason"]
 
 
 # -- a W=2 trial through Tune and Ray Train
+
 
 def test_trial_resources_put_the_work_on_train_workers():
     from trainers.ray_adapter import DRIVER_CPUS, trial_resources
@@ -137,8 +151,11 @@ def test_trial_resources_put_the_work_on_train_workers():
     assert trial_resources() == {"cpu": 1, "gpu": 0}
     assert trial_resources(workers_per_trial=2, use_gpu=True) == {"cpu": DRIVER_CPUS, "gpu": 0}
     assert trial_resources(use_gpu=True, gpus_per_worker=0.5) == {"cpu": 1, "gpu": 0.5}
-    for bad, match in (({"workers_per_trial": 0}, "workers_per_trial"), ({"gpus_per_worker": 1}, "use_gpu"),
-                       ({"cpus_per_worker": 0}, "cpus_per_worker")):
+    for bad, match in (
+        ({"workers_per_trial": 0}, "workers_per_trial"),
+        ({"gpus_per_worker": 1}, "use_gpu"),
+        ({"cpus_per_worker": 0}, "cpus_per_worker"),
+    ):
         with pytest.raises(ValueError, match=match):
             trial_resources(**bad)
 
@@ -173,8 +190,13 @@ def _tune_w2(ray_cluster, synth_root, folder, wrap=None):
         grid = tune.Tuner(
             tune.with_parameters(trainable, indexes=indexes),
             param_space=_config(synth_root, 2).to_dict(),
-            run_config=tune.RunConfig(storage_path=str(folder), name="dp", verbose=0, callbacks=[Collect()],
-                                      failure_config=tune.FailureConfig(max_failures=1)),
+            run_config=tune.RunConfig(
+                storage_path=str(folder),
+                name="dp",
+                verbose=0,
+                callbacks=[Collect()],
+                failure_config=tune.FailureConfig(max_failures=1),
+            ),
         ).fit()
     finally:
         ray_cluster.remove_node(node)
@@ -222,7 +244,8 @@ def test_a_rank_out_of_gpu_memory_ends_the_trial_as_oom_not_as_an_error(ray_clus
 
     def oom_trial(trainable):
         return lambda config, indexes=None: fit_data_parallel(
-            config, indexes, workers=2, use_gpu=False, per_worker={"CPU": 1}, loop=rank1_runs_out_of_gpu_memory)
+            config, indexes, workers=2, use_gpu=False, per_worker={"CPU": 1}, loop=rank1_runs_out_of_gpu_memory
+        )
 
     results, grid, _ = _tune_w2(ray_cluster, synth_root, tmp_path / "run", wrap=oom_trial)
     assert not grid.errors and len(results) == 1
@@ -241,6 +264,7 @@ def test_tune_restarts_a_crashed_trial_from_its_last_checkpoint(ray_cluster, syn
                 trainable({**config, "recipe": {**config["recipe"], "epochs": 1}}, indexes)
                 raise RuntimeError("simulated crash of the trial's driver after epoch 1")
             trainable(config, indexes)
+
         return flaky
 
     results, grid, _ = _tune_w2(ray_cluster, synth_root, tmp_path / "run", wrap=crash_once_after_epoch_1)

@@ -1,4 +1,5 @@
 """DataSpec validation and every index format, from layouts the conftest writes."""
+
 import json
 import os
 import shutil
@@ -9,19 +10,32 @@ from trainers.datasets import DataSpec, MissingVideosError, auto_resize, build_i
 
 
 def test_spec_round_trips_through_json():
-    spec = DataSpec(format="kinetics", root="/data/k400", resize=(64, 86), crop=56, hflip=False,
-                    cache=True, sample_timeout_s=5)
+    spec = DataSpec(
+        format="kinetics", root="/data/k400", resize=(64, 86), crop=56, hflip=False, cache=True, sample_timeout_s=5
+    )
     again = DataSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
     assert again == spec and again.resize == (64, 86)
 
 
-@pytest.mark.parametrize("field, value, valid", [
-    ("format", "ucf", "ucf101"), ("split", 4, "1..3"), ("subset", "val", "train"),
-    ("clip_len", 0, ">= 1"), ("sampling_rate", 1.5, ">= 1"), ("resize", (100, 171), "crop 112"),
-    ("resize", "big", "'auto'"), ("short_video", "pad", "loop"), ("hflip", "yes", "null"),
-    ("num_workers", -1, ">= 0"), ("batch_size", 0, ">= 1"), ("sample_timeout_s", 0, "> 0"),
-    ("cache", "yes", "'auto'"), ("eval_clips", 0, ">= 1"),
-])
+@pytest.mark.parametrize(
+    "field, value, valid",
+    [
+        ("format", "ucf", "ucf101"),
+        ("split", 4, "1..3"),
+        ("subset", "val", "train"),
+        ("clip_len", 0, ">= 1"),
+        ("sampling_rate", 1.5, ">= 1"),
+        ("resize", (100, 171), "crop 112"),
+        ("resize", "big", "'auto'"),
+        ("short_video", "pad", "loop"),
+        ("hflip", "yes", "null"),
+        ("num_workers", -1, ">= 0"),
+        ("batch_size", 0, ">= 1"),
+        ("sample_timeout_s", 0, "> 0"),
+        ("cache", "yes", "'auto'"),
+        ("eval_clips", 0, ">= 1"),
+    ],
+)
 def test_every_field_is_validated_with_field_value_and_valid_values(field, value, valid):
     with pytest.raises(ValueError) as err:
         DataSpec(**{"format": "ucf101", "root": "/data", field: value})
@@ -57,8 +71,12 @@ def test_ucf101_annotations_in_root_and_overrides(ucf_root, tmp_path):
     shutil.copytree(ucf_root / "ucfTrainTestlist", flat)
     spec = DataSpec(format="ucf101", root=str(flat), video_root=str(ucf_root / "UCF-101"))
     assert len(build_index(spec, "test")) == 3
-    spec = DataSpec(format="ucf101", root=str(tmp_path), video_root=str(ucf_root / "UCF-101"),
-                    annotation_root=str(ucf_root / "ucfTrainTestlist"))
+    spec = DataSpec(
+        format="ucf101",
+        root=str(tmp_path),
+        video_root=str(ucf_root / "UCF-101"),
+        annotation_root=str(ucf_root / "ucfTrainTestlist"),
+    )
     assert len(build_index(spec, "train")) == 9
 
 
@@ -89,16 +107,26 @@ def test_missing_videos_skip_trains_on_the_present_ones_and_counts_the_rest(synt
     shutil.copytree(synth_root / "ucfTrainTestlist", ann)
     with open(ann / "trainlist01.txt", "a") as f:
         f.write("Left1/v_Left1_g99_c01.mp4 2\n")  # listed, never downloaded
-    spec = DataSpec(format="ucf101", root=str(synth_root), annotation_root=str(ann), resize=None, num_workers=0,
-                    batch_size=8, eval_clips=1, missing_videos="skip")
+    spec = DataSpec(
+        format="ucf101",
+        root=str(synth_root),
+        annotation_root=str(ann),
+        resize=None,
+        num_workers=0,
+        batch_size=8,
+        eval_clips=1,
+        missing_videos="skip",
+    )
     with caplog.at_level("WARNING", logger="trainers.datasets"):
         index = build_index(spec, "train")
     assert index.missing == (str(synth_root / "UCF-101" / "Left1" / "v_Left1_g99_c01.mp4"),)
     assert "1 of" in caplog.text and "skipped (missing_videos: skip)" in caplog.text
     torch.manual_seed(0)
     records = []
-    run_trial(TrialConfig(named("r3d_18", width=2, frames=4, crop=32, blocks=(1, 1, 1, 1)), spec,
-                          Recipe(epochs=1)), lambda r, s: records.append(r))
+    run_trial(
+        TrialConfig(named("r3d_18", width=2, frames=4, crop=32, blocks=(1, 1, 1, 1)), spec, Recipe(epochs=1)),
+        lambda r, s: records.append(r),
+    )
     assert records[-1]["missing_videos"] == 1 and records[-1]["status"] == "completed"
     with pytest.raises(ValueError, match="missing_videos"):
         DataSpec(format="ucf101", root="/x", missing_videos="ignore")

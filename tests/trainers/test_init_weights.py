@@ -1,4 +1,5 @@
 """schedule.init (torchvision state dicts and starch checkpoints in) and `starch export` (torchvision out)."""
+
 import json
 
 import pytest
@@ -9,10 +10,10 @@ from spaces import build, named
 from spaces.tv_weights import from_torchvision
 from tests.fixtures.make_torchvision_fixture import fill
 from tests.spaces.test_tv_weights import load_fixture
+from tests.trainers.test_trial import TINY, config
 from trainers import checkpoint
 from trainers.init_weights import initialise
 from trainers.trial import run_trial
-from tests.trainers.test_trial import TINY, config
 
 
 @pytest.fixture(scope="module")

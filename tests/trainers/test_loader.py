@@ -1,21 +1,31 @@
 """The clip loader: shapes, determinism, eval clips, and bad videos that never kill an epoch."""
+
 import dataclasses
 import logging
 import os
 
 import numpy as np
-import pytest
 import torch
 
 from tests.videos import decoded_index, write_video
-from trainers.datasets import DataSpec, build_index
+from trainers.datasets import DataSpec
 from trainers.loader import make_loader
 from trainers.transforms import KINETICS_MEAN, KINETICS_STD
 
 
 def _spec(root, **kw):
-    base = dict(format="folder", root=str(root), clip_len=4, sampling_rate=2, crop=16, resize=(24, 32),
-                batch_size=3, num_workers=0, cache=False, sample_timeout_s=10)
+    base = dict(
+        format="folder",
+        root=str(root),
+        clip_len=4,
+        sampling_rate=2,
+        crop=16,
+        resize=(24, 32),
+        batch_size=3,
+        num_workers=0,
+        cache=False,
+        sample_timeout_s=10,
+    )
     return DataSpec(**(base | kw))
 
 

@@ -2,6 +2,7 @@
 
 Slow (several minutes on 2 cores): `pytest -m slow tests/trainers/test_motion_gap.py`.
 """
+
 import pytest
 import torch
 

@@ -3,6 +3,7 @@
 The content checks assert the property the benchmark exists for: a single frame carries no class
 information, while the motion (direction and speed) is recoverable, also after x264 and decord.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -108,9 +109,7 @@ def test_layout_split_files_and_metadata(small):
     out, meta = small
     names = class_names(8)
     lists = out / "ucfTrainTestlist"
-    assert (lists / "classInd.txt").read_text().splitlines() == [
-        f"{i} {n}" for i, n in enumerate(names, start=1)
-    ]
+    assert (lists / "classInd.txt").read_text().splitlines() == [f"{i} {n}" for i, n in enumerate(names, start=1)]
     train = [line.split(" ") for line in (lists / "trainlist01.txt").read_text().splitlines()]
     test = (lists / "testlist01.txt").read_text().splitlines()
     assert len(train) == 8 * 2 and len(test) == 8 * 1
@@ -142,7 +141,11 @@ def test_layout_split_files_and_metadata(small):
     assert saved["classes"] == names
     assert saved["version"] == 2 and saved["label"] == "synthetic-motion"
     assert saved["params"] == {
-        "classes": 8, "videos_per_class": 3, "frames": 16, "size": [32, 44], "seed": 3,
+        "classes": 8,
+        "videos_per_class": 3,
+        "frames": 16,
+        "size": [32, 44],
+        "seed": 3,
         "test_fraction": 0.25,
     }
 
@@ -287,14 +290,12 @@ def test_foreign_ucf_folder_is_never_touched(tmp_path):
     (real / "v_ApplyEyeMakeup_g01_c01.avi").write_bytes(b"not ours")
     for overwrite in (False, True):
         with pytest.raises(ValueError, match="not written by write_synthetic_dataset"):
-            write_synthetic_dataset(tmp_path / "ucf", classes=4, videos_per_class=2, frames=4,
-                                    overwrite=overwrite)
+            write_synthetic_dataset(tmp_path / "ucf", classes=4, videos_per_class=2, frames=4, overwrite=overwrite)
     assert (real / "v_ApplyEyeMakeup_g01_c01.avi").read_bytes() == b"not ours"
 
     (tmp_path / "ucf" / METADATA_FILE).write_text('{"name": "ucf101", "flip_preserves_label": true}')
     with pytest.raises(ValueError, match="not a dataset written by write_synthetic_dataset"):
-        write_synthetic_dataset(tmp_path / "ucf", classes=4, videos_per_class=2, frames=4,
-                                overwrite=True)
+        write_synthetic_dataset(tmp_path / "ucf", classes=4, videos_per_class=2, frames=4, overwrite=True)
     assert (real / "v_ApplyEyeMakeup_g01_c01.avi").read_bytes() == b"not ours"
 
 
@@ -319,9 +320,7 @@ def test_single_frame_has_no_class_information_but_motion_does():
     features, motion_ok, labels = [], [], []
     for label, (direction, speed) in enumerate(motions.values()):
         for i in range(25):
-            video = generate_video(
-                np.random.default_rng([99, label, i]), direction=direction, speed=speed, frames=16
-            )
+            video = generate_video(np.random.default_rng([99, label, i]), direction=direction, speed=speed, frames=16)
             features.append(_frame_features(video[int(np.random.default_rng(i).integers(16))]))
             motion_ok.append(estimate_motion(video) == _expected(direction, speed))
             labels.append(label)

@@ -1,4 +1,5 @@
 """Crops, flips and normalisation on synthetic arrays whose pixels say where they came from."""
+
 import numpy as np
 import pytest
 import torch
@@ -42,8 +43,10 @@ def test_train_crops_vary_and_flip_only_when_allowed():
         cols = out[0, 0, :, 0].astype(int)
         flips += cols[0] > cols[-1]
         lefts.add(int(cols.min()))
-        assert np.all(_denorm(fixed(frames, np.random.default_rng(seed)))[0, 0, 1:, 0] >
-                      _denorm(fixed(frames, np.random.default_rng(seed)))[0, 0, :-1, 0])
+        assert np.all(
+            _denorm(fixed(frames, np.random.default_rng(seed)))[0, 0, 1:, 0]
+            > _denorm(fixed(frames, np.random.default_rng(seed)))[0, 0, :-1, 0]
+        )
     assert lefts == set(range(21))  # every horizontal position
     assert 60 < flips < 140  # p = 0.5
     a = flipping(frames, np.random.default_rng(7))

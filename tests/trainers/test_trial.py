@@ -1,4 +1,5 @@
 """The training loop on the synthetic benchmark: learning, resume, divergence, `starch train`."""
+
 import json
 import math
 
@@ -6,7 +7,6 @@ import pytest
 import torch
 
 import spaces
-
 from search.cli import main
 from spaces import named
 from trainers import checkpoint
@@ -41,8 +41,7 @@ def test_tiny_network_learns_and_reports_every_epoch(synth_root):
         assert 0 <= r["clip@1"] <= 1 and 0 <= r["video@1"] <= r["video@5"] <= 1
         assert "2 evenly spaced clips" in r["eval_protocol"]
     first = records[0]
-    assert first["params"] == sum(p.numel() for p in spaces.build(
-        named("r3d_18", **TINY, num_classes=4)).parameters())
+    assert first["params"] == sum(p.numel() for p in spaces.build(named("r3d_18", **TINY, num_classes=4)).parameters())
     assert first["arch"]["num_classes"] == 4 and first["width"] == 8 and first["gflops"] > 0
     assert first["train_clips"] == 48 and first["train_clips_per_s"] > 0 and first["bad_videos"] == 0
     assert all({"model", "optimizer", "rng", "epoch"} <= s.keys() for s in states)
@@ -90,9 +89,14 @@ def test_recipe_schedule_and_validation():
     cos = Recipe(lr=0.1, schedule="cosine", epochs=10, warmup_epochs=2)
     assert cos.lr_at(0) == pytest.approx(0.01) and cos.lr_at(2) == pytest.approx(0.1)
     assert cos.lr_at(9) < cos.lr_at(5) < 0.1
-    for bad, field in (({"lr": -1}, "lr"), ({"epochs": 0}, "epochs"), ({"schedule": "poly"}, "schedule"),
-                       ({"precision": "fp8"}, "precision"), ({"lr": math.nan}, "lr"),
-                       ({"zero_init_residual": "yes"}, "zero_init_residual")):
+    for bad, field in (
+        ({"lr": -1}, "lr"),
+        ({"epochs": 0}, "epochs"),
+        ({"schedule": "poly"}, "schedule"),
+        ({"precision": "fp8"}, "precision"),
+        ({"lr": math.nan}, "lr"),
+        ({"zero_init_residual": "yes"}, "zero_init_residual"),
+    ):
         with pytest.raises(ValueError, match=f"Recipe.{field}"):
             Recipe(**bad)
 
@@ -105,9 +109,33 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 def test_starch_train_writes_metrics_and_resumes(synth_root, tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["train", "--arch", "r3d_18", "--width", "4", "--data", f"ucf101:{synth_root}", "--frames", "8",
-            "--sampling-rate", "2", "--crop", "32", "--resize", "native", "--epochs", "1", "--batch-size", "8",
-            "--eval-clips", "2", "--workers", "0", "--out", str(out)]
+    argv = [
+        "train",
+        "--arch",
+        "r3d_18",
+        "--width",
+        "4",
+        "--data",
+        f"ucf101:{synth_root}",
+        "--frames",
+        "8",
+        "--sampling-rate",
+        "2",
+        "--crop",
+        "32",
+        "--resize",
+        "native",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--eval-clips",
+        "2",
+        "--workers",
+        "0",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2"]) == 0
     lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]

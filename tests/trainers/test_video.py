@@ -1,5 +1,6 @@
 """The decord reader returns exactly the requested frames; every broken file is a VideoDecodeError
 with a reason; the decode child survives aborts and hangs."""
+
 import time
 
 import numpy as np
@@ -12,8 +13,10 @@ from trainers.video import DecodeProcess, VideoDecodeError, VideoReader, probe, 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):
     d = tmp_path_factory.mktemp("video")
-    return {"mp4": write_video(d / "a.mp4", frames=40, size=(32, 44), fps=25),
-            "avi": write_video(d / "a.avi", frames=30, size=(32, 44), fps=15)}
+    return {
+        "mp4": write_video(d / "a.mp4", frames=40, size=(32, 44), fps=25),
+        "avi": write_video(d / "a.avi", frames=30, size=(32, 44), fps=15),
+    }
 
 
 @pytest.mark.parametrize("kind, n, fps", [("mp4", 40, 25.0), ("avi", 30, 15.0)])
@@ -38,13 +41,16 @@ def test_out_of_range_index_is_a_decode_error(good):
         read_frames(good["mp4"], [0, 40])
 
 
-@pytest.mark.parametrize("make, reason", [
-    (lambda p: write_zero_bytes(p / "z.mp4"), "empty file"),
-    (lambda p: write_random_bytes(p / "r.avi"), "Invalid data"),
-    (lambda p: write_truncated(p / "t.mp4"), ""),
-    (lambda p: write_truncated(p / "t.avi"), ""),
-    (lambda p: p / "missing.mp4", "no such file"),
-])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: write_zero_bytes(p / "z.mp4"), "empty file"),
+        (lambda p: write_random_bytes(p / "r.avi"), "Invalid data"),
+        (lambda p: write_truncated(p / "t.mp4"), ""),
+        (lambda p: write_truncated(p / "t.avi"), ""),
+        (lambda p: p / "missing.mp4", "no such file"),
+    ],
+)
 def test_broken_files_raise_with_path_and_reason(tmp_path, make, reason):
     path = make(tmp_path)
     decoder = DecodeProcess(timeout_s=10)

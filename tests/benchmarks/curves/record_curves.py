@@ -6,6 +6,7 @@ Columns: network (the ArchSpec name, e.g. R3D-18), width, frames, sampling_rate,
 params, epoch, video@1, epoch_time_s. Only trials that ran every planned epoch are kept (a replay
 needs whole curves); the script says how many it dropped.
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,8 +25,11 @@ def curves(run_dir: str | Path):
     trials, epochs = load([run_dir]), load_epochs([run_dir])
     whole = trials[(trials["epochs"] == trials["epochs_planned"]) & (trials["status"] == "completed")]
     cols = ["trial_id", "family", "width", "frames", "sampling_rate", "crop", "gflops", "params"]
-    table = whole[cols].rename(columns={"family": "network"}).merge(
-        epochs[["trial_id", "epoch", "video@1", "epoch_time_s"]], on="trial_id")
+    table = (
+        whole[cols]
+        .rename(columns={"family": "network"})
+        .merge(epochs[["trial_id", "epoch", "video@1", "epoch_time_s"]], on="trial_id")
+    )
     table = table.sort_values([*KEYS, "epoch"]).drop(columns="trial_id").reset_index(drop=True)
     return table, len(trials) - len(whole)
 
