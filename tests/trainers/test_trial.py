@@ -30,13 +30,15 @@ def collect(cfg, **kw):
 
 
 def test_tiny_network_learns_and_reports_every_epoch(synth_root):
-    result, records, states = collect(config(synth_root))
-    assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5, 6]
+    # 72 updates: on the VERSION 2 benchmark (a dense moving layer, fewer backgrounds to memorise)
+    # the 36 updates at LR 0.05 that sufficed before leave the loss at chance
+    result, records, states = collect(config(synth_root, epochs=12, lr=0.02))
+    assert [r["epoch"] for r in records] == list(range(1, 13))
     assert result["status"] == "completed" and records[-1] is result
     losses = [r["train_loss"] for r in records]
     assert min(losses[-2:]) < 0.85 * losses[0], losses  # it learns (chance is ln 4 = 1.39)
     evaluated = [r for r in records if "video@1" in r]
-    assert [r["epoch"] for r in evaluated] == [3, 6]
+    assert [r["epoch"] for r in evaluated] == [3, 6, 9, 12]
     for r in evaluated:
         assert 0 <= r["clip@1"] <= 1 and 0 <= r["video@1"] <= r["video@5"] <= 1
         assert "2 evenly spaced clips" in r["eval_protocol"]
