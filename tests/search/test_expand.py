@@ -4,8 +4,6 @@ import json
 import os
 import pickle
 import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -230,13 +228,9 @@ def test_killed_driver_resumes_the_expansion(ray_cluster, make_experiment):
 
     path = x3d_experiment(make_experiment, "x3dkill")
     run = path.parent / "runs" / "x3dkill"
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "search", str(path), "--no-report", "--address", ray_cluster.address],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    from tests.search.test_failures import start_driver
+
+    driver = start_driver(path, ray_cluster.address, start_new_session=True)
 
     def in_step_one():
         if not (run / EXPAND_FILE).exists() or not list(run.glob("searcher-state-*.pkl")):

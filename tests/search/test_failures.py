@@ -74,6 +74,17 @@ def wait_for(predicate, timeout=120.0, every=0.2):
     return False
 
 
+def start_driver(path: Path, address: str, **popen) -> subprocess.Popen:
+    """`starch search PATH` in a child process joined to the test cluster (killable as a session)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "search", str(path), "--no-report", "--address", address],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **popen,
+    )
+
+
 def epochs_done(run: Path) -> list[int]:
     return [len(r) for r in records(run).values()] if run.exists() else []
 
@@ -129,14 +140,7 @@ def test_killed_driver_resumes_without_losing_or_duplicating_trials(ray_cluster,
         .replace("sampling_rate: 2", "sampling_rate: [1, 2]")
     )  # 6 points for 4 samples
     run = path.parent / "runs" / "killed"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "search", str(path), "--no-report", "--address", ray_cluster.address],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    driver = start_driver(path, ray_cluster.address, start_new_session=True)
     try:
         assert wait_for(lambda: sum(n >= 1 for n in epochs_done(run)) >= 2, timeout=180), "driver made no progress"
     finally:
@@ -187,13 +191,7 @@ def test_ctrl_c_leaves_a_resumable_run_and_says_how(ray_cluster, make_experiment
     path = make_experiment(name="ctrlc")
     path.write_text(path.read_text().replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 3"))
     run = path.parent / "runs" / "ctrlc"
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "search", str(path), "--no-report", "--address", ray_cluster.address],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    driver = start_driver(path, ray_cluster.address, text=True)
     try:
         assert wait_for(lambda: sum(n >= 1 for n in epochs_done(run)) >= 1, timeout=180), "no progress"
         driver.send_signal(signal.SIGINT)

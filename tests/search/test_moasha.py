@@ -4,8 +4,6 @@ import json
 import os
 import pickle
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -175,17 +173,15 @@ def test_nsga2_killed_driver_resumes_with_the_rungs(ray_cluster, make_experiment
 
     path = make_experiment(name="mokill", body="search:\n  algorithm: nsga2\n  num_samples: 4\n  seed: 1\n" + MO_BODY)
     path.write_text(
-        path.read_text().replace("resources:\n  cpus_per_trial: 1\n", "", 1).replace("epochs: 2", "epochs: 3")
+        path.read_text()
+        .replace("resources:\n  cpus_per_trial: 1\n", "", 1)
+        .replace("epochs: 2", "epochs: 3")
+        .replace("sampling_rate: 2", "sampling_rate: [1, 2]")  # 6 points for 4 samples (repeats are not re-run)
     )
     run = path.parent / "runs" / "mokill"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "search", str(path), "--no-report", "--address", ray_cluster.address],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    from tests.search.test_failures import start_driver
+
+    driver = start_driver(path, ray_cluster.address, start_new_session=True)
     from tests.search.test_failures import epochs_done, wait_for
 
     snapshot = lambda: sorted(run.glob("callback-states-*.pkl")) if run.exists() else []
