@@ -12,7 +12,7 @@ from pathlib import Path
 
 from analysis.remote import is_uri
 from search.config import Experiment
-from search.runfiles import TRIALS_FILE, read_text, write_text
+from search.runfiles import TRIALS_FILE, check_storage, read_text, write_text
 from search.tuner import Plan, make_tuner, read_experiment, restore_tuner, run_dir, write_experiment
 
 log = logging.getLogger(__name__)
@@ -183,27 +183,59 @@ def mark_interrupted(directory: str) -> None:
     write_text(directory, TRIALS_FILE, json.dumps(trials, indent=1))
 
 
+def _newest_state(directory: str):
+    """(file system, run root, path of the newest experiment_state-*.json or None): local or URI alike."""
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(directory)
+    root = root.rstrip("/")
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(root))
+    except (FileNotFoundError, OSError):
+        return fs, root, None
+    states = sorted(
+        i.path for i in infos if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json")
+    )
+    return fs, root, (states[-1] if states else None)
+
+
+def _read(fs, path: str) -> bytes:
+    with fs.open_input_stream(path) as src:
+        return src.read()
+
+
 def set_aside_orphans(directory: str) -> list[str]:
     """Move trial folders that Tune.restore will not know into RUN_DIR/orphaned/; return their names.
 
     Tune snapshots its experiment state every few seconds; a driver killed between a trial's start
     and the next snapshot leaves that trial's folder behind, and the restored searcher samples the
     trial again under a new id. Left in place, the run would list it twice (once without results).
-    Moved aside, nothing is deleted. Local run folders only (a cloud URI is left as it is).
+    Moved aside, nothing is deleted. Local folders and URIs alike (an object store copies, then deletes).
     """
-    path = Path(directory)
-    states = [] if is_uri(directory) else sorted(path.glob("experiment_state-*.json"))
-    if not states:
+    import pyarrow.fs as pafs
+
+    fs, root, state = _newest_state(directory)
+    if state is None:
         return []
     try:
-        known = {json.loads(trial)["relative_logdir"] for trial, _ in json.loads(states[-1].read_text())["trial_data"]}
+        known = {json.loads(trial)["relative_logdir"] for trial, _ in json.loads(_read(fs, state))["trial_data"]}
     except (ValueError, KeyError, TypeError):  # a format we do not know: touch nothing, Tune decides
         return []
-    orphans = [d for d in sorted(path.iterdir()) if d.is_dir() and d.name not in known and (d / "params.json").exists()]
-    for folder in orphans:
-        (path / ORPHANS).mkdir(exist_ok=True)
-        folder.rename(path / ORPHANS / folder.name)
-    return [d.name for d in orphans]
+    folders = [i for i in fs.get_file_info(pafs.FileSelector(root)) if i.type == pafs.FileType.Directory]
+    orphans = [
+        i.base_name
+        for i in sorted(folders, key=lambda i: i.base_name)
+        if i.base_name not in known and fs.get_file_info(f"{i.path}/params.json").type == pafs.FileType.File
+    ]
+    for name in orphans:
+        fs.create_dir(f"{root}/{ORPHANS}", recursive=True)
+        source, target = f"{root}/{name}", f"{root}/{ORPHANS}/{name}"
+        if fs.type_name == "local":
+            fs.move(source, target)
+        else:  # object stores have no directory rename
+            pafs.copy_files(source, target, source_filesystem=fs, destination_filesystem=fs)
+            fs.delete_dir(source)
+    return orphans
 
 
 def catch_up_search_counter(directory: str) -> int:
@@ -213,31 +245,35 @@ def catch_up_search_counter(directory: str) -> int:
     and the search generator (how many trials it has created). A driver killed between the two
     leaves a state that lists a trial the generator does not count, and the restored run creates
     one trial too many (5 for num_samples 4). Counting the listed trials as created fixes that;
-    nothing is lost. Local run folders only; an unknown format is left to Tune.
+    nothing is lost. Local folders and URIs alike; an unknown format is left to Tune.
     """
-    path = Path(directory)
-    states = [] if is_uri(directory) else sorted(path.glob("experiment_state-*.json"))
-    if not states:
+    import pyarrow.fs as pafs
+
+    fs, _, state_path = _newest_state(directory)
+    if state_path is None:
         return 0
-    generator = states[-1].with_name(states[-1].name.replace("experiment_state-", "search_gen_state-"))
-    if not generator.is_file():  # grid search, or another generator
+    generator = state_path.replace("experiment_state-", "search_gen_state-")
+    if fs.get_file_info(generator).type != pafs.FileType.File:  # grid search, or another generator
         return 0
     import ray.cloudpickle as cloudpickle
 
     try:
-        listed = len(json.loads(states[-1].read_text())["trial_data"])
-        with open(generator, "rb") as f:
-            state = cloudpickle.load(f)
+        listed = len(json.loads(_read(fs, state_path))["trial_data"])
+        state = cloudpickle.loads(_read(fs, generator))
         behind = listed - int(state["counter"])
     except Exception:  # a format we do not know (or a torn write): touch nothing, Tune decides
         return 0
     if behind <= 0:
         return 0
     state["counter"] = listed
-    tmp = generator.with_name(f".{generator.name}.tmp")
-    with open(tmp, "wb") as f:
-        cloudpickle.dump(state, f)
-    os.replace(tmp, generator)
+    if fs.type_name == "local":  # atomic: a reader never sees half a file
+        tmp = f"{generator}.tmp"
+        with fs.open_output_stream(tmp) as out:
+            out.write(cloudpickle.dumps(state))
+        fs.move(tmp, generator)
+    else:  # an object store's PUT replaces the object whole
+        with fs.open_output_stream(generator) as out:
+            out.write(cloudpickle.dumps(state))
     return behind
 
 
@@ -255,6 +291,7 @@ def preflight(exp: Experiment, *, local: bool = True) -> tuple[Experiment, dict 
     and, when `local` and no address is given, the resources of the local Ray about to start."""
     if local and not exp.cluster.address:
         check_resources(exp, local_resources(exp))
+    check_storage(exp.cluster.storage)
     indexes = driver_indexes(exp)
     return with_dataset_classes(exp, indexes), indexes
 
@@ -298,7 +335,7 @@ def resume(directory: str | os.PathLike, *, callbacks: list | None = None, exp: 
     if moved:
         print(
             f"note: {len(moved)} trial folder(s) started after the killed driver's last experiment snapshot, "
-            f"so Tune does not know them and samples them anew; kept in {Path(directory) / ORPHANS}: "
+            f"so Tune does not know them and samples them anew; kept in {directory.rstrip('/')}/{ORPHANS}: "
             + ", ".join(moved)
         )
     tuner = restore_tuner(directory, exp, indexes=indexes)

@@ -25,6 +25,34 @@ def _fs(directory: str):
     return fs, root.rstrip("/")
 
 
+def check_storage(storage: str) -> None:
+    """Raise ValueError naming `storage` when a URI cannot be reached (unknown scheme, missing bucket,
+    bad credentials or endpoint): before Ray starts, not after it. Reads only, so a dry run writes
+    nothing; a local path is left to the first write (its errors already name it)."""
+    if not is_uri(storage):
+        return
+    import pyarrow.fs as pafs
+
+    problem = None
+    try:
+        fs, root = _fs(storage)
+        if fs.type_name != "local":
+            bucket = root.split("/", 1)[0]
+            if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                problem = f"bucket {bucket!r} does not exist (starch does not create buckets)"
+    except Exception as exc:
+        problem = str(exc)
+    if problem is None:
+        return
+    hint = ""
+    if storage.startswith("s3://"):
+        hint = (
+            "; S3 credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws, an S3-compatible "
+            "server (MinIO, Ceph) needs AWS_ENDPOINT_URL, and every node of the cluster needs the same settings"
+        )
+    raise ValueError(f"cluster.storage {storage!r} cannot be used: {problem}{hint}")
+
+
 def write_text(directory: str | Path, name: str, text: str) -> None:
     """Write `directory/name` (creating the folder)."""
     if is_uri(directory):
