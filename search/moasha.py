@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -236,16 +238,28 @@ class MOASHAScheduler(FIFOScheduler):
 
 
 class RungStateCallback(Callback):
-    """Carries a scheduler's rungs through Tune's experiment snapshots (Tune does not save schedulers)."""
+    """Carries a scheduler's rungs through Tune's experiment snapshots: Tune saves its searcher and
+    callbacks but rebuilds the scheduler as at the start, so without this a resumed ASHA or MO-ASHA
+    would judge the next results against empty rungs. MO-ASHA's state is its own; Tune's ASHA is
+    saved through its public `save`/`restore` (its rungs, brackets and stop count)."""
 
-    def __init__(self, scheduler: MOASHAScheduler):
+    def __init__(self, scheduler):
         self.scheduler = scheduler
 
     def get_state(self) -> dict | None:
-        return {"moasha": self.scheduler.get_state()}
+        if isinstance(self.scheduler, MOASHAScheduler):
+            return {"moasha": self.scheduler.get_state()}
+        with tempfile.TemporaryDirectory() as tmp:
+            self.scheduler.save(f"{tmp}/scheduler.pkl")
+            return {"asha": Path(f"{tmp}/scheduler.pkl").read_bytes()}
 
     def set_state(self, state: dict) -> None:
-        self.scheduler.set_state(state["moasha"])
+        if "moasha" in state:
+            self.scheduler.set_state(state["moasha"])
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(f"{tmp}/scheduler.pkl").write_bytes(state["asha"])
+            self.scheduler.restore(f"{tmp}/scheduler.pkl")
 
 
 def make_moasha(exp) -> MOASHAScheduler:

@@ -166,10 +166,14 @@ def make_scheduler(exp: Experiment):
 
 
 def scheduler_callbacks(scheduler) -> list:
-    """MO-ASHA's rungs ride on Tune's callback snapshots (Tune does not snapshot schedulers)."""
+    """ASHA's and MO-ASHA's rungs ride on Tune's callback snapshots (Tune does not snapshot schedulers).
+    HyperBand has no save/restore in Tune: a resumed HyperBand run starts its brackets anew."""
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
     from search.moasha import MOASHAScheduler, RungStateCallback
 
-    return [RungStateCallback(scheduler)] if isinstance(scheduler, MOASHAScheduler) else []
+    keeps = isinstance(scheduler, (MOASHAScheduler, AsyncHyperBandScheduler))
+    return [RungStateCallback(scheduler)] if keeps else []
 
 
 def make_trainable(exp: Experiment, indexes: dict | None):

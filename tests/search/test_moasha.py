@@ -231,3 +231,42 @@ def test_every_search_algorithm_builds_a_tuner_with_moasha(make_experiment, tmp_
         asha = load_experiment(path, overrides={"scheduler.type": "asha"})
         with pytest.raises(ValueError, match="use scheduler.type: moasha or fifo"):
             make_tuner(asha)
+
+
+def test_asha_rungs_survive_a_resume_through_the_callback_snapshot():
+    """Tune rebuilds schedulers as at the start on restore: without the callback a resumed ASHA judged
+    the next result against empty rungs and let a trial through that the run had already outranked."""
+    from types import SimpleNamespace
+
+    import ray.cloudpickle as cloudpickle
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    from search.tuner import scheduler_callbacks
+
+    def fresh():
+        return ASHAScheduler(time_attr="epoch", metric="acc", mode="max", max_t=9, grace_period=1, reduction_factor=3)
+
+    s = fresh()
+    trials = {t: SimpleNamespace(trial_id=t) for t in "abcd"}
+    for t, acc in zip("abc", (90.0, 80.0, 70.0)):
+        s.on_trial_add(None, trials[t])
+        s.on_trial_result(None, trials[t], {"epoch": 1, "acc": acc})
+    (cb,) = scheduler_callbacks(s)
+    state = cloudpickle.loads(cloudpickle.dumps(cb.get_state()))  # as Tune writes the snapshot
+
+    restored, empty = fresh(), fresh()
+    scheduler_callbacks(restored)[0].set_state(state)
+    for sched in (restored, empty):
+        sched.on_trial_add(None, trials["d"])
+    late = {"epoch": 1, "acc": 60.0}  # worse than every trial at the rung
+    assert restored.on_trial_result(None, trials["d"], late) == TrialScheduler.STOP
+    assert empty.on_trial_result(None, trials["d"], late) == TrialScheduler.CONTINUE  # what resume did before
+
+
+def test_hyperband_and_fifo_carry_no_rung_callback():
+    from ray.tune.schedulers import FIFOScheduler, HyperBandScheduler
+
+    from search.tuner import scheduler_callbacks
+
+    assert scheduler_callbacks(FIFOScheduler()) == []
+    assert scheduler_callbacks(HyperBandScheduler(time_attr="epoch", max_t=9)) == []
