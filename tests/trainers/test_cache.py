@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from tests.videos import decoded_index, write_video
-from trainers.cache import FrameCache, should_cache
-from trainers.datasets import DataSpec
-from trainers.loader import make_loader
-from trainers.video import VideoReader, read_frames
+from trainers.data.cache import FrameCache, should_cache
+from trainers.data.datasets import DataSpec
+from trainers.data.loader import make_loader
+from trainers.data.video import VideoReader, read_frames
 
 
 def test_entry_holds_every_frame_at_the_resize_resolution(tmp_path):

@@ -67,9 +67,9 @@ def test_check_as_a_subprocess(folder_root):
 
 def test_synth_passes_its_arguments(monkeypatch, tmp_path, capsys):
     calls = []
-    fake = types.ModuleType("trainers.synth")
+    fake = types.ModuleType("trainers.data.synth")
     fake.write_synthetic_dataset = lambda out, **kw: calls.append((out, kw)) or {"classes": ["Left1", "Right1"]}
-    monkeypatch.setitem(sys.modules, "trainers.synth", fake)
+    monkeypatch.setitem(sys.modules, "trainers.data.synth", fake)
     code = cli.main(
         [
             "data",
@@ -94,7 +94,7 @@ def test_synth_passes_its_arguments(monkeypatch, tmp_path, capsys):
 
 
 def test_synth_then_check_end_to_end(tmp_path, capsys):
-    pytest.importorskip("trainers.synth")
+    pytest.importorskip("trainers.data.synth")
     out = tmp_path / "synth"
     assert cli.main(["data", "synth", str(out), "--classes", "4", "--videos-per-class", "4", "--frames", "12"]) == 0
     assert cli.main(["data", "check", "ucf101", str(out)]) == 0

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from tests.videos import decoded_index, write_video
-from trainers.datasets import DataSpec
-from trainers.loader import make_loader
-from trainers.transforms import KINETICS_MEAN, KINETICS_STD
+from trainers.data.datasets import DataSpec
+from trainers.data.loader import make_loader
+from trainers.data.transforms import KINETICS_MEAN, KINETICS_STD
 
 
 def _spec(root, **kw):

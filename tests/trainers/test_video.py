@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.videos import decoded_index, write_random_bytes, write_truncated, write_video, write_zero_bytes
-from trainers.video import DecodeProcess, VideoDecodeError, VideoReader, probe, read_frames
+from trainers.data.video import DecodeProcess, VideoDecodeError, VideoReader, probe, read_frames
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ Bad-data design (decord's failure modes: #25 a corrupt H.264 stream aborts the p
     main process ── torch DataLoader ──► worker 0 ──pipe──► decode child 0 (decord)
                                      └─► worker 1 ──pipe──► decode child 1 (decord)
 
-- Decoding happens only in a decode child (`trainers.video.DecodeProcess`): a fresh interpreter
+- Decoding happens only in a decode child (`trainers.data.video.DecodeProcess`): a fresh interpreter
   started by the DataLoader worker that uses it (or by the main process when num_workers=0), so no
   decord state is ever inherited through fork. Crops, flips and normalisation stay in the worker.
 - Each sample has a time limit (spec.sample_timeout_s). A child that hangs is SIGKILLed when the
@@ -55,11 +55,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from trainers.cache import FrameCache, should_cache
-from trainers.clips import clip_span, clips_per_video, pick_clip
-from trainers.datasets import DataSpec, VideoIndex, build_index
-from trainers.transforms import ClipTransform
-from trainers.video import DecodeProcess, VideoDecodeError
+from trainers.data.cache import FrameCache, should_cache
+from trainers.data.clips import clip_span, clips_per_video, pick_clip
+from trainers.data.datasets import DataSpec, VideoIndex, build_index
+from trainers.data.transforms import ClipTransform
+from trainers.data.video import DecodeProcess, VideoDecodeError
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ import zlib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from trainers.clips import SHORT_POLICIES
+from trainers.data.clips import SHORT_POLICIES
 
 FORMATS: tuple[str, ...] = ("ucf101", "hmdb51", "kinetics", "folder", "csv")
 log = logging.getLogger(__name__)

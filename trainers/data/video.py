@@ -3,7 +3,7 @@
 Modelled on PyTorchVideo's `encoded_video_decord.py`, with decord's known failure modes in mind:
 
 - open the reader INSIDE the process that decodes (a reader created in a parent and inherited by
-  forked workers deadlocks them, decord #294) — `trainers.loader` only calls this from its decode
+  forked workers deadlocks them, decord #294) — `trainers.data.loader` only calls this from its decode
   child process;
 - `get_batch` only the needed indices, never the whole video, then `seek(0)`: without it decord's
   internal buffers grow from clip to clip (decord #208, #197);
@@ -168,8 +168,8 @@ def _reason(exc: BaseException) -> str:
 #     DataLoader worker ──request {op, path, …}──► decode child (decord, one open reader)
 #                       ◄──{frames} / {error}────
 #
-# Requests: "clip" (decode the indices `trainers.clips.pick_clip` chooses), "cache" (build a
-# trainers.cache entry), "check" (probe + decode first/middle/last frame, for `starch data check`).
+# Requests: "clip" (decode the indices `trainers.data.clips.pick_clip` chooses), "cache" (build a
+# trainers.data.cache entry), "check" (probe + decode first/middle/last frame, for `starch data check`).
 # Test hook: STARCH_DECODE_FAULT="abort:<substr>,hang:<substr>" makes the child abort or hang on
 # any path containing <substr>, to test the recovery without a real crashing file.
 
@@ -197,7 +197,7 @@ class DecodeProcess:
         rep_r, rep_w = os.pipe()
         self._errfile = tempfile.TemporaryFile(prefix="starch-decode-", suffix=".log")
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-        code = f"import sys; from trainers.video import _child_main; _child_main({req_r}, {rep_w})"
+        code = f"import sys; from trainers.data.video import _child_main; _child_main({req_r}, {rep_w})"
         self._proc = subprocess.Popen(
             [sys.executable, "-c", code],
             pass_fds=(req_r, rep_w),
@@ -337,7 +337,7 @@ def _reader_for(req: dict, open_reader: list) -> VideoReader:
 
 
 def _op_clip(req: dict, open_reader: list) -> dict:
-    from trainers.clips import pick_clip
+    from trainers.data.clips import pick_clip
 
     reader = _reader_for(req, open_reader)
     indices = pick_clip(reader.num_frames, **req["clip"])
@@ -347,7 +347,7 @@ def _op_clip(req: dict, open_reader: list) -> dict:
 
 
 def _op_cache(req: dict, open_reader: list) -> dict:
-    from trainers.cache import FrameCache
+    from trainers.data.cache import FrameCache
 
     try:
         entry = FrameCache(req["cache_root"], resize=req.get("resize")).build(req["path"])

@@ -20,7 +20,7 @@ to be node-local.)
 
 `cache='auto'` turns it on when the whole subset decodes to fewer than `STARCH_CACHE_AUTO_GB`
 (default 4) GiB *and* that is under half the free space of the cache disk; the size is estimated
-from a few probed videos (see `trainers.loader.make_loader`). UCF101 at 128×171 is ~160 GB: off.
+from a few probed videos (see `trainers.data.loader.make_loader`). UCF101 at 128×171 is ~160 GB: off.
 """
 
 from __future__ import annotations
@@ -93,9 +93,9 @@ class FrameCache:
 
     def build(self, video_path: str | os.PathLike, *, chunk: int = 32) -> Path:
         """Decode the whole video into its entry (idempotent; temp file + atomic rename).
-        Raises trainers.video.VideoDecodeError for an undecodable video, OSError for disk trouble.
+        Raises trainers.data.video.VideoDecodeError for an undecodable video, OSError for disk trouble.
         Run it in the loader's decode process: it opens a decord reader."""
-        from trainers.video import VideoReader
+        from trainers.data.video import VideoReader
 
         entry = self.entry_path(video_path)
         if entry.is_file():

@@ -5,7 +5,7 @@ check_videos: it lists the videos the annotations name, opens every one in a dec
 (frame count, fps, size, and a decode of the first, middle and last frame), prints a summary and
 every unusable file with its reason, and exits 1 if any listed file is unusable, so a broken
 download is found before hundreds of trials each skip the same files. A decoder crash or hang
-only marks that file unusable (see trainers.video.DecodeProcess).
+only marks that file unusable (see trainers.data.video.DecodeProcess).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from trainers.clips import clip_span
-from trainers.datasets import FORMATS, DataSpec, build_index
+from trainers.data.clips import clip_span
+from trainers.data.datasets import FORMATS, DataSpec, build_index
 
 CHECK_EPILOG = """\
 examples:
@@ -186,7 +186,7 @@ def scan(
     """path → {num_frames, fps, height, width} or the reason it is unusable. `workers` threads each
     drive their own decode child, so `workers` videos decode in parallel and a crash costs one file.
     With `span` (the frames one clip covers) a shorter video is unusable and the last clip is decoded."""
-    from trainers.video import DecodeProcess, VideoDecodeError
+    from trainers.data.video import DecodeProcess, VideoDecodeError
 
     local, decoders, lock = threading.local(), [], threading.Lock()
 
@@ -226,7 +226,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def run_synth(args) -> int:
-    from trainers.synth import write_synthetic_dataset  # lazy: only this command needs it
+    from trainers.data.synth import write_synthetic_dataset  # lazy: only this command needs it
 
     size = parse_size(args.size)
     meta = write_synthetic_dataset(
