@@ -98,13 +98,13 @@ def test_resize_is_checked_against_each_trials_own_crop(tmp_path):
 
 def test_a_resize_decord_cannot_scale_to_is_decoded_another_way(synth_root):
     """decord 0.6 fails on 44-px-wide mp4s scaled to 48 px wide ("size must exactly match")."""
-    from trainers.data.video import VideoReader
+    from trainers.data.video import DecordReader
 
     video = next((synth_root / "UCF-101").rglob("*.mp4"))
-    with VideoReader(video, resize=(36, 48)) as reader:
+    with DecordReader(video, resize=(36, 48)) as reader:
         frames = reader.get_frames([0, 3, 5])
     assert frames.shape == (3, 36, 48, 3) and frames.std() > 0
-    with VideoReader(video, resize=(36, 47)) as reader:  # decord scales this one itself
+    with DecordReader(video, resize=(36, 47)) as reader:  # decord scales this one itself
         assert reader.get_frames([0]).shape == (1, 36, 47, 3)
 
 

@@ -6,6 +6,9 @@ import types
 
 import pytest
 
+from tests.decode_faults import AbortGood3, server
+from trainers.data import decode_process
+
 cli = pytest.importorskip("search.cli", reason="search.cli needs spaces.describe_cli")
 
 
@@ -20,7 +23,7 @@ def test_check_clean_dataset_reports_counts_and_ranges(ucf_root, capsys):
 
 
 def test_check_lists_every_unusable_file_and_writes_bad_list(bad_root, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("STARCH_DECODE_FAULT", "abort:good_3")  # a decoder crash must not end the scan
+    monkeypatch.setattr(decode_process, "SERVER", server(AbortGood3))  # a decoder crash must not end the scan
     bad_list = tmp_path / "bad.txt"
     code = cli.main(
         ["data", "check", "folder", str(bad_root), "--subset", "train", "--bad-list", str(bad_list), "--workers", "2"]

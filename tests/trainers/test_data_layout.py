@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-DATA_MODULES = ["synth", "datasets", "loader", "video", "cache", "clips", "transforms", "data_cli"]
+DATA_MODULES = ["synth", "datasets", "loader", "video", "decode_process", "cache", "clips", "transforms", "data_cli"]
 TRAINING = ["trainers.loop", "trainers.trial", "trainers.ray_adapter", "trainers.recipe", "trainers.checkpoint"]
 
 

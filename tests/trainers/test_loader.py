@@ -7,7 +7,9 @@ import os
 import numpy as np
 import torch
 
+from tests.decode_faults import LoaderFaults, server
 from tests.videos import decoded_index, write_video
+from trainers.data import decode_process
 from trainers.data.datasets import DataSpec
 from trainers.data.loader import make_loader
 from trainers.data.transforms import KINETICS_MEAN, KINETICS_STD
@@ -110,7 +112,7 @@ def test_loop_policy_keeps_short_videos(bad_root):
 
 
 def test_crash_and_hang_fail_one_sample_not_the_epoch(folder_root, monkeypatch):
-    monkeypatch.setenv("STARCH_DECODE_FAULT", "abort:left_1,hang:right_2")
+    monkeypatch.setattr(decode_process, "SERVER", server(LoaderFaults))  # forked workers inherit it
     loader = make_loader(_spec(folder_root, num_workers=2, sample_timeout_s=2), "train")
     seen = sum(len(b["label"]) for b in loader)
     assert seen == 6
