@@ -7,6 +7,7 @@ import types
 import pytest
 
 from tests.decode_faults import AbortGood3, server
+from tests.videos import DECODER_PARAMS
 from trainers.data import decode_process
 
 cli = pytest.importorskip("search.cli", reason="search.cli needs spaces.describe_cli")
@@ -22,11 +23,13 @@ def test_check_clean_dataset_reports_counts_and_ranges(ucf_root, capsys):
     assert "32x44" in out
 
 
-def test_check_lists_every_unusable_file_and_writes_bad_list(bad_root, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("decoder", DECODER_PARAMS)
+def test_check_lists_every_unusable_file_and_writes_bad_list(bad_root, tmp_path, capsys, monkeypatch, decoder):
     monkeypatch.setattr(decode_process, "SERVER", server(AbortGood3))  # a decoder crash must not end the scan
     bad_list = tmp_path / "bad.txt"
     code = cli.main(
         ["data", "check", "folder", str(bad_root), "--subset", "train", "--bad-list", str(bad_list), "--workers", "2"]
+        + ["--decoder", decoder]
     )
     out = capsys.readouterr().out
     assert code == 1

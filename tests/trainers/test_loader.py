@@ -5,10 +5,11 @@ import logging
 import os
 
 import numpy as np
+import pytest
 import torch
 
 from tests.decode_faults import LoaderFaults, server
-from tests.videos import decoded_index, write_video
+from tests.videos import DECODER_PARAMS, decoded_index, write_video
 from trainers.data import decode_process
 from trainers.data.datasets import DataSpec
 from trainers.data.loader import make_loader
@@ -88,8 +89,9 @@ def test_video_eval_gives_n_clips_per_video_in_order(folder_root):
     assert [ids[0] for ids in _frame_ids(clip1[0]["video"])] == [16, 16, 16]  # the centre clip
 
 
-def test_bad_videos_are_skipped_counted_and_warned_once(bad_root, caplog):
-    spec = _spec(bad_root, num_workers=2, batch_size=4)
+@pytest.mark.parametrize("decoder", DECODER_PARAMS)
+def test_bad_videos_are_skipped_counted_and_warned_once(bad_root, caplog, decoder):
+    spec = _spec(bad_root, num_workers=2, batch_size=4, decoder=decoder)
     loader = make_loader(spec, "train", seed=0)
     for _ in range(2):
         seen = sum(len(b["label"]) for b in loader)
