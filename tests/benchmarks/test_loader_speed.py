@@ -24,7 +24,7 @@ from trainers.data.cache import FrameCache  # noqa: E402
 from trainers.data.clips import pick_clip  # noqa: E402
 from trainers.data.datasets import DataSpec, build_index  # noqa: E402
 from trainers.data.loader import make_loader  # noqa: E402
-from trainers.data.video import read_frames  # noqa: E402
+from trainers.data.video import open_video  # noqa: E402
 
 L, S = 8, 2
 
@@ -43,6 +43,11 @@ def pyav_clip(path, indices, resize):
             if i >= max(wanted):
                 break
     return np.stack([out[int(i)] for i in indices])  # (T, H, W, 3)
+
+
+def decord_clip(path, indices, resize):
+    with open_video(path, resize=resize) as reader:
+        return reader.get_frames(indices)
 
 
 def clips_per_second(read, jobs):
@@ -92,8 +97,8 @@ def test_loader_speed(tmp_path):
             cache.build(p)
         build_s = time.perf_counter() - t0
         base = clips_per_second(lambda p, i: pyav_clip(p, i, c["resize"]), jobs)
-        ours = clips_per_second(lambda p, i: read_frames(p, i, resize=c["resize"]), jobs)
-        cached = clips_per_second(lambda p, i: cache.read_clip(p, i), jobs)
+        ours = clips_per_second(lambda p, i: decord_clip(p, i, c["resize"]), jobs)
+        cached = clips_per_second(lambda p, i: np.asarray(cache.load(p)[i]), jobs)
         spec = dict(
             format="folder",
             root=str(root),
