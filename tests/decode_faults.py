@@ -39,6 +39,11 @@ class AbortGood3(FaultyServer):
     abort_on = ("good_3",)
 
 
+class NoLibrary(DecodeServer):
+    def load(self) -> None:  # as torchcodec without FFmpeg's shared libraries
+        raise OSError("libavutil.so.58: cannot open shared object file: No such file or directory")
+
+
 def server(cls: type[DecodeServer]) -> str:
     """The "module:Class" name a decode child imports."""
     return f"{cls.__module__}:{cls.__qualname__}"

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.decode_faults import CrashMeStuck, server
+from tests.decode_faults import CrashMeStuck, NoLibrary, server
 from tests.videos import (
     DECODER_PARAMS,
     decoded_index,
@@ -16,7 +16,7 @@ from tests.videos import (
     write_zero_bytes,
 )
 from trainers.data.datasets import DataSpec
-from trainers.data.decode_process import DecodeProcess
+from trainers.data.decode_process import DecodeProcess, DecoderUnavailable
 from trainers.data.video import DECODERS, VideoDecodeError, check_decoder, open_video
 
 
@@ -122,5 +122,16 @@ def test_too_few_frames_is_short_with_every_decoder(tmp_path, decoder_name):
             {"op": "clip", "path": str(video), "resize": None, "clip": {**clip, "short_policy": "loop"}}
         )
         assert looped["frames"].shape == (4, 32, 44, 3) and looped["num_frames"] == 3
+    finally:
+        decoder.close()
+
+
+def test_a_decoder_that_does_not_load_is_a_setup_error_not_a_bad_video(good):
+    decoder = DecodeProcess(timeout_s=10, decoder="torchcodec", server=server(NoLibrary))
+    try:
+        with pytest.raises(
+            DecoderUnavailable, match=r"'torchcodec' does not load \(OSError: libavutil.*starch\[torchcodec\]"
+        ):
+            decoder.request({"op": "check", "path": str(good["mp4"]), "resize": None})
     finally:
         decoder.close()

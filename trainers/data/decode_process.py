@@ -31,6 +31,11 @@ START_TIMEOUT_S = 120.0  # a child's start (interpreter + decoder library; torch
 _STDERR_TAIL = 600  # characters of the child's stderr quoted when it dies
 
 
+class DecoderUnavailable(RuntimeError):
+    """The chosen decoder cannot load in the decode process (a setup error, not a bad video: it is
+    raised through the loader instead of marking every video unusable)."""
+
+
 class DecodeProcess:
     """A disposable decode child owned by the calling process (create it in that process).
 
@@ -80,9 +85,9 @@ class DecodeProcess:
             hello = self._recv.recv()
         except (EOFError, OSError):
             raise VideoDecodeError(path, self._death_reason()) from None
-        if "error" in hello:
+        if "unavailable" in hello:
             self.close()
-            raise VideoDecodeError(path, hello["error"])
+            raise DecoderUnavailable(hello["unavailable"])
 
     def close(self) -> None:
         if self._proc is not None:
@@ -177,6 +182,10 @@ class DecodeServer:
         self._key: tuple | None = None  # (path, resize) of the open reader
         self._reader: VideoReader | None = None
 
+    def load(self) -> None:
+        """Import the decoder's library (once, when the child starts)."""
+        importlib.import_module(DECODERS[self.decoder][0])
+
     def handle(self, req: dict) -> dict:
         """The reply to one request: its result, or {"error": reason} (this video's failure)."""
         mark = _stderr_mark()
@@ -247,14 +256,13 @@ def serve(req_fd: int, rep_fd: int, server: str = SERVER, decoder: str = DEFAULT
     module, _, name = server.partition(":")
     handler = getattr(importlib.import_module(module), name)(decoder=decoder)
     recv, send = Connection(req_fd, writable=False), Connection(rep_fd, readable=False)
-    library, install = DECODERS[decoder]
     try:  # load the decoder library now: the parent's timeouts then count decoding only
-        importlib.import_module(library)
+        handler.load()
         send.send({"ready": os.getpid()})
     except Exception as exc:  # e.g. torchcodec without FFmpeg's shared libraries
-        send.send(
-            {"error": f"decoder {decoder!r} cannot load {library!r} ({type(exc).__name__}: {exc}); {install}"[:500]}
-        )
+        library, install = DECODERS[decoder]
+        why = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+        send.send({"unavailable": f"data.decoder {decoder!r}: {library!r} does not load ({why}); {install}"})
         return
     while True:
         try:
