@@ -24,6 +24,8 @@ import importlib
 import os
 import re
 
+from trainers.data.cache import FrameCache
+from trainers.data.clips import pick_clip
 from trainers.data.video import _DECORD_PREFIX, DECODERS, DEFAULT_DECODER, VideoDecodeError, VideoReader, open_video
 
 SERVER = "trainers.data.decode_process:DecodeServer"
@@ -199,8 +201,6 @@ class DecodeServer:
             return {"error": _with_native_log(f"{type(exc).__name__}: {exc}", mark)}
 
     def op_clip(self, req: dict) -> dict:
-        from trainers.data.clips import pick_clip
-
         reader = self._reader_for(req["path"], req.get("resize"))
         indices = pick_clip(reader.num_frames, **req["clip"])
         if indices is None:
@@ -208,8 +208,6 @@ class DecodeServer:
         return {"frames": reader.get_frames(indices), "num_frames": reader.num_frames}
 
     def op_cache(self, req: dict) -> dict:
-        from trainers.data.cache import FrameCache
-
         try:
             cache = FrameCache(req["cache_root"], resize=req.get("resize"), decoder=self.decoder)
             entry = cache.build(req["path"])
