@@ -14,7 +14,8 @@ import sys
 from analysis import report_cli
 from search import demo, search_cli
 from spaces import describe_cli
-from trainers import data_cli, export_cli, train_cli
+from trainers import export_cli, train_cli
+from trainers.data import data_cli
 
 
 class UserError(Exception):

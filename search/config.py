@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spaces.space import AXES, Space
-from trainers.datasets import MIN_CROP, DataSpec
+from trainers.data.datasets import MIN_CROP, DataSpec
 from trainers.recipe import Recipe
 
 PRESET_DIR = Path(__file__).with_name("presets")

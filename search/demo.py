@@ -48,7 +48,7 @@ def default_data_dir() -> Path:
     return base / "synthetic-motion"
 
 
-# the benchmark the demo trains on (trainers.synth.write_synthetic_dataset's arguments)
+# the benchmark the demo trains on (trainers.data.synth.write_synthetic_dataset's arguments)
 DEMO_DATA = dict(classes=8, videos_per_class=200, frames=48, size=(32, 44), seed=0)
 QUICK = {
     "space.network": ["f-r2d", "r3d_18", "r2plus1d_18"],
@@ -64,7 +64,7 @@ def run(args) -> int:
     from search.run import fit, init_ray
     from search.search_cli import quiet_ray_logs
     from search.tuner import plan
-    from trainers.synth import write_synthetic_dataset
+    from trainers.data.synth import write_synthetic_dataset
 
     start = time.time()
     out = Path(args.out).expanduser().resolve()

@@ -111,7 +111,7 @@ def driver_indexes(exp: Experiment) -> dict | None:
     Fails early on missing videos. When the data is not visible from the driver (Ray Client, data
     only on the workers) the trials build it themselves.
     """
-    from trainers.datasets import build_index, layout
+    from trainers.data.datasets import build_index, layout
 
     data = exp.to_data()
     if data.root == DATA_PLACEHOLDER:

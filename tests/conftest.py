@@ -19,7 +19,7 @@ def _session_cache(tmp_path_factory):
 def tiny_synthetic(tmp_path_factory):
     """seed → a new folder with 4 motion classes × 16 videos × 24 frames of 32×44, UCF101 layout
     (~3 s to write)."""
-    from trainers.synth import write_synthetic_dataset
+    from trainers.data.synth import write_synthetic_dataset
 
     def write(seed: int) -> Path:
         root = tmp_path_factory.mktemp(f"synth-seed{seed}")

@@ -7,6 +7,8 @@ Every good video encodes its frame index in its brightness: frame i is a flat gr
     write_video(path, frames=32, size=(32, 44), fps=25, codec="h264")   # mp4 / H.264
     write_video(path.with_suffix(".avi"), codec="mpeg4")                  # avi / MPEG-4 part 2
     write_zero_bytes(path); write_random_bytes(path); write_truncated(path, source)
+
+`DECODER_PARAMS` parametrizes a test over every video backend (data.decoder) that loads here.
 """
 
 from __future__ import annotations
@@ -118,3 +120,24 @@ def write_textured_video(
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def _decoder_params() -> list:
+    import importlib
+
+    import pytest
+
+    from trainers.data.video import DECODERS
+
+    params = []
+    for name, (module, install) in DECODERS.items():
+        try:
+            importlib.import_module(module)
+            why = ""
+        except Exception as exc:  # not installed, or (torchcodec) no FFmpeg shared libraries
+            why = f"{module} does not load ({type(exc).__name__}: {str(exc)[:120]}); {install}"
+        params.append(pytest.param(name, id=name, marks=pytest.mark.skipif(bool(why), reason=why)))
+    return params
+
+
+DECODER_PARAMS = _decoder_params()

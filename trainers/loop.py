@@ -11,7 +11,7 @@ records and checkpoints go (a folder for `starch train`, `ray.tune.report` in th
 
 Data parallel (`Distributed`, world_size W > 1, torch.distributed already initialised by the
 caller — Ray Train in the adapter): the model is wrapped in DistributedDataParallel and each rank
-trains on its 1/W shard of every epoch (the loaders shard, see trainers.loader.shard_order).
+trains on its 1/W shard of every epoch (the loaders shard, see trainers.data.loader.shard_order).
 Every rank takes the same number of steps (they agree before each step whether all still have a
 batch) and stops together when any rank sees a non-finite loss. Evaluation is sharded by video
 and the sums are all-reduced, so every rank reports the same record, counted over all test videos

@@ -37,7 +37,7 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from trainers import checkpoint
-from trainers.datasets import VideoIndex
+from trainers.data.datasets import VideoIndex
 from trainers.device import Runtime
 from trainers.loop import Distributed
 from trainers.trial import resolve, run_trial

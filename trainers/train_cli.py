@@ -8,7 +8,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from trainers.datasets import FORMATS, DataSpec
+from trainers.data.datasets import FORMATS, DataSpec
 from trainers.recipe import Recipe
 
 EXAMPLES = """examples:

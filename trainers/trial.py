@@ -26,9 +26,9 @@ import torch
 
 from spaces import ArchSpec, build, cost
 from spaces.memory import GiB, memory
-from trainers.datasets import DataSpec, VideoIndex, build_index
+from trainers.data.datasets import DataSpec, VideoIndex, build_index
+from trainers.data.loader import make_loader
 from trainers.device import Runtime
-from trainers.loader import make_loader
 from trainers.loop import Distributed, Report, fit
 from trainers.recipe import Recipe
 

@@ -1,6 +1,6 @@
 """One fast experiment on the synthetic motion benchmark (issue 10): in-memory frames, one thread.
 
-The frames come from trainers.synth.generate_video with some of its module constants overridden
+The frames come from trainers.data.synth.generate_video with some of its module constants overridden
 (--synth '{"_N_MOVING": 24}'; "texture": N makes every sprite binary noise of N-px cells), are kept
 in memory (no H.264 round trip: faster, and the decoded frames differ only by x264's loss), and a
 network of spaces is trained with trainers' Recipe and optimiser at the demo's clip geometry
@@ -24,10 +24,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.getcwd())
 from spaces import build, named
-from trainers import synth
+from trainers.data import synth
+from trainers.data.transforms import to_tensor
 from trainers.loop import make_optimizer
 from trainers.recipe import Recipe
-from trainers.transforms import to_tensor
 
 p = argparse.ArgumentParser()
 p.add_argument("--net", default="r3d_18")

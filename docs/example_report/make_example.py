@@ -2,7 +2,7 @@
 
     python docs/example_report/make_example.py        # ~10 min on 2 CPUs; needs torch and Ray
 
-Two synthetic motion datasets (trainers.synth: 4 directions × 200 videos, seeds 0 and 1) stand in
+Two synthetic motion datasets (trainers.data.synth: 4 directions × 200 videos, seeds 0 and 1) stand in
 for UCF101 and HMDB51. Six small networks (width 8, 1 block per stage, 8×32×32 clips) train for 15
 epochs (FIFO: every trial runs to the end, so the early-stopping fidelity table has every network),
 plus R3D-18 at sampling rates 1 and 4 on the first dataset
@@ -30,7 +30,7 @@ SMALL = dict(width=8, frames=8, crop=32, sampling_rate=2, blocks=(1, 1, 1, 1))
 def run(storage: Path, name: str, root: Path, archs: list[dict]) -> Path:
     from ray import tune
 
-    from trainers.datasets import DataSpec
+    from trainers.data.datasets import DataSpec
     from trainers.ray_adapter import trainable
 
     data = DataSpec(
@@ -55,7 +55,7 @@ def main() -> None:
 
     from analysis import write_report
     from spaces import named
-    from trainers.synth import write_synthetic_dataset
+    from trainers.data.synth import write_synthetic_dataset
 
     work = Path(tempfile.mkdtemp(prefix="starch-example-"))
     os.environ["STARCH_CACHE"] = str(work / "cache")

@@ -27,7 +27,7 @@ def _arch(name: str, **overrides) -> dict:
 
 
 def _data(root: Path) -> dict:
-    from trainers.datasets import DataSpec
+    from trainers.data.datasets import DataSpec
 
     return DataSpec(
         format="ucf101", root=str(root), resize=None, num_workers=0, batch_size=8, eval_clips=2, cache=True

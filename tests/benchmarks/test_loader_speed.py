@@ -4,7 +4,7 @@ vs the decoded-frame cache, on tiny mp4s and on UCF101-like 320×240 25 fps avi 
 Run: pytest -m benchmark -s tests/benchmarks/test_loader_speed.py
 
 "reader" rows: one process, raw uint8 clips (the cost of getting frames).
-"loader" rows: the whole pipeline of trainers.loader (2 DataLoader workers, decode children,
+"loader" rows: the whole pipeline of trainers.data.loader (2 DataLoader workers, decode children,
 crop + normalise, batches of 8), as a training loop sees it: epochs of 100 clips, timed over two
 epochs after a warm-up one, so they include starting the workers and decode children each epoch.
 """
@@ -20,11 +20,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.videos, without tests/benchmarks/__init__.py
 
 from tests.videos import write_textured_video  # noqa: E402
-from trainers.cache import FrameCache  # noqa: E402
-from trainers.clips import pick_clip  # noqa: E402
-from trainers.datasets import DataSpec, build_index  # noqa: E402
-from trainers.loader import make_loader  # noqa: E402
-from trainers.video import read_frames  # noqa: E402
+from trainers.data.cache import FrameCache  # noqa: E402
+from trainers.data.clips import pick_clip  # noqa: E402
+from trainers.data.datasets import DataSpec, build_index  # noqa: E402
+from trainers.data.loader import make_loader  # noqa: E402
+from trainers.data.video import open_video  # noqa: E402
 
 L, S = 8, 2
 
@@ -43,6 +43,11 @@ def pyav_clip(path, indices, resize):
             if i >= max(wanted):
                 break
     return np.stack([out[int(i)] for i in indices])  # (T, H, W, 3)
+
+
+def decord_clip(path, indices, resize):
+    with open_video(path, resize=resize) as reader:
+        return reader.get_frames(indices)
 
 
 def clips_per_second(read, jobs):
@@ -92,8 +97,8 @@ def test_loader_speed(tmp_path):
             cache.build(p)
         build_s = time.perf_counter() - t0
         base = clips_per_second(lambda p, i: pyav_clip(p, i, c["resize"]), jobs)
-        ours = clips_per_second(lambda p, i: read_frames(p, i, resize=c["resize"]), jobs)
-        cached = clips_per_second(lambda p, i: cache.read_clip(p, i), jobs)
+        ours = clips_per_second(lambda p, i: decord_clip(p, i, c["resize"]), jobs)
+        cached = clips_per_second(lambda p, i: np.asarray(cache.load(p)[i]), jobs)
         spec = dict(
             format="folder",
             root=str(root),

@@ -64,6 +64,10 @@ MINIMAL = "name: x\nspace: {network: sr18}\ndata: {format: ucf101, root: /d}\n"
         ("scheduler: {type: pbt}\n", "scheduler.type: Input should be 'fifo', 'asha', 'hyperband' or 'moasha'"),
         ("schedule: {lr: fast}\n", "exp.yaml: schedule: Recipe.lr must be a number > 0, got 'fast'"),
         ("data: {format: ucf101, root: /d, missing_videos: ignore}\n", "exp.yaml: data: DataSpec.missing_videos"),
+        (
+            "data: {format: ucf101, root: /d, decoder: ffmpeg}\n",
+            "exp.yaml: data: DataSpec.decoder must be one of ['decord', 'torchcodec', 'pyav'], got 'ffmpeg'",
+        ),
         ("constraints: {max_gflops: 0}\n", "constraints.max_gflops: Input should be greater than 0"),
         ("search: {algorithm: tpe, repeats: 3}\n", "search: repeats = 3 needs algorithm 'grid'"),
     ],

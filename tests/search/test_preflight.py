@@ -98,13 +98,13 @@ def test_resize_is_checked_against_each_trials_own_crop(tmp_path):
 
 def test_a_resize_decord_cannot_scale_to_is_decoded_another_way(synth_root):
     """decord 0.6 fails on 44-px-wide mp4s scaled to 48 px wide ("size must exactly match")."""
-    from trainers.video import VideoReader
+    from trainers.data.video import DecordReader
 
     video = next((synth_root / "UCF-101").rglob("*.mp4"))
-    with VideoReader(video, resize=(36, 48)) as reader:
+    with DecordReader(video, resize=(36, 48)) as reader:
         frames = reader.get_frames([0, 3, 5])
     assert frames.shape == (3, 36, 48, 3) and frames.std() > 0
-    with VideoReader(video, resize=(36, 47)) as reader:  # decord scales this one itself
+    with DecordReader(video, resize=(36, 47)) as reader:  # decord scales this one itself
         assert reader.get_frames([0]).shape == (1, 36, 47, 3)
 
 
@@ -197,7 +197,7 @@ def test_split_entries_outside_the_dataset_are_refused_with_the_line(ucf_copy, c
 
 
 def test_csv_rows_that_climb_out_of_their_folder_are_refused(tmp_path):
-    from trainers.datasets import DataSpec, build_index
+    from trainers.data.datasets import DataSpec, build_index
 
     (tmp_path / "train.csv").write_text("path,label\na.mp4,x\n../secret.mp4,y\n")
     with pytest.raises(ValueError, match=r"train.csv:3: '../secret.mp4' is outside the video folder"):

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from tests.videos import decoded_index, write_video
-from trainers.cache import FrameCache, should_cache
-from trainers.datasets import DataSpec
-from trainers.loader import make_loader
-from trainers.video import VideoReader, read_frames
+from trainers.data.cache import FrameCache, should_cache
+from trainers.data.datasets import DataSpec
+from trainers.data.loader import make_loader
+from trainers.data.video import open_video
 
 
 def test_entry_holds_every_frame_at_the_resize_resolution(tmp_path):
@@ -22,16 +22,18 @@ def test_entry_holds_every_frame_at_the_resize_resolution(tmp_path):
     frames = cache.load(video)
     assert entry.parent.parent == tmp_path / "cache" and isinstance(frames, np.memmap)
     assert frames.shape == (40, 24, 32, 3) and [decoded_index(f) for f in frames] == list(range(40))
-    assert np.array_equal(cache.read_clip(video, [3, 5, 7]), read_frames(video, [3, 5, 7], resize=(24, 32)))
+    with open_video(video, resize=(24, 32)) as reader:
+        assert np.array_equal(frames[[3, 5, 7]], reader.get_frames([3, 5, 7]))
     assert not list(entry.parent.glob("*.tmp"))
 
 
-def test_key_changes_with_video_and_resize(tmp_path):
+def test_key_changes_with_video_resize_and_decoder(tmp_path):
     video = write_video(tmp_path / "v.mp4", frames=12)
     cache = FrameCache(tmp_path / "c", resize=(24, 32))
     first = cache.build(video)
     assert FrameCache(tmp_path / "c", resize=(32, 44)).entry_path(video) != first
     assert FrameCache(tmp_path / "c", resize=None).entry_path(video) != first
+    assert FrameCache(tmp_path / "c", resize=(24, 32), decoder="pyav").entry_path(video) != first
     write_video(video, frames=20)  # the file changes (size and mtime)
     os.utime(video, ns=(time.time_ns(), time.time_ns() + 10**9))
     assert cache.load(video) is None
@@ -68,9 +70,10 @@ def test_cached_read_is_much_faster_than_decoding(tmp_path):
             read(c)
         return time.perf_counter() - t0
 
-    with VideoReader(video, resize=(128, 171)) as reader:
+    with open_video(video, resize=(128, 171)) as reader:
         decode = rate(reader.get_frames)
-    cached = rate(lambda c: cache.read_clip(video, c))
+    frames = cache.load(video)
+    cached = rate(lambda c: np.asarray(frames[c]))
     assert cached * 5 < decode, (cached, decode)
 
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainers.clips import clip_span, is_short, pick_clip, sample_clips
+from trainers.data.clips import clip_span, is_short, pick_clip, sample_clips
 
 lengths = st.integers(1, 40)
 rates = st.integers(1, 5)

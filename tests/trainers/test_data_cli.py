@@ -6,6 +6,10 @@ import types
 
 import pytest
 
+from tests.decode_faults import AbortGood3, server
+from tests.videos import DECODER_PARAMS
+from trainers.data import decode_process
+
 cli = pytest.importorskip("search.cli", reason="search.cli needs spaces.describe_cli")
 
 
@@ -19,11 +23,13 @@ def test_check_clean_dataset_reports_counts_and_ranges(ucf_root, capsys):
     assert "32x44" in out
 
 
-def test_check_lists_every_unusable_file_and_writes_bad_list(bad_root, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("STARCH_DECODE_FAULT", "abort:good_3")  # a decoder crash must not end the scan
+@pytest.mark.parametrize("decoder", DECODER_PARAMS)
+def test_check_lists_every_unusable_file_and_writes_bad_list(bad_root, tmp_path, capsys, monkeypatch, decoder):
+    monkeypatch.setattr(decode_process, "SERVER", server(AbortGood3))  # a decoder crash must not end the scan
     bad_list = tmp_path / "bad.txt"
     code = cli.main(
         ["data", "check", "folder", str(bad_root), "--subset", "train", "--bad-list", str(bad_list), "--workers", "2"]
+        + ["--decoder", decoder]
     )
     out = capsys.readouterr().out
     assert code == 1
@@ -67,9 +73,9 @@ def test_check_as_a_subprocess(folder_root):
 
 def test_synth_passes_its_arguments(monkeypatch, tmp_path, capsys):
     calls = []
-    fake = types.ModuleType("trainers.synth")
+    fake = types.ModuleType("trainers.data.synth")
     fake.write_synthetic_dataset = lambda out, **kw: calls.append((out, kw)) or {"classes": ["Left1", "Right1"]}
-    monkeypatch.setitem(sys.modules, "trainers.synth", fake)
+    monkeypatch.setitem(sys.modules, "trainers.data.synth", fake)
     code = cli.main(
         [
             "data",
@@ -94,7 +100,7 @@ def test_synth_passes_its_arguments(monkeypatch, tmp_path, capsys):
 
 
 def test_synth_then_check_end_to_end(tmp_path, capsys):
-    pytest.importorskip("trainers.synth")
+    pytest.importorskip("trainers.data.synth")
     out = tmp_path / "synth"
     assert cli.main(["data", "synth", str(out), "--classes", "4", "--videos-per-class", "4", "--frames", "12"]) == 0
     assert cli.main(["data", "check", "ucf101", str(out)]) == 0

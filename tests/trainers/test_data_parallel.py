@@ -16,9 +16,9 @@ import torch.multiprocessing as mp
 
 from spaces import named
 from trainers import checkpoint
-from trainers.datasets import DataSpec, build_index
+from trainers.data.datasets import DataSpec, build_index
+from trainers.data.loader import shard_order
 from trainers.device import Runtime
-from trainers.loader import shard_order
 from trainers.loop import fit
 from trainers.recipe import Recipe
 from trainers.trial import TrialConfig, run_trial

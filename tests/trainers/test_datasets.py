@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from trainers.datasets import DataSpec, MissingVideosError, auto_resize, build_index
+from trainers.data.datasets import DataSpec, MissingVideosError, auto_resize, build_index
 
 
 def test_spec_round_trips_through_json():
@@ -117,7 +117,7 @@ def test_missing_videos_skip_trains_on_the_present_ones_and_counts_the_rest(synt
         eval_clips=1,
         missing_videos="skip",
     )
-    with caplog.at_level("WARNING", logger="trainers.datasets"):
+    with caplog.at_level("WARNING", logger="trainers.data.datasets"):
         index = build_index(spec, "train")
     assert index.missing == (str(synth_root / "UCF-101" / "Left1" / "v_Left1_g99_c01.mp4"),)
     assert "1 of" in caplog.text and "skipped (missing_videos: skip)" in caplog.text

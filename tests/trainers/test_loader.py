@@ -5,12 +5,15 @@ import logging
 import os
 
 import numpy as np
+import pytest
 import torch
 
-from tests.videos import decoded_index, write_video
-from trainers.datasets import DataSpec
-from trainers.loader import make_loader
-from trainers.transforms import KINETICS_MEAN, KINETICS_STD
+from tests.decode_faults import LoaderFaults, server
+from tests.videos import DECODER_PARAMS, decoded_index, write_video
+from trainers.data import decode_process
+from trainers.data.datasets import DataSpec
+from trainers.data.loader import make_loader
+from trainers.data.transforms import KINETICS_MEAN, KINETICS_STD
 
 
 def _spec(root, **kw):
@@ -86,8 +89,9 @@ def test_video_eval_gives_n_clips_per_video_in_order(folder_root):
     assert [ids[0] for ids in _frame_ids(clip1[0]["video"])] == [16, 16, 16]  # the centre clip
 
 
-def test_bad_videos_are_skipped_counted_and_warned_once(bad_root, caplog):
-    spec = _spec(bad_root, num_workers=2, batch_size=4)
+@pytest.mark.parametrize("decoder", DECODER_PARAMS)
+def test_bad_videos_are_skipped_counted_and_warned_once(bad_root, caplog, decoder):
+    spec = _spec(bad_root, num_workers=2, batch_size=4, decoder=decoder)
     loader = make_loader(spec, "train", seed=0)
     for _ in range(2):
         seen = sum(len(b["label"]) for b in loader)
@@ -110,7 +114,7 @@ def test_loop_policy_keeps_short_videos(bad_root):
 
 
 def test_crash_and_hang_fail_one_sample_not_the_epoch(folder_root, monkeypatch):
-    monkeypatch.setenv("STARCH_DECODE_FAULT", "abort:left_1,hang:right_2")
+    monkeypatch.setattr(decode_process, "SERVER", server(LoaderFaults))  # forked workers inherit it
     loader = make_loader(_spec(folder_root, num_workers=2, sample_timeout_s=2), "train")
     seen = sum(len(b["label"]) for b in loader)
     assert seen == 6

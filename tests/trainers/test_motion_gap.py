@@ -9,7 +9,7 @@ import torch
 from search.config import load_experiment
 from search.demo import DEMO_DATA
 from spaces import named
-from trainers.synth import write_synthetic_dataset
+from trainers.data.synth import write_synthetic_dataset
 from trainers.trial import TrialConfig, run_trial
 
 

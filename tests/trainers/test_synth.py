@@ -1,4 +1,4 @@
-"""Tests for the synthetic motion benchmark (trainers/synth.py).
+"""Tests for the synthetic motion benchmark (trainers/data/synth.py).
 
 The content checks assert the property the benchmark exists for: a single frame carries no class
 information, while the motion (direction and speed) is recoverable, also after x264 and decord.
@@ -14,7 +14,7 @@ import decord
 import numpy as np
 import pytest
 
-from trainers.synth import (
+from trainers.data.synth import (
     DIRECTIONS,
     METADATA_FILE,
     class_motions,
@@ -163,7 +163,7 @@ def test_every_file_decodes_with_decord(small):
 
 def test_default_split_is_ucf_like():
     """200 videos per class: 50 test videos in g01-g07, 150 train videos in g08-g26."""
-    from trainers.synth import _split
+    from trainers.data.synth import _split
 
     rows = _split(200, 0.25)
     test_groups = {g for s, g, _ in rows if s == "test"}
@@ -248,7 +248,7 @@ def test_incomplete_or_interrupted_dataset_is_rewritten(tmp_path):
 
 
 def test_run_that_dies_midway_does_not_look_complete(tmp_path, monkeypatch):
-    import trainers.synth as synth
+    import trainers.data.synth as synth
 
     out = tmp_path / "ds"
     kw = dict(classes=4, videos_per_class=2, frames=4, seed=1, workers=1)
@@ -273,7 +273,7 @@ def test_run_that_dies_midway_does_not_look_complete(tmp_path, monkeypatch):
 
 
 def test_encoding_change_invalidates_the_cache(tmp_path, monkeypatch):
-    import trainers.synth as synth
+    import trainers.data.synth as synth
 
     out = tmp_path / "ds"
     kw = dict(classes=4, videos_per_class=2, frames=4, seed=1, workers=1)
@@ -343,7 +343,7 @@ def test_x264_keeps_the_luma_texture(tmp_path):
     """Decoded frames stay close to the source: luma PSNR well above what blurs 1-px texture."""
     out = tmp_path / "q"
     write_synthetic_dataset(out, classes=4, videos_per_class=2, frames=8, seed=5, workers=1)
-    from trainers.synth import _video_rng
+    from trainers.data.synth import _video_rng
 
     path = out / "UCF-101" / "Right1" / "v_Right1_g01_c01.mp4"  # index 0 of Right1
     source = generate_video(_video_rng(5, "right", 1, 0), direction="right", speed=1, frames=8)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransform, centre_crop, to_tensor
+from trainers.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransform, centre_crop, to_tensor
 
 
 def _ramp(t=4, h=20, w=30):

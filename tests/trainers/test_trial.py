@@ -10,7 +10,7 @@ import spaces
 from search.cli import main
 from spaces import named
 from trainers import checkpoint
-from trainers.datasets import DataSpec
+from trainers.data.datasets import DataSpec
 from trainers.recipe import Recipe
 from trainers.trial import TrialConfig, resolve, run_trial
 

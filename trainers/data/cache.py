@@ -7,9 +7,9 @@ step time on CPU; a cached clip is a fancy-index into a page-cached .npy file.
 Layout: one uint8 (N, H, W, 3) .npy per video, at the resize resolution, under
 `$STARCH_CACHE` or `~/.cache/starch/frames`:
 
-    <cache_dir>/<key[:2]>/<key>.npy     key = sha1(abs path, file size, mtime_ns, resize, version)
+    <cache_dir>/<key[:2]>/<key>.npy     key = sha1(abs path, file size, mtime_ns, resize, decoder, version)
 
-so editing or replacing a video, or changing `resize`, makes a new entry (old ones stay until
+so editing or replacing a video, or changing `resize` or `decoder`, makes a new entry (old ones stay until
 `FrameCache.clear()`; they are never read again).
 
 Concurrency: whoever needs an entry first builds it into `<key>.npy.<pid>.<random>.tmp` and
@@ -20,7 +20,7 @@ to be node-local.)
 
 `cache='auto'` turns it on when the whole subset decodes to fewer than `STARCH_CACHE_AUTO_GB`
 (default 4) GiB *and* that is under half the free space of the cache disk; the size is estimated
-from a few probed videos (see `trainers.loader.make_loader`). UCF101 at 128×171 is ~160 GB: off.
+from a few probed videos (see `trainers.data.loader.make_loader`). UCF101 at 128×171 is ~160 GB: off.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+
+from trainers.data.video import DEFAULT_DECODER, open_video
 
 CACHE_VERSION = 1
 DEFAULT_AUTO_LIMIT_GB = 4.0
@@ -62,14 +64,17 @@ def should_cache(estimated_bytes: int, cache_dir: str | os.PathLike | None = Non
 class FrameCache:
     """Decoded frames of many videos at one resize resolution, shared by all processes of a node."""
 
-    def __init__(self, root: str | os.PathLike | None = None, *, resize: tuple[int, int] | None):
+    def __init__(
+        self, root: str | os.PathLike | None = None, *, resize: tuple[int, int] | None, decoder: str = DEFAULT_DECODER
+    ):
         self.root = Path(root).expanduser() if root else default_cache_dir()
         self.resize = tuple(resize) if resize is not None else None
+        self.decoder = decoder  # backends scale differently: their frames are not interchangeable
 
     def key(self, video_path: str | os.PathLike) -> str:
         path = os.path.abspath(video_path)
         st = os.stat(path)
-        text = f"{path}|{st.st_size}|{st.st_mtime_ns}|{self.resize}|v{CACHE_VERSION}"
+        text = f"{path}|{st.st_size}|{st.st_mtime_ns}|{self.resize}|{self.decoder}|v{CACHE_VERSION}"
         return hashlib.sha1(text.encode()).hexdigest()
 
     def entry_path(self, video_path: str | os.PathLike) -> Path:
@@ -84,26 +89,17 @@ class FrameCache:
         except (FileNotFoundError, ValueError, OSError):
             return None
 
-    def read_clip(self, video_path: str | os.PathLike, indices) -> np.ndarray | None:
-        """uint8 (T, H, W, 3) for these frame indices, or None if the video is not cached."""
-        frames = self.load(video_path)
-        if frames is None:
-            return None
-        return np.asarray(frames[np.asarray(indices)])  # copies only the T frames
-
     def build(self, video_path: str | os.PathLike, *, chunk: int = 32) -> Path:
         """Decode the whole video into its entry (idempotent; temp file + atomic rename).
-        Raises trainers.video.VideoDecodeError for an undecodable video, OSError for disk trouble.
-        Run it in the loader's decode process: it opens a decord reader."""
-        from trainers.video import VideoReader
-
+        Raises trainers.data.video.VideoDecodeError for an undecodable video, OSError for disk trouble.
+        Run it in the loader's decode process: it opens a video reader."""
         entry = self.entry_path(video_path)
         if entry.is_file():
             return entry
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = entry.with_name(f"{entry.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            with VideoReader(video_path, resize=self.resize) as reader:
+            with open_video(video_path, resize=self.resize, decoder=self.decoder) as reader:
                 out = None
                 for start, frames in zip(range(0, reader.num_frames, chunk), reader.iter_chunks(chunk)):
                     if out is None:  # (N, H, W, 3); H, W known once the first chunk is decoded

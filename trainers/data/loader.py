@@ -15,7 +15,7 @@ Bad-data design (decord's failure modes: #25 a corrupt H.264 stream aborts the p
     main process ── torch DataLoader ──► worker 0 ──pipe──► decode child 0 (decord)
                                      └─► worker 1 ──pipe──► decode child 1 (decord)
 
-- Decoding happens only in a decode child (`trainers.video.DecodeProcess`): a fresh interpreter
+- Decoding happens only in a decode child (`trainers.data.decode_process.DecodeProcess`): a fresh interpreter
   started by the DataLoader worker that uses it (or by the main process when num_workers=0), so no
   decord state is ever inherited through fork. Crops, flips and normalisation stay in the worker.
 - Each sample has a time limit (spec.sample_timeout_s). A child that hangs is SIGKILLed when the
@@ -55,11 +55,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from trainers.cache import FrameCache, should_cache
-from trainers.clips import clip_span, clips_per_video, pick_clip
-from trainers.datasets import DataSpec, VideoIndex, build_index
-from trainers.transforms import ClipTransform
-from trainers.video import DecodeProcess, VideoDecodeError
+from trainers.data.cache import FrameCache, should_cache
+from trainers.data.clips import clip_span, clips_per_video, pick_clip
+from trainers.data.datasets import DataSpec, VideoIndex, build_index
+from trainers.data.decode_process import DecodeProcess
+from trainers.data.transforms import ClipTransform
+from trainers.data.video import DEFAULT_DECODER, VideoDecodeError
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ class ClipDataset(Dataset):
         # what is done to them
         transform: ClipTransform,
         # how they are read
+        decoder: str = DEFAULT_DECODER,
         timeout_s: float = 30.0,
         cache: FrameCache | None = None,
         seed: int = 0,
@@ -107,6 +109,7 @@ class ClipDataset(Dataset):
         self.num_clips = clips_per_video(mode, num_clips)
         self.short_policy, self.resize = short_policy, resize
         self.transform, self.timeout_s, self.cache, self.seed = transform, timeout_s, cache, seed
+        self.decoder_name = decoder
         self.epoch = 0  # used when indexed by a plain int; ClipLoader passes (epoch, i, known_bad)
         self._decoder: DecodeProcess | None = None
         self._failed: dict[str, str] = {}  # this process's failed files: eval's 10 clips fail once
@@ -152,7 +155,7 @@ class ClipDataset(Dataset):
     # -- reading
     def decoder(self) -> DecodeProcess:
         if self._decoder is None:
-            self._decoder = DecodeProcess(timeout_s=self.timeout_s)
+            self._decoder = DecodeProcess(timeout_s=self.timeout_s, decoder=self.decoder_name)
         return self._decoder
 
     def _clip_args(self, clip_id: int, seed: list[int]) -> dict:
@@ -426,6 +429,7 @@ def make_loader(
         short_policy=spec.short_video,
         resize=resize,
         transform=ClipTransform(crop=spec.crop, train=train, flip=flip),
+        decoder=spec.decoder,
         timeout_s=spec.sample_timeout_s,
         cache=_resolve_cache(spec, index, resize, cache_dir),
         seed=seed,
@@ -442,31 +446,36 @@ def make_loader(
 
 
 def estimate_decoded_bytes(
-    index: VideoIndex, resize: tuple[int, int] | None, *, probes: int = AUTO_CACHE_PROBES, timeout_s: float = 30.0
+    index: VideoIndex,
+    resize: tuple[int, int] | None,
+    *,
+    probes: int = AUTO_CACHE_PROBES,
+    timeout_s: float = 30.0,
+    decoder: str = DEFAULT_DECODER,
 ) -> int | None:
     """Decoded size of the whole subset, from `probes` evenly chosen videos (probed in a decode
     child); None if none of them could be read."""
     picks = sorted({round(i) for i in np.linspace(0, len(index.videos) - 1, min(probes, len(index.videos)))})
-    decoder, per_video = DecodeProcess(timeout_s=timeout_s), []
+    process, per_video = DecodeProcess(timeout_s=timeout_s, decoder=decoder), []
     try:
         for i in picks:
             try:
-                info = decoder.request({"op": "check", "path": index.videos[i][0], "resize": resize})
+                info = process.request({"op": "check", "path": index.videos[i][0], "resize": resize})
             except VideoDecodeError:
                 continue
             per_video.append(info["num_frames"] * info["height"] * info["width"] * 3)
     finally:
-        decoder.close()
+        process.close()
     return int(np.mean(per_video) * len(index.videos)) if per_video else None
 
 
 def _resolve_cache(spec: DataSpec, index: VideoIndex, resize, cache_dir) -> FrameCache | None:
     if spec.cache is False:
         return None
-    cache = FrameCache(cache_dir, resize=resize)
+    cache = FrameCache(cache_dir, resize=resize, decoder=spec.decoder)
     if spec.cache is True:
         return cache
-    estimate = estimate_decoded_bytes(index, resize, timeout_s=spec.sample_timeout_s)
+    estimate = estimate_decoded_bytes(index, resize, timeout_s=spec.sample_timeout_s, decoder=spec.decoder)
     if estimate is None:
         return None
     use, why = should_cache(estimate, cache.root)

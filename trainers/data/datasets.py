@@ -42,7 +42,8 @@ import zlib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from trainers.clips import SHORT_POLICIES
+from trainers.data.clips import SHORT_POLICIES
+from trainers.data.video import DEFAULT_DECODER, check_decoder
 
 FORMATS: tuple[str, ...] = ("ucf101", "hmdb51", "kinetics", "folder", "csv")
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class DataSpec:
     batch_size: int = 16
     sample_timeout_s: float = 30.0  # a decode taking longer is a failed sample
     cache: str | bool = "auto"  # decoded-frame cache: 'auto' (small datasets), True, False
+    decoder: str = DEFAULT_DECODER  # video backend: decord, torchcodec, pyav (trainers.data.video)
 
     def __post_init__(self):
         _check_choice("format", self.format, FORMATS)
@@ -140,6 +142,7 @@ class DataSpec:
             )
         if self.cache not in ("auto", True, False):
             raise ValueError(f"DataSpec.cache must be one of 'auto', true, false, got {self.cache!r}")
+        check_decoder(self.decoder)
 
     def resize_hw(self) -> tuple[int, int] | None:
         """The (H, W) frames are decoded at, or None for the native size."""

@@ -5,7 +5,7 @@ check_videos: it lists the videos the annotations name, opens every one in a dec
 (frame count, fps, size, and a decode of the first, middle and last frame), prints a summary and
 every unusable file with its reason, and exits 1 if any listed file is unusable, so a broken
 download is found before hundreds of trials each skip the same files. A decoder crash or hang
-only marks that file unusable (see trainers.video.DecodeProcess).
+only marks that file unusable (see trainers.data.decode_process).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from trainers.clips import clip_span
-from trainers.datasets import FORMATS, DataSpec, build_index
+from trainers.data.clips import clip_span
+from trainers.data.datasets import FORMATS, DataSpec, build_index
+from trainers.data.video import DECODERS, DEFAULT_DECODER
 
 CHECK_EPILOG = """\
 examples:
@@ -81,6 +82,12 @@ def add_parser(subparsers) -> None:
     check.add_argument("--bad-list", metavar="FILE", help="write the unusable files to FILE")
     check.add_argument("--workers", type=int, default=2, help="decode processes in parallel (default 2)")
     check.add_argument("--timeout", type=float, default=60.0, help="seconds per video (default 60)")
+    check.add_argument(
+        "--decoder",
+        choices=tuple(DECODERS),
+        default=DEFAULT_DECODER,
+        help=f"video backend, as data.decoder (default {DEFAULT_DECODER})",
+    )
     check.set_defaults(func=run_check)
 
     synth = sub.add_parser(
@@ -118,6 +125,7 @@ def run_check(args) -> int:
         video_root=args.video_root,
         annotation_root=args.annotation_root,
         cache=False,
+        decoder=args.decoder,
     )
     subsets = ("train", "test") if args.subset == "all" else (args.subset,)
     indexes, absent = {}, {}
@@ -131,7 +139,7 @@ def run_check(args) -> int:
     if not indexes:
         raise next(iter(absent.values()))
     paths = sorted({p for index in indexes.values() for p, _ in index.videos})
-    results = scan(paths, workers=args.workers, timeout_s=args.timeout, span=span)
+    results = scan(paths, workers=args.workers, timeout_s=args.timeout, span=span, decoder=spec.decoder)
     for index in indexes.values():
         results.update({p: why_missing(p) for p in index.missing})
 
@@ -182,17 +190,19 @@ def scan(
     timeout_s: float = 60.0,
     resize: tuple[int, int] | None = None,
     span: int | None = None,
+    decoder: str = DEFAULT_DECODER,
 ) -> dict[str, dict | str]:
     """path → {num_frames, fps, height, width} or the reason it is unusable. `workers` threads each
     drive their own decode child, so `workers` videos decode in parallel and a crash costs one file.
     With `span` (the frames one clip covers) a shorter video is unusable and the last clip is decoded."""
-    from trainers.video import DecodeProcess, VideoDecodeError
+    from trainers.data.decode_process import DecodeProcess
+    from trainers.data.video import VideoDecodeError
 
     local, decoders, lock = threading.local(), [], threading.Lock()
 
     def check(path: str):
         if not hasattr(local, "decoder"):
-            local.decoder = DecodeProcess(timeout_s=timeout_s)
+            local.decoder = DecodeProcess(timeout_s=timeout_s, decoder=decoder)
             with lock:
                 decoders.append(local.decoder)
         try:
@@ -226,7 +236,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def run_synth(args) -> int:
-    from trainers.synth import write_synthetic_dataset  # lazy: only this command needs it
+    from trainers.data.synth import write_synthetic_dataset  # lazy: only this command needs it
 
     size = parse_size(args.size)
     meta = write_synthetic_dataset(

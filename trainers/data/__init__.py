@@ -1,0 +1,1 @@
+"""The data side of trainers: video files → clip tensors. Imports nothing of the training side."""
