@@ -75,3 +75,32 @@ def test_decoder_speed(tmp_path):
     print(f"{'videos':40s} {'decoder':11s} {'min':>7s} {'median':>7s} {'max':>7s} {'x decord':>9s}   (clips/s)")
     for name, d, lo, med, hi, ratio in rows:
         print(f"{name:40s} {d:11s} {lo:7.1f} {med:7.1f} {hi:7.1f} {ratio:9.2f}")
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(900)
+def test_decode_child_cost(tmp_path):
+    """What one decode child costs with each backend: its start (interpreter + the decoder's library,
+    until it says it is ready) and its resident memory after checking one video. Rounds interleave."""
+    from trainers.data.decode_process import DecodeProcess
+
+    video = write_textured_video(tmp_path / "v.mp4", frames=24, size=(32, 44))
+    starts, rss = {d: [] for d in usable_decoders()}, {d: [] for d in usable_decoders()}
+    for r in range(3):
+        order = list(starts)[r % len(starts) :] + list(starts)[: r % len(starts)]
+        for d in order:
+            process = DecodeProcess(decoder=d, timeout_s=120)
+            try:
+                t0 = time.perf_counter()
+                process.request({"op": "ping"})
+                starts[d].append(time.perf_counter() - t0)
+                process.request({"op": "check", "path": str(video), "resize": None})
+                with open(f"/proc/{process.pid}/status") as f:
+                    rss[d].append(next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024)
+            finally:
+                process.close()
+    print()
+    print(f"{'decoder':11s} {'start s (min / median / max)':>30s} {'RSS MB (median)':>16s}")
+    for d in starts:
+        s = starts[d]
+        print(f"{d:11s} {min(s):10.2f} {statistics.median(s):9.2f} {max(s):9.2f} {statistics.median(rss[d]):16.0f}")

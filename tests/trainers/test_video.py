@@ -1,6 +1,7 @@
 """Every video backend returns exactly the requested frames; every broken file is a VideoDecodeError
 with a reason, the same with each backend; the decode child survives aborts and hangs."""
 
+import os
 import time
 
 import numpy as np
@@ -133,5 +134,18 @@ def test_a_decoder_that_does_not_load_is_a_setup_error_not_a_bad_video(good):
             DecoderUnavailable, match=r"'torchcodec' does not load \(OSError: libavutil.*starch\[torchcodec\]"
         ):
             decoder.request({"op": "check", "path": str(good["mp4"]), "resize": None})
+    finally:
+        decoder.close()
+
+
+def test_the_child_runs_this_copy_of_starch_from_any_working_directory(tmp_path, monkeypatch):
+    """A Ray trial's cwd is its trial folder: the child must still import the parent's starch (not
+    fail, nor pick up another install)."""
+    import trainers.data.decode_process as parent
+
+    monkeypatch.chdir(tmp_path)
+    decoder = DecodeProcess(timeout_s=30)
+    try:
+        assert decoder.request({"op": "ping"})["module"] == os.path.abspath(parent.__file__)
     finally:
         decoder.close()

@@ -29,6 +29,7 @@ from trainers.data.clips import pick_clip
 from trainers.data.video import _DECORD_PREFIX, DECODERS, DEFAULT_DECODER, VideoDecodeError, VideoReader, open_video
 
 SERVER = "trainers.data.decode_process:DecodeServer"
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds trainers/
 START_TIMEOUT_S = 120.0  # a child's start (interpreter + decoder library; torchcodec imports torch)
 _STDERR_TAIL = 600  # characters of the child's stderr quoted when it dies
 
@@ -67,7 +68,11 @@ class DecodeProcess:
         self._errfile = tempfile.TemporaryFile(prefix="starch-decode-", suffix=".log")
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
         server = self.server or SERVER
-        code = f"from trainers.data.decode_process import serve; serve({req_r}, {rep_w}, {server!r}, {self.decoder!r})"
+        # the child imports this very copy of starch, whatever its cwd (a Ray trial's is its trial folder)
+        code = (
+            f"import sys; root = {_ROOT!r}; root in sys.path or sys.path.insert(0, root); "
+            f"from trainers.data.decode_process import serve; serve({req_r}, {rep_w}, {server!r}, {self.decoder!r})"
+        )
         self._proc = subprocess.Popen(
             [sys.executable, "-c", code],
             pass_fds=(req_r, rep_w),
@@ -230,7 +235,7 @@ class DecodeServer:
             return {"num_frames": n, "fps": reader.fps, "height": int(frames.shape[1]), "width": int(frames.shape[2])}
 
     def op_ping(self, req: dict) -> dict:
-        return {"pid": os.getpid()}
+        return {"pid": os.getpid(), "module": os.path.abspath(__file__)}  # which copy of starch runs here
 
     def _reader_for(self, path: str, resize) -> VideoReader:
         key = (path, tuple(resize) if resize else None)
