@@ -182,7 +182,7 @@ class ClipDataset(Dataset):
         """(frames, num_frames) from the frame cache, building the entry first if needed;
         None if the cache cannot be used (disk trouble), to fall back to direct decoding."""
         all_frames = self.cache.load(path)  # (N, H, W, 3) memmap
-        if all_frames is None:
+        if all_frames is None and isinstance(self.cache, FrameCache):  # a ShardStore is built up front
             reply = self.decoder().request(
                 {"op": "cache", "path": path, "resize": self.resize, "cache_root": str(self.cache.root)},
                 timeout_s=self.timeout_s * CACHE_BUILD_TIMEOUT_FACTOR,
@@ -460,7 +460,12 @@ def estimate_decoded_bytes(
     return int(np.mean(per_video) * len(index.videos)) if per_video else None
 
 
-def _resolve_cache(spec: DataSpec, index: VideoIndex, resize, cache_dir) -> FrameCache | None:
+def _resolve_cache(spec: DataSpec, index: VideoIndex, resize, cache_dir):
+    if spec.cache == "shards":  # trainers.shards: built (or its build joined) here, before any worker starts
+        from trainers.shards import open_store
+
+        timeout = spec.sample_timeout_s * CACHE_BUILD_TIMEOUT_FACTOR
+        return open_store(index, resize=resize, root=spec.shard_dir, decode_timeout_s=timeout)
     if spec.cache is False:
         return None
     cache = FrameCache(cache_dir, resize=resize)

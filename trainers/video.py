@@ -169,7 +169,7 @@ def _reason(exc: BaseException) -> str:
 #                       ◄──{frames} / {error}────
 #
 # Requests: "clip" (decode the indices `trainers.clips.pick_clip` chooses), "cache" (build a
-# trainers.cache entry), "check" (probe + decode first/middle/last frame, for `starch data check`).
+# trainers.cache entry), "frames" (a whole video, for trainers.shards), "check" (probe + decode first/middle/last frame, for `starch data check`).
 # Test hook: STARCH_DECODE_FAULT="abort:<substr>,hang:<substr>" makes the child abort or hang on
 # any path containing <substr>, to test the recovery without a real crashing file.
 
@@ -356,6 +356,12 @@ def _op_cache(req: dict, open_reader: list) -> dict:
     return {"entry": str(entry)}
 
 
+def _op_frames(req: dict, open_reader: list) -> dict:
+    """Every frame of the video, uint8 (N, H, W, 3), decoded in chunks (for trainers.shards)."""
+    with VideoReader(req["path"], resize=req.get("resize")) as reader:
+        return {"frames": np.concatenate(list(reader.iter_chunks()))}
+
+
 def _op_check(req: dict, open_reader: list) -> dict:
     """Open, then decode the first, middle and last frame; with a clip `span`, refuse a video
     shorter than one clip and decode every frame of the last clip a trial may read."""
@@ -374,6 +380,7 @@ def _op_check(req: dict, open_reader: list) -> dict:
 _HANDLERS = {
     "clip": _op_clip,
     "cache": _op_cache,
+    "frames": _op_frames,
     "check": _op_check,
     "ping": lambda req, open_reader: {"pid": os.getpid()},
 }
