@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 STORE_VERSION = 1
 SHARD_VIDEOS = 64  # videos per shard: the unit of building, locking and rebuilding
 LOCK_TIMEOUT_S = 60.0  # a lock whose heartbeat is older than this is stale
-POLL_S = 0.5  # how often a waiting builder looks at the shards others hold
+POLL_S = 1.0  # how often a waiting builder looks at the shards others hold
 
 
 class ShardStoreError(RuntimeError):
@@ -243,10 +243,12 @@ class ShardStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._write_description()
         decoder: DecodeProcess | None = None
+        done: set[int] = set()  # markers seen valid; the index write checks them all once more
         last_note = time.monotonic()
         try:
             while self._load_index(check=True) is None:
-                pending = [s for s in range(self.num_shards) if self.marker(s) is None]
+                done |= {s for s in range(self.num_shards) if s not in done and self.marker(s) is not None}
+                pending = [s for s in range(self.num_shards) if s not in done]
                 progressed = False
                 for s in pending:
                     lock = ShardLock(self.shard_path(s, ".lock"), timeout_s=self.lock_timeout_s)
@@ -261,7 +263,8 @@ class ShardStore:
                         lock.release()
                     progressed = True
                 if not pending:
-                    self._write_index()
+                    if not self._write_index():  # a marker vanished (a shard found corrupted): go round
+                        done.clear()
                 elif not progressed:
                     if time.monotonic() - last_note > 60:
                         last_note = time.monotonic()
@@ -327,17 +330,18 @@ class ShardStore:
             }
             _write_atomic(path, json.dumps(desc, indent=1).encode())
 
-    def _write_index(self) -> None:
+    def _write_index(self) -> bool:
+        """Merge the shards' markers into index.npz; False if one is missing or invalid now."""
         rows, nbytes = [], []
         for s in range(self.num_shards):
             meta = self.marker(s)
-            if meta is None:  # removed since we looked: build() goes round again
-                return
+            if meta is None:
+                return False
             nbytes.append(meta["nbytes"])
             rows += [(s, *v) for v in meta["videos"]]
         shard, paths, offset, frames, height, width, crc, error = zip(*rows)
         arrays = dict(
-            paths=np.array(paths),
+            paths=np.array([p.encode() for p in paths]),  # UTF-8 bytes, for people: readers use self.paths
             shard=np.array(shard, dtype=np.int32),
             offset=np.array(offset, dtype=np.int64),
             frames=np.array(frames, dtype=np.int64),
@@ -355,6 +359,7 @@ class ShardStore:
         os.replace(tmp, self.root / "index.npz")
         total = int(arrays["shard_nbytes"].sum())
         log.info("frame store %s ready: %d videos, %.2f GiB", self.root, len(paths), total / 2**30)
+        return True
 
     # -- reading
     def _load_index(self, *, check: bool) -> dict | None:
@@ -362,11 +367,11 @@ class ShardStore:
         shard that does not (truncated, replaced, deleted) loses its marker and the index, so the
         next build() rebuilds that shard."""
         try:
-            with np.load(self.root / "index.npz") as z:
-                index = {k: z[k] for k in z.files}
+            with np.load(self.root / "index.npz") as z:  # the store's folder name hashes self.paths
+                index = {k: z[k] for k in z.files if k != "paths"}
         except (FileNotFoundError, ValueError, OSError, EOFError, KeyError):
             return None
-        if list(index["paths"]) != self.paths:
+        if len(index.get("frames", ())) != len(self.paths):
             return None
         if check:
             for s, expected in enumerate(index["shard_nbytes"]):
@@ -386,7 +391,7 @@ class ShardStore:
                     self.shard_path(s, ".json").unlink(missing_ok=True)
                     (self.root / "index.npz").unlink(missing_ok=True)
                     return None
-        index["row"] = {p: i for i, p in enumerate(index["paths"].tolist())}
+        index["row"] = {p: i for i, p in enumerate(self.paths)}
         return index
 
     def _shard_map(self, s: int) -> np.memmap:
@@ -422,7 +427,7 @@ class ShardStore:
         if index is None:
             raise ShardStoreError(f"frame store {self.root} has no index: call build() first")
         checked = 0
-        for row, path in enumerate(index["paths"].tolist()):
+        for row, path in enumerate(self.paths):
             if index["error"][row]:
                 continue
             n, h, w = (int(index[k][row]) for k in ("frames", "height", "width"))

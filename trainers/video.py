@@ -169,7 +169,8 @@ def _reason(exc: BaseException) -> str:
 #                       ◄──{frames} / {error}────
 #
 # Requests: "clip" (decode the indices `trainers.clips.pick_clip` chooses), "cache" (build a
-# trainers.cache entry), "frames" (a whole video, for trainers.shards), "check" (probe + decode first/middle/last frame, for `starch data check`).
+# trainers.cache entry), "frames" (a whole video, for trainers.shards), "check" (probe + decode
+# first/middle/last frame, for `starch data check`).
 # Test hook: STARCH_DECODE_FAULT="abort:<substr>,hang:<substr>" makes the child abort or hang on
 # any path containing <substr>, to test the recovery without a real crashing file.
 
