@@ -475,5 +475,6 @@ def _resolve_cache(spec: DataSpec, index: VideoIndex, resize, cache_dir):
     if estimate is None:
         return None
     use, why = should_cache(estimate, cache.root)
-    log.info("frame cache %s for %s/%s: %s", "on" if use else "off", index.format, index.subset, why)
+    hint = "" if use else " (data.cache: shards stores frames of any size on disk)"
+    log.info("frame cache %s for %s/%s: %s%s", "on" if use else "off", index.format, index.subset, why, hint)
     return cache if use else None

@@ -278,10 +278,11 @@ class ShardStore:
     def _build_shard(self, s: int, decoder: DecodeProcess, lock: ShardLock) -> None:
         for stale in self.root.glob(f"shard-{s:05d}.*.tmp"):  # left by a killed builder
             stale.unlink(missing_ok=True)
-        for suffix in (".json", ".u8"):  # a partial or corrupted shard: not trusted, rebuilt
-            if self.shard_path(s, suffix).exists():
-                log.warning("frame store %s: shard %d is incomplete or corrupted; rebuilding it", self.root, s)
-            self.shard_path(s, suffix).unlink(missing_ok=True)
+        leftovers = [self.shard_path(s, suffix) for suffix in (".json", ".u8")]
+        if any(p.exists() for p in leftovers):  # a partial or corrupted shard: not trusted, rebuilt
+            log.warning("frame store %s: shard %d is incomplete or corrupted; rebuilding it", self.root, s)
+        for p in leftovers:
+            p.unlink(missing_ok=True)
         videos, offset, t0 = [], 0, time.perf_counter()
         tmp = self.shard_path(s, f".{lock.token[:8]}.tmp")
         with open(tmp, "wb") as out:

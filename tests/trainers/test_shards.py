@@ -234,3 +234,13 @@ def test_random_bytes_alone_still_build_a_store(tmp_path):
     store = ShardStore([str(junk)], resize=RESIZE, root=tmp_path / "s").build()
     with pytest.raises(VideoDecodeError):
         store.load(junk)
+
+
+def test_experiment_file_checks_the_store_settings_before_anything_runs():
+    from search.config import load_experiment
+
+    example = REPO / "examples" / "experiment.yaml"
+    data = load_experiment(example, overrides={"data.cache": "shards", "data.shard_dir": "/shared/s"}).to_data()
+    assert (data.cache, data.shard_dir) == ("shards", "/shared/s")
+    with pytest.raises(ValueError, match=r"data.*shard_dir is only used with cache: shards"):
+        load_experiment(example, overrides={"data.shard_dir": "/shared/s"})
