@@ -39,6 +39,10 @@ class AbortGood3(FaultyServer):
     abort_on = ("good_3",)
 
 
+class HangOnV0(FaultyServer):
+    hang_on = ("v0.mp4",)
+
+
 class NoLibrary(DecodeServer):
     def load(self) -> None:  # as torchcodec without FFmpeg's shared libraries
         raise OSError("libavutil.so.58: cannot open shared object file: No such file or directory")

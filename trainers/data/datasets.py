@@ -106,7 +106,10 @@ class DataSpec:
     num_workers: int = 2
     batch_size: int = 16
     sample_timeout_s: float = 30.0  # a decode taking longer is a failed sample
-    cache: str | bool = "auto"  # decoded-frame cache: 'auto' (small datasets), True, False
+    cache: str | bool = (
+        "auto"  # decoded-frame cache: 'auto' (small datasets), True, False; 'shards' (trainers.data.shards)
+    )
+    shard_dir: str | None = None  # where cache 'shards' keeps its stores (None = $STARCH_CACHE/shards)
     decoder: str = DEFAULT_DECODER  # video backend: decord, torchcodec, pyav (trainers.data.video)
 
     def __post_init__(self):
@@ -140,8 +143,12 @@ class DataSpec:
             raise ValueError(
                 f"DataSpec.sample_timeout_s must be a number of seconds > 0, got {self.sample_timeout_s!r}"
             )
-        if self.cache not in ("auto", True, False):
-            raise ValueError(f"DataSpec.cache must be one of 'auto', true, false, got {self.cache!r}")
+        if self.cache not in ("auto", True, False, "shards"):
+            raise ValueError(f"DataSpec.cache must be one of 'auto', true, false, 'shards', got {self.cache!r}")
+        if self.shard_dir is not None and (not isinstance(self.shard_dir, str) or not self.shard_dir):
+            raise ValueError(f"DataSpec.shard_dir must be a directory path string or null, got {self.shard_dir!r}")
+        if self.shard_dir is not None and self.cache != "shards":
+            raise ValueError(f"DataSpec.shard_dir is only used with cache: shards, but cache is {self.cache!r}")
         check_decoder(self.decoder)
 
     def resize_hw(self) -> tuple[int, int] | None:

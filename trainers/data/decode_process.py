@@ -24,6 +24,8 @@ import importlib
 import os
 import re
 
+import numpy as np
+
 from trainers.data.cache import FrameCache
 from trainers.data.clips import pick_clip
 from trainers.data.video import _DECORD_PREFIX, DECODERS, DEFAULT_DECODER, VideoDecodeError, VideoReader, open_video
@@ -219,6 +221,11 @@ class DecodeServer:
         except OSError as exc:  # the cache disk, not the video: the caller decodes directly instead
             return {"cache_error": f"{type(exc).__name__}: {exc}"}
         return {"entry": str(entry)}
+
+    def op_frames(self, req: dict) -> dict:
+        """Every frame of the video, uint8 (N, H, W, 3), decoded in chunks (for trainers.data.shards)."""
+        with open_video(req["path"], resize=req.get("resize"), decoder=self.decoder) as reader:
+            return {"frames": np.concatenate(list(reader.iter_chunks()))}
 
     def op_check(self, req: dict) -> dict:
         """Open, then decode the first, middle and last frame; with a clip `span`, refuse a video

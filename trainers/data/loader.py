@@ -185,7 +185,7 @@ class ClipDataset(Dataset):
         """(frames, num_frames) from the frame cache, building the entry first if needed;
         None if the cache cannot be used (disk trouble), to fall back to direct decoding."""
         all_frames = self.cache.load(path)  # (N, H, W, 3) memmap
-        if all_frames is None:
+        if all_frames is None and isinstance(self.cache, FrameCache):  # a ShardStore is built up front
             reply = self.decoder().request(
                 {"op": "cache", "path": path, "resize": self.resize, "cache_root": str(self.cache.root)},
                 timeout_s=self.timeout_s * CACHE_BUILD_TIMEOUT_FACTOR,
@@ -469,7 +469,12 @@ def estimate_decoded_bytes(
     return int(np.mean(per_video) * len(index.videos)) if per_video else None
 
 
-def _resolve_cache(spec: DataSpec, index: VideoIndex, resize, cache_dir) -> FrameCache | None:
+def _resolve_cache(spec: DataSpec, index: VideoIndex, resize, cache_dir):
+    if spec.cache == "shards":  # trainers.data.shards: built (or its build joined) here, before any worker starts
+        from trainers.data.shards import open_store
+
+        timeout = spec.sample_timeout_s * CACHE_BUILD_TIMEOUT_FACTOR
+        return open_store(index, resize=resize, root=spec.shard_dir, decode_timeout_s=timeout, decoder=spec.decoder)
     if spec.cache is False:
         return None
     cache = FrameCache(cache_dir, resize=resize, decoder=spec.decoder)
@@ -479,5 +484,6 @@ def _resolve_cache(spec: DataSpec, index: VideoIndex, resize, cache_dir) -> Fram
     if estimate is None:
         return None
     use, why = should_cache(estimate, cache.root)
-    log.info("frame cache %s for %s/%s: %s", "on" if use else "off", index.format, index.subset, why)
+    hint = "" if use else " (data.cache: shards stores frames of any size on disk)"
+    log.info("frame cache %s for %s/%s: %s%s", "on" if use else "off", index.format, index.subset, why, hint)
     return cache if use else None
