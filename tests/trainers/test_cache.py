@@ -5,6 +5,7 @@ import os
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from tests.videos import decoded_index, write_video
