@@ -176,6 +176,46 @@ def _accounting(doc: Document, runs: Sequence[Run], trials: pd.DataFrame) -> Non
         )
 
 
+DEMO_FILE = "starch_demo.json"  # `starch demo`'s plan: what it measured, the epochs it chose, its trials
+
+
+def never_ran(planned: Iterable[dict[str, Any]], trials: pd.DataFrame, metric: str) -> list[str]:
+    """The planned trials ("MC3 seed 2") that never reported `metric`: a budget that stops a search
+    must not hide them. `planned`: {"name", "seed"} per trial; `trials`: one run's."""
+    column = f"final_{metric}"
+    done = {
+        (f, s) for f, s, v in zip(trials.get("family", []), trials.get("seed", []), trials.get(column, [])) if v == v
+    }  # NaN: no evaluation
+    return [f"{p['name']} seed {p['seed']}" for p in planned if (p["name"], p["seed"]) not in done]
+
+
+def _demo_plan(doc: Document, runs: Sequence[Run], metric: str) -> None:
+    """What `starch demo` measured and chose before its search, and the planned trials that never ran."""
+    for run in runs:
+        try:
+            plan = json.loads((run.path / DEMO_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        doc.heading(f"Plan of {run.name}" if len(runs) > 1 else "Plan")
+        scaling = plan.get("scaling") or {}
+        if scaling.get("sentence"):
+            took = plan.get("search_s")
+            doc.para(
+                f"Fitted to this machine before the search ({DEMO_FILE}): {scaling['sentence']}."
+                + (f" The search took {took / 60:.1f} min." if took is not None else "")
+            )
+        planned = plan.get("planned") or []
+        missing = never_ran(planned, run.trials, metric)
+        if missing:
+            doc.para(
+                f"**{len(missing)} of {len(planned)} planned trials never reported {metric}** (the time "
+                "budget stopped the search, or they failed); the ranking below leaves them out:"
+            )
+            doc.bullets(missing)
+        elif planned:
+            doc.para(f"All {len(planned)} planned trials reported {metric}.")
+
+
 def _memory(doc: Document, trials: pd.DataFrame) -> None:
     """Predicted peak memory of a training step beside torch's measured peak (CUDA trials only)."""
     if "predicted_memory_gb" not in trials or not trials["predicted_memory_gb"].notna().any():
@@ -385,6 +425,7 @@ def write_report(
         "trial's last evaluated epoch; repeats of one network (seeds) as mean ± std."
     )
     if epochs.empty:  # every trial failed before its first epoch: say so, keep what is known
+        _demo_plan(doc, runs, metric)
         _accounting(doc, runs, trials)
         counts = ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items())
         doc.heading("Ranking")
@@ -394,6 +435,7 @@ def write_report(
         )
         return _finish(doc, out, runs, trials, epochs)
     rank = tables.ranking(trials, metric)
+    _demo_plan(doc, runs, metric)
     _best(doc, trials, rank, metric)
     _accounting(doc, runs, trials)
     _memory(doc, trials)
