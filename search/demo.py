@@ -135,9 +135,9 @@ def fit_to_machine(exp, overrides: dict, start: float, budget_s: float):
     candidates = plan(checked).candidates
     data = checked.to_data()
     sizes = Sizes(len(indexes["train"]), len(indexes["test"]), data.eval_clips)
-    speeds = measure_networks(candidates, data, indexes, checked.to_recipe())
     slots = int((os.cpu_count() or 1) // exp.resources.cpus_per_trial)
     concurrency = max(1, min(len(candidates), slots, exp.resources.max_concurrent_trials or slots))
+    speeds, startup = measure_networks(candidates, data, indexes, checked.to_recipe(), concurrency=concurrency)
     spent = time.time() - start
     scaling = fit_to_budget(
         exp.to_recipe(),
@@ -146,6 +146,7 @@ def fit_to_machine(exp, overrides: dict, start: float, budget_s: float):
         sizes,
         budget_s - spent,
         concurrency,
+        startup_s=startup,
         spent_s=spent,
     )
     print(f"     {scaling.sentence()}", flush=True)

@@ -12,16 +12,18 @@ MIN_EPOCHS is refused before the search starts, with the budget that would.
 
 The prediction, per trial: epochs × train videos / train clips/s + evaluations × test videos ×
 (1 + eval_clips) / eval clips/s + PER_TRIAL_S; the trials are laid out on `concurrency` slots
-(longest first), plus the first read of every video (decode, when the frame cache is cold) and
-REPORT_S.
+(longest first), plus a worker's start-up, the first read of every video (decode, when the frame
+cache is cold) and REPORT_S. The speeds and the start-up are measured in Ray tasks of 1 CPU, as
+many side by side as trials will run, so they include what the trials compete with.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 MIN_EPOCHS = 4  # the demo's benchmark starts learning by epoch 4 (search/presets/demo.yaml)
 PER_TRIAL_S = 3.0  # a trial's set-up on a reused actor: loaders, model, its checkpoints
@@ -43,6 +45,7 @@ class Scaling:
     speeds: dict[str, dict[str, float]]  # network → trainers.speed.Speed.to_dict()
     trials: int  # networks × seeds
     concurrency: int  # trials at a time
+    startup_s: float  # a new Ray worker's start (measured with the speeds), paid by the first trials
     preset_epochs: int
     epochs: int
     lr_step_epochs: int
@@ -61,7 +64,8 @@ class Scaling:
     def measured(self) -> str:
         return (
             f"measured {self.train_clips_per_s():.0f} training clips/s per trial "
-            f"(mean of {len(self.speeds)} networks, {self.concurrency} trial(s) at a time)"
+            f"(mean of {len(self.speeds)} networks, {self.concurrency} trial(s) at a time; "
+            f"a Ray worker starts in {self.startup_s:.0f} s)"
         )
 
     def sentence(self) -> str:
@@ -96,7 +100,13 @@ def scaled_lr_step(recipe, epochs: int) -> int:
 
 
 def predict_seconds(
-    trials: list[str], speeds: dict[str, dict[str, float]], sizes: Sizes, recipe, epochs: int, concurrency: int
+    trials: list[str],
+    speeds: dict[str, dict[str, float]],
+    sizes: Sizes,
+    recipe,
+    epochs: int,
+    concurrency: int,
+    startup_s: float = 0.0,
 ) -> float:
     """The wall time of the search (see the module's docstring) if every trial trains `epochs`."""
     evals = evaluations(epochs, recipe.eval_every)
@@ -110,7 +120,7 @@ def predict_seconds(
     for d in sorted(durations, reverse=True):  # longest first onto the least busy slot
         heapq.heapreplace(slots, slots[0] + d)
     decode = max(s["decode_s_per_video"] for s in speeds.values()) * (sizes.train_videos + sizes.test_videos)
-    return max(slots) + decode + REPORT_S
+    return startup_s + max(slots) + decode + REPORT_S
 
 
 def fit_to_budget(
@@ -121,6 +131,7 @@ def fit_to_budget(
     budget_s: float,
     concurrency: int,
     *,
+    startup_s: float = 0.0,
     spent_s: float = 0.0,
 ) -> Scaling:
     """The most epochs (at most the preset's) whose predicted search fits MARGIN × `budget_s`.
@@ -136,10 +147,11 @@ def fit_to_budget(
             speeds=speeds,
             trials=len(trials),
             concurrency=concurrency,
+            startup_s=startup_s,
             preset_epochs=recipe.epochs,
             epochs=epochs,
             lr_step_epochs=scaled_lr_step(recipe, epochs),
-            predicted_s=predict_seconds(trials, speeds, sizes, recipe, epochs, concurrency),
+            predicted_s=predict_seconds(trials, speeds, sizes, recipe, epochs, concurrency, startup_s),
             budget_s=budget_s,
         )
 
@@ -158,13 +170,27 @@ def fit_to_budget(
 
 
 def measure_networks(
-    candidates, data, indexes, recipe, *, measure: Callable | None = None, batches: int = 3
-) -> dict[str, dict[str, float]]:
-    """trainers.speed.measure for each network of the plan (its first seed): name → Speed dict."""
-    if measure is None:
-        from trainers.speed import measure
-    speeds: dict[str, dict[str, float]] = {}
-    for c in candidates:
-        if c.arch.name not in speeds:
-            speeds[c.arch.name] = measure(c.arch, data, indexes, recipe, batches=batches).to_dict()
-    return speeds
+    candidates, data, indexes, recipe, *, concurrency: int = 1, batches: int = 3
+) -> tuple[dict[str, dict[str, float]], float]:
+    """trainers.speed.measure for each network of the plan (its first seed), in `concurrency` Ray
+    tasks of 1 CPU side by side, as the trials will run: (name → Speed dict, start-up seconds).
+
+    Start-up: from submitting the tasks to the last one starting its work (a new worker process
+    importing torch), which the search's first trials pay too. Needs a running Ray."""
+    import ray
+
+    networks = list({c.arch.name: c.arch for c in candidates}.items())
+    slots = max(1, min(concurrency, len(networks)))
+    task = ray.remote(num_cpus=1)(_measure_group)
+    shared = ray.put(indexes)
+    submitted = time.time()
+    parts = ray.get([task.remote(networks[i::slots], data, shared, recipe, batches) for i in range(slots)])
+    speeds = {name: speed for _, measured in parts for name, speed in measured.items()}
+    return {name: speeds[name] for name, _ in networks}, max(started for started, _ in parts) - submitted
+
+
+def _measure_group(networks, data, indexes, recipe, batches: int) -> tuple[float, dict[str, dict[str, float]]]:
+    started = time.time()
+    from trainers.speed import measure
+
+    return started, {name: measure(arch, data, indexes, recipe, batches=batches).to_dict() for name, arch in networks}

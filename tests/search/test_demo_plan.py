@@ -16,7 +16,9 @@ TRIALS = [n for n in NETWORKS for _ in range(3)]  # 3 seeds each
 
 def speeds(train: float, *, decode: float = 0.0) -> dict[str, dict[str, float]]:
     """Every network at `train` clips/s (evaluation 3× faster: forward only)."""
-    return {n: {"train_clips_per_s": train, "eval_clips_per_s": 3 * train, "decode_s_per_video": decode} for n in NETWORKS}
+    return {
+        n: {"train_clips_per_s": train, "eval_clips_per_s": 3 * train, "decode_s_per_video": decode} for n in NETWORKS
+    }
 
 
 def test_a_fast_machine_keeps_the_presets_epochs():
@@ -28,9 +30,10 @@ def test_a_fast_machine_keeps_the_presets_epochs():
 
 def test_a_slow_machine_trains_every_trial_for_fewer_epochs():
     fast = fit_to_budget(RECIPE, TRIALS, speeds(400.0), SIZES, budget_s=14 * 60, concurrency=2)
-    s = fit_to_budget(RECIPE, TRIALS, speeds(150.0), SIZES, budget_s=14 * 60, concurrency=2)
+    s = fit_to_budget(RECIPE, TRIALS, speeds(150.0), SIZES, budget_s=14 * 60, concurrency=2, startup_s=30)
     assert MIN_EPOCHS <= s.epochs < 12 and s.scaled and s.trials == len(TRIALS) == 18
-    assert s.predicted_s <= 0.85 * 14 * 60 < predict_seconds(TRIALS, s.speeds, SIZES, RECIPE, s.epochs + 1, 2)
+    assert s.predicted_s <= 0.85 * 14 * 60 < predict_seconds(TRIALS, s.speeds, SIZES, RECIPE, s.epochs + 1, 2, 30)
+    assert "a Ray worker starts in 30 s" in s.sentence()
     assert s.overrides() == {"schedule.epochs": s.epochs, "schedule.lr_step_epochs": s.lr_step_epochs}
     assert f"{s.epochs} epochs instead of 12 to fit 14.0 min" in s.sentence()
     assert s.to_dict()["sentence"] == s.sentence() and fast.predicted_s < s.predicted_s
@@ -39,8 +42,10 @@ def test_a_slow_machine_trains_every_trial_for_fewer_epochs():
 def test_the_lr_step_moves_with_the_epochs():
     # 12 epochs, 1 of warm-up, step after 10 more: the drop comes for the last epoch; at 8 it still does
     assert scaled_lr_step(RECIPE, 12) == 10 and scaled_lr_step(RECIPE, 8) == 6
+    from tests.trainers.test_schedule import lrs  # torch: the schedule the trials get
+
     scaled = Recipe(**{**RECIPE.to_dict(), "epochs": 8, "lr_step_epochs": 6})
-    assert [scaled.lr_at(e) < 0.05 * 0.5 for e in range(8)] == [True] + [False] * 6 + [True]  # warm-up, drop
+    assert [lr < 0.05 * 0.5 for lr in lrs(scaled)] == [True] + [False] * 6 + [True]  # warm-up, drop
 
 
 def test_more_slots_and_a_cold_cache_change_the_prediction():
@@ -48,6 +53,7 @@ def test_more_slots_and_a_cold_cache_change_the_prediction():
     assert two == pytest.approx(one / 2 + 20 / 2, rel=0.05)  # the report's fixed 20 s is not shared
     cold = predict_seconds(TRIALS, speeds(100.0, decode=0.01), SIZES, RECIPE, 12, 2)
     assert cold == pytest.approx(two + 0.01 * 1600)
+    assert predict_seconds(TRIALS, speeds(100.0), SIZES, RECIPE, 12, 2, startup_s=40) == pytest.approx(two + 40)
 
 
 def test_evaluations_follow_the_loop():
