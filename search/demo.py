@@ -44,7 +44,13 @@ def add_parser(subparsers) -> None:
         help="where the synthetic dataset is cached (default: $STARCH_CACHE/synthetic-motion or "
         "~/.cache/starch/synthetic-motion)",
     )
-    p.add_argument("--budget-minutes", type=float, default=15, help="stop the search after this long (default 15)")
+    p.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=15,
+        help="the whole demo's time (default 15): each network's speed is measured first and every "
+        "network × seed trains fewer epochs if the preset's would not fit; the search stops at the limit",
+    )
     p.add_argument("--quick", action="store_true", help="a 1-minute smoke test instead of the full demo")
     p.set_defaults(func=run)
 

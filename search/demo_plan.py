@@ -11,9 +11,10 @@ shape), never for a different number of epochs than its peers. A budget that can
 MIN_EPOCHS is refused before the search starts, with the budget that would.
 
 The prediction, per trial: epochs × train videos / train clips/s + evaluations × test videos ×
-(1 + eval_clips) / eval clips/s + PER_TRIAL_S; the trials are laid out on `concurrency` slots
-(longest first), plus a worker's start-up, the first read of every video (decode, when the frame
-cache is cold) and REPORT_S. The speeds and the start-up are measured in Ray tasks of 1 CPU, as
+(1 + eval_clips) / eval clips/s + its set-up (the median network's: loaders, model, decode
+processes); the trials are laid out on `concurrency` slots (longest first), plus a worker's
+start-up, the first read of every video when the frame cache is cold (the slowest set-up's excess
+over the median, per video it read, times all videos) and REPORT_S. The speeds and the start-up are measured in Ray tasks of 1 CPU, as
 many side by side as trials will run, so they include what the trials compete with.
 """
 
@@ -26,7 +27,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 MIN_EPOCHS = 4  # the demo's benchmark starts learning by epoch 4 (search/presets/demo.yaml)
-PER_TRIAL_S = 3.0  # a trial's set-up on a reused actor: loaders, model, its checkpoints
 REPORT_S = 20.0  # figures, tables and the HTML at the end
 MARGIN = 0.85  # plan for 85 % of the time left: the measurement is a few batches, not an epoch
 
@@ -110,16 +110,19 @@ def predict_seconds(
 ) -> float:
     """The wall time of the search (see the module's docstring) if every trial trains `epochs`."""
     evals = evaluations(epochs, recipe.eval_every)
+    setups = sorted(s["setup_s"] for s in speeds.values())
+    setup = setups[len(setups) // 2]  # a warm frame cache: the first network measured read it cold
     durations = []
     for name in trials:
         s = speeds[name]
         train = epochs * sizes.train_videos / s["train_clips_per_s"]
         evaluate = evals * sizes.test_videos * (1 + sizes.eval_clips) / s["eval_clips_per_s"]
-        durations.append(train + evaluate + PER_TRIAL_S)
+        durations.append(train + evaluate + setup)
     slots = [0.0] * max(1, concurrency)
     for d in sorted(durations, reverse=True):  # longest first onto the least busy slot
         heapq.heapreplace(slots, slots[0] + d)
-    decode = max(s["decode_s_per_video"] for s in speeds.values()) * (sizes.train_videos + sizes.test_videos)
+    cold = max((s["setup_s"] - setup) / max(1, s["videos_read"]) for s in speeds.values())  # seconds per uncached video
+    decode = cold * (sizes.train_videos + sizes.test_videos)
     return startup_s + max(slots) + decode + REPORT_S
 
 
@@ -170,7 +173,7 @@ def fit_to_budget(
 
 
 def measure_networks(
-    candidates, data, indexes, recipe, *, concurrency: int = 1, batches: int = 3
+    candidates, data, indexes, recipe, *, concurrency: int = 1, batches: int = 2
 ) -> tuple[dict[str, dict[str, float]], float]:
     """trainers.speed.measure for each network of the plan (its first seed), in `concurrency` Ray
     tasks of 1 CPU side by side, as the trials will run: (name → Speed dict, start-up seconds).

@@ -1,12 +1,13 @@
 """How fast one architecture trains and evaluates on this machine, now: a few real steps.
 
-    measure(arch, data, indexes, recipe) -> Speed(train_clips_per_s, eval_clips_per_s, decode_s_per_video)
+    measure(arch, data, indexes, recipe) -> Speed(train_clips_per_s, eval_clips_per_s, setup_s, videos_read)
 
 The steps are the trial's own (`trainers.loop.train_one_epoch` and `evaluate_videos` on the loaders
 `run_trial` makes), cut to a few batches, with the torch threads a 1-CPU trial gets. Each pass runs
 twice on the same batches: the first reads the videos (decoding them into the frame cache when it
-is on), the second is timed, so the speed is the one every epoch after the first sees; the
-difference is the decode cost of a video the cache does not hold yet (0 when it does).
+is on), the second is timed, so the speed is the one every epoch after the first sees. What a
+trial pays once — making the loaders and the model, and the first pass's extra time (decode
+processes starting, videos the cache does not hold yet) — is `setup_s`.
 Whatever else the machine runs at that moment slows the measurement as it will slow the trials:
 that is the point (`starch demo` fits its plan to it, see search.demo_plan).
 """
@@ -33,7 +34,8 @@ from trainers.trial import align
 class Speed:
     train_clips_per_s: float  # forward + backward + SGD step, clips from the frame cache
     eval_clips_per_s: float  # forward only (video@1's loader)
-    decode_s_per_video: float  # the first read of a video beyond a cached one (0 when all are cached)
+    setup_s: float  # loaders + model + the first passes' extra time over the timed ones
+    videos_read: int  # distinct videos the first passes read (decoded then, if the cache lacked them)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,7 +47,7 @@ def measure(
     indexes: dict[str, VideoIndex],
     recipe: Recipe,
     *,
-    batches: int = 3,
+    batches: int = 2,
     threads: int = 1,
 ) -> Speed:
     """Time `batches` training and evaluation batches of `arch` (after one untimed pass over them)."""
@@ -54,6 +56,7 @@ def measure(
     arch, data = align(arch, data, indexes["train"].num_classes)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    start = time.perf_counter()
     train = make_loader(data, "train", seed=recipe.seed, index=indexes["train"])
     video = make_loader(data, "test", seed=recipe.seed, index=indexes["test"], eval_mode="video")
     try:
@@ -61,6 +64,7 @@ def measure(
         runtime = Runtime.select(recipe.precision)
         model = runtime.prepare_model(build(arch, zero_init_residual=recipe.zero_init_residual))
         optimizer = make_optimizer(model, recipe)
+        made = time.perf_counter() - start
 
         def train_pass() -> tuple[float, int]:
             train.set_epoch(0)  # the same batches each time
@@ -84,6 +88,6 @@ def measure(
         train.close()
         video.close()
         torch.set_num_threads(before)
-    videos = clips + eval_clips // max(1, data.eval_clips)  # distinct videos the first passes read
-    decode = max(0.0, (first_train - timed_train) + (first_eval - timed_eval)) / max(1, videos)
-    return Speed(clips / timed_train, eval_clips / timed_eval, decode)
+    setup = made + max(0.0, first_train - timed_train) + max(0.0, first_eval - timed_eval)
+    videos = clips + eval_clips // max(1, data.eval_clips)
+    return Speed(clips / timed_train, eval_clips / timed_eval, setup, videos)
