@@ -95,7 +95,7 @@ def run(args) -> int:
     overrides = {"data.root": str(data_dir), "cluster.storage": str(out / "runs"), **(QUICK if args.quick else {})}
     exp = load_experiment("demo", overrides=overrides)
     quiet_ray_logs()
-    exp, scaling = fit_to_machine(exp, overrides, start, args.budget_minutes * 60)
+    exp, scaling = fit_to_machine(exp, overrides, start, args.budget_minutes * 60, batches=1 if args.quick else 2)
     budget_s = max(60.0, args.budget_minutes * 60 - (time.time() - start))
     print(
         f"2/3  {exp.to_space().size} networks × {exp.search.repeats} seed(s) × {exp.to_recipe().epochs} epochs "
@@ -127,7 +127,7 @@ def run(args) -> int:
     return 0
 
 
-def fit_to_machine(exp, overrides: dict, start: float, budget_s: float):
+def fit_to_machine(exp, overrides: dict, start: float, budget_s: float, *, batches: int = 2):
     """Start the local Ray, measure each network's speed, and reload the experiment with the epochs
     that fit what is left of the budget (search.demo_plan); returns (experiment, Scaling)."""
     from search.config import load_experiment
@@ -143,7 +143,9 @@ def fit_to_machine(exp, overrides: dict, start: float, budget_s: float):
     sizes = Sizes(len(indexes["train"]), len(indexes["test"]), data.eval_clips)
     slots = int((os.cpu_count() or 1) // exp.resources.cpus_per_trial)
     concurrency = max(1, min(len(candidates), slots, exp.resources.max_concurrent_trials or slots))
-    speeds, startup = measure_networks(candidates, data, indexes, checked.to_recipe(), concurrency=concurrency)
+    speeds, startup = measure_networks(
+        candidates, data, indexes, checked.to_recipe(), concurrency=concurrency, batches=batches
+    )
     spent = time.time() - start
     scaling = fit_to_budget(
         exp.to_recipe(),

@@ -179,7 +179,7 @@ def measure_networks(
     tasks of 1 CPU side by side, as the trials will run: (name → Speed dict, start-up seconds).
 
     Start-up: from submitting the tasks to the last one starting its work (a new worker process
-    importing torch), which the search's first trials pay too. Needs a running Ray."""
+    that has imported torch), which the search's first trials pay too. Needs a running Ray."""
     import ray
 
     networks = list({c.arch.name: c.arch for c in candidates}.items())
@@ -193,7 +193,7 @@ def measure_networks(
 
 
 def _measure_group(networks, data, indexes, recipe, batches: int) -> tuple[float, dict[str, dict[str, float]]]:
-    started = time.time()
-    from trainers.speed import measure
+    from trainers.speed import measure  # torch: a new worker imports it, as a trial's does
 
+    started = time.time()
     return started, {name: measure(arch, data, indexes, recipe, batches=batches).to_dict() for name, arch in networks}
