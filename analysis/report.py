@@ -22,8 +22,11 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import markdown
 import matplotlib.pyplot as plt
 import pandas as pd
+from markdown.extensions import Extension
+from markdown.treeprocessors import Treeprocessor
 
 from analysis import ACCURACY_METRICS, FIGURE_FORMATS, figures, tables
 from analysis.describe import describe_command
@@ -31,49 +34,40 @@ from analysis.results import STATUSES, Run, combine, read_runs
 
 
 class Document:
-    """A report built once as blocks and rendered to both Markdown and HTML."""
+    """A report built once as Markdown blocks; the HTML is that Markdown rendered by Python-Markdown
+    (tables, fenced code), with the figures embedded so the file stands alone."""
 
     def __init__(self, title: str) -> None:
         self.title = title
         self.md: list[str] = [f"# {title}\n"]
-        self.html: list[str] = [f"<h1>{html.escape(title)}</h1>"]
+        self.images: dict[str, bytes] = {}  # relative path in report.md → the PNG the HTML embeds
 
     def heading(self, text: str, level: int = 2) -> None:
         self.md.append(f"{'#' * level} {text}\n")
-        self.html.append(f"<h{level}>{_inline(text)}</h{level}>")
 
     def para(self, text: str) -> None:
         self.md.append(text + "\n")
-        self.html.append(f"<p>{_inline(text)}</p>")
 
     def bullets(self, items: Iterable[str]) -> None:
         items = list(items)
         if items:
             self.md.append("".join(f"- {i}\n" for i in items))
-            self.html.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
 
     def code(self, text: str) -> None:
         self.md.append(f"```\n{text}\n```\n")
-        self.html.append(f"<pre><code>{html.escape(text)}</code></pre>")
 
     def table(self, table: pd.DataFrame) -> None:
         self.md.append(tables.to_markdown(table))
-        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(tables._cell(v))}</td>" for v in row) + "</tr>"
-            for row in table.itertuples(index=False)
-        )
-        self.html.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
     def image(self, relative: str, png: bytes, alt: str) -> None:
         self.md.append(f"![{alt}]({relative})\n")
-        data = base64.b64encode(png).decode("ascii")
-        self.html.append(f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>')
+        self.images[relative] = png
 
     def markdown(self) -> str:
         return "\n".join(self.md)
 
     def to_html(self) -> str:
+        body = markdown.markdown(self.markdown(), extensions=["tables", "fenced_code", _Standalone(self.images)])
         style = (
             "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
             "table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;"
@@ -82,16 +76,34 @@ class Document:
         )
         return (
             f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(self.html) + "\n</body></html>\n"
+            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n"
         )
 
 
-def _inline(text: str) -> str:
-    """Markdown `code` and **bold** spans → HTML, everything else escaped."""
-    out = html.escape(text)
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    out = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
-    return re.sub(r"(?<![*\w])\*([^*]+)\*(?![*\w])", r"<i>\1</i>", out)
+class _Standalone(Extension):
+    """Python-Markdown, for a report: `<…>` in the text (an error message, `<--data>`) is text, not
+    HTML passed through; an image whose PNG the Document holds is embedded as a data: URI."""
+
+    def __init__(self, images: dict[str, bytes]) -> None:
+        super().__init__()
+        self.images = images
+
+    def extendMarkdown(self, md) -> None:  # noqa: N802 - Python-Markdown's name
+        md.preprocessors.deregister("html_block")
+        md.inlinePatterns.deregister("html")
+        md.treeprocessors.register(_EmbedImages(md, self.images), "embed_images", 0)
+
+
+class _EmbedImages(Treeprocessor):
+    def __init__(self, md, images: dict[str, bytes]) -> None:
+        super().__init__(md)
+        self.images = images
+
+    def run(self, root) -> None:
+        for img in root.iter("img"):
+            png = self.images.get(img.get("src"))
+            if png is not None:
+                img.set("src", "data:image/png;base64," + base64.b64encode(png).decode("ascii"))
 
 
 def _slug(text: str) -> str:
@@ -174,6 +186,46 @@ def _accounting(doc: Document, runs: Sequence[Run], trials: pd.DataFrame) -> Non
                 }
             )
         )
+
+
+DEMO_FILE = "starch_demo.json"  # `starch demo`'s plan: what it measured, the epochs it chose, its trials
+
+
+def never_ran(planned: Iterable[dict[str, Any]], trials: pd.DataFrame, metric: str) -> list[str]:
+    """The planned trials ("MC3 seed 2") that never reported `metric`: a budget that stops a search
+    must not hide them. `planned`: {"name", "seed"} per trial; `trials`: one run's."""
+    column = f"final_{metric}"
+    done = {
+        (f, s) for f, s, v in zip(trials.get("family", []), trials.get("seed", []), trials.get(column, [])) if v == v
+    }  # NaN: no evaluation
+    return [f"{p['name']} seed {p['seed']}" for p in planned if (p["name"], p["seed"]) not in done]
+
+
+def _demo_plan(doc: Document, runs: Sequence[Run], metric: str) -> None:
+    """What `starch demo` measured and chose before its search, and the planned trials that never ran."""
+    for run in runs:
+        try:
+            plan = json.loads((run.path / DEMO_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        doc.heading(f"Plan of {run.name}" if len(runs) > 1 else "Plan")
+        scaling = plan.get("scaling") or {}
+        if scaling.get("sentence"):
+            took = plan.get("search_s")
+            doc.para(
+                f"Fitted to this machine before the search ({DEMO_FILE}): {scaling['sentence']}."
+                + (f" The search took {took / 60:.1f} min." if took is not None else "")
+            )
+        planned = plan.get("planned") or []
+        missing = never_ran(planned, run.trials, metric)
+        if missing:
+            doc.para(
+                f"**{len(missing)} of {len(planned)} planned trials never reported {metric}** (the time "
+                "budget stopped the search, or they failed); the ranking below leaves them out:"
+            )
+            doc.bullets(missing)
+        elif planned:
+            doc.para(f"All {len(planned)} planned trials reported {metric}.")
 
 
 def _memory(doc: Document, trials: pd.DataFrame) -> None:
@@ -385,6 +437,7 @@ def write_report(
         "trial's last evaluated epoch; repeats of one network (seeds) as mean ± std."
     )
     if epochs.empty:  # every trial failed before its first epoch: say so, keep what is known
+        _demo_plan(doc, runs, metric)
         _accounting(doc, runs, trials)
         counts = ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items())
         doc.heading("Ranking")
@@ -394,6 +447,7 @@ def write_report(
         )
         return _finish(doc, out, runs, trials, epochs)
     rank = tables.ranking(trials, metric)
+    _demo_plan(doc, runs, metric)
     _best(doc, trials, rank, metric)
     _accounting(doc, runs, trials)
     _memory(doc, trials)

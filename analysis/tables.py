@@ -296,8 +296,12 @@ def _cell(value) -> str:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (pipes in cells escaped)."""
-    header = [str(c) for c in table.columns]
+    """A GitHub-flavoured Markdown table (pipes in cells escaped, one row per line).
+
+    Kept by hand rather than `DataFrame.to_markdown` (tabulate): that pads every column to its widest
+    cell, escapes no `|` and writes NaN as `nan`, so it would still need this escaping, and a row
+    would no longer read (or grep) as `| MC3 | 8 | … |`. Both render the same table."""
+    header = [_cell(c).replace("|", "\\|") for c in table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     for row in table.itertuples(index=False):
         lines.append("| " + " | ".join(_cell(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
@@ -330,18 +334,15 @@ def latex_escape(text: str) -> str:
 
 
 def to_latex(table: pd.DataFrame, caption: str | None = None) -> str:
-    """A booktabs `table` environment (needs \\usepackage{booktabs})."""
-    spec = "l" * len(table.columns)
-    lines = [r"\begin{table}[t]", r"\centering"]
-    if caption:
-        lines.append(rf"\caption{{{latex_escape(caption)}}}")
-    lines += [
-        rf"\begin{{tabular}}{{{spec}}}",
-        r"\toprule",
-        " & ".join(latex_escape(str(c)) for c in table.columns) + r" \\",
-        r"\midrule",
-    ]
-    for row in table.itertuples(index=False):
-        lines.append(" & ".join(latex_escape(_cell(v)) for v in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+    """A booktabs `table` environment (needs \\usepackage{booktabs}), written by pandas' Styler;
+    the cells are escaped here first, since pandas' own LaTeX escape leaves ±, τ, — as Unicode."""
+    cells = table.map(lambda v: latex_escape(_cell(v)))
+    cells.columns = [latex_escape(str(c)) for c in table.columns]
+    return cells.style.hide(axis="index").to_latex(
+        caption=latex_escape(caption) if caption else None,
+        position="t",
+        position_float="centering",
+        hrules=True,  # booktabs' \toprule, \midrule, \bottomrule
+        column_format="l" * len(table.columns),
+        environment="table",
+    )

@@ -3,14 +3,20 @@
     synthetic motion benchmark (cached) ─► conv-mixture search on a local Ray, 3 seeds per network
         ─► report (figures, ranking) ─► prints where it is and the top of the ranking
 
+    synthetic motion benchmark ─► measure each network's speed here, now (a few real steps)
+        ─► epochs that fit --budget-minutes (search.demo_plan) ─► search ─► report
+
 Budgeted in updates, not seconds (a time-cut run would train a different number of updates on a
-busy machine); `--budget-minutes` is only a safety stop, and the planned trials it left out are
-named at the end.
+busy machine): the budget decides, once and before the search, how many epochs every network ×
+seed trains (the preset's, or fewer on a slow or busy machine; never fewer networks or seeds).
+During the search `--budget-minutes` is only a safety stop; the planned trials it left out are
+named on the console and in the report. What was measured and chosen is in RUN_DIR/starch_demo.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -38,7 +44,13 @@ def add_parser(subparsers) -> None:
         help="where the synthetic dataset is cached (default: $STARCH_CACHE/synthetic-motion or "
         "~/.cache/starch/synthetic-motion)",
     )
-    p.add_argument("--budget-minutes", type=float, default=15, help="stop the search after this long (default 15)")
+    p.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=15,
+        help="the whole demo's time (default 15): each network's speed is measured first and every "
+        "network × seed trains fewer epochs if the preset's would not fit; the search stops at the limit",
+    )
     p.add_argument("--quick", action="store_true", help="a 1-minute smoke test instead of the full demo")
     p.set_defaults(func=run)
 
@@ -59,11 +71,13 @@ QUICK = {
 
 
 def run(args) -> int:
+    from analysis.report import DEMO_FILE, never_ran
     from search.config import load_experiment
     from search.progress import ProgressPrinter
-    from search.run import fit, init_ray
+    from search.run import fit
+    from search.runfiles import write_text
     from search.search_cli import quiet_ray_logs
-    from search.tuner import plan
+    from search.tuner import run_dir
     from trainers.data.synth import write_synthetic_dataset
 
     start = time.time()
@@ -80,15 +94,20 @@ def run(args) -> int:
     write_synthetic_dataset(data_dir, **synth)
     overrides = {"data.root": str(data_dir), "cluster.storage": str(out / "runs"), **(QUICK if args.quick else {})}
     exp = load_experiment("demo", overrides=overrides)
+    quiet_ray_logs()
+    exp, scaling = fit_to_machine(exp, overrides, start, args.budget_minutes * 60, batches=1 if args.quick else 2)
     budget_s = max(60.0, args.budget_minutes * 60 - (time.time() - start))
     print(
         f"2/3  {exp.to_space().size} networks × {exp.search.repeats} seed(s) × {exp.to_recipe().epochs} epochs "
         f"on a local Ray (safety stop after {budget_s / 60:.0f} min) ...",
         flush=True,
     )
-    quiet_ray_logs()
-    init_ray(None, num_cpus=os.cpu_count())
+    directory = run_dir(exp)
+    record = {"scaling": scaling.to_dict(), "planned": planned_trials(exp)}
+    write_text(directory, DEMO_FILE, json.dumps(record, indent=1))
+    search_start = time.time()
     directory, results = fit(exp, callbacks=[ProgressPrinter.for_experiment(exp)], time_budget_s=budget_s)
+    write_text(directory, DEMO_FILE, json.dumps({**record, "search_s": time.time() - search_start}, indent=1))
     print("3/3  report ...", flush=True)
     from analysis import load, write_report
     from analysis.tables import display_ranking, ranking, to_markdown
@@ -98,26 +117,55 @@ def run(args) -> int:
     table = display_ranking(ranking(trials, exp.search.metric), exp.search.metric)
     print()
     print(to_markdown(table.head(10)))
-    missing = never_evaluated(exp, trials)
+    missing = never_ran(record["planned"], trials, exp.search.metric)
     if missing:
         print(
-            f"\nnot in the ranking ({len(missing)} of {len(plan(exp).candidates)} planned trials never reported "
+            f"\nnot in the ranking ({len(missing)} of {len(record['planned'])} planned trials never reported "
             f"{exp.search.metric}; the safety stop cut the search?): {', '.join(missing)}"
         )
     print(f"\nreport: {report}\nrun folder: {directory}\ntook {(time.time() - start) / 60:.1f} min")
     return 0
 
 
-def never_evaluated(exp, trials) -> list[str]:
-    """The planned trials ("MC3 seed 2") that never reported the metric: a time budget that stops a
-    search must not hide them."""
+def fit_to_machine(exp, overrides: dict, start: float, budget_s: float, *, batches: int = 2):
+    """Start the local Ray, measure each network's speed, and reload the experiment with the epochs
+    that fit what is left of the budget (search.demo_plan); returns (experiment, Scaling)."""
+    from search.config import load_experiment
+    from search.demo_plan import Sizes, fit_to_budget, measure_networks
+    from search.run import init_ray, preflight
     from search.tuner import plan
 
-    column = f"final_{exp.search.metric}"
-    done = {
-        (f, r) for f, r, v in zip(trials.get("family", []), trials.get("repeat", []), trials.get(column, [])) if v == v
-    }  # NaN: no evaluation
+    checked, indexes = preflight(exp)
+    init_ray(None, num_cpus=os.cpu_count())
+    print("     measuring each network's speed on this machine (a few training and evaluation steps) ...", flush=True)
+    candidates = plan(checked).candidates
+    data = checked.to_data()
+    sizes = Sizes(len(indexes["train"]), len(indexes["test"]), data.eval_clips)
+    slots = int((os.cpu_count() or 1) // exp.resources.cpus_per_trial)
+    concurrency = max(1, min(len(candidates), slots, exp.resources.max_concurrent_trials or slots))
+    speeds, startup = measure_networks(
+        candidates, data, indexes, checked.to_recipe(), concurrency=concurrency, batches=batches
+    )
+    spent = time.time() - start
+    scaling = fit_to_budget(
+        exp.to_recipe(),
+        [c.arch.name for c in candidates],
+        speeds,
+        sizes,
+        budget_s - spent,
+        concurrency,
+        startup_s=startup,
+        spent_s=spent,
+    )
+    print(f"     {scaling.sentence()}", flush=True)
+    if scaling.scaled:
+        exp = load_experiment("demo", overrides={**overrides, **scaling.overrides()})
+    return exp, scaling
+
+
+def planned_trials(exp) -> list[dict]:
+    """Every trial the grid plans, as the report names it: {"name": "MC3", "repeat": 2, "seed": 2}."""
+    from search.tuner import plan
+
     seed = exp.to_recipe().seed
-    return [
-        f"{c.arch.name} seed {seed + c.repeat}" for c in plan(exp).candidates if (c.arch.name, c.repeat) not in done
-    ]
+    return [{"name": c.arch.name, "repeat": c.repeat, "seed": seed + c.repeat} for c in plan(exp).candidates]

@@ -1,7 +1,7 @@
 """The training loop: plain PyTorch, no Ray.
 
     fit(model, train_loader, eval_loaders, recipe, runtime, report=…, state=…)
-        for each epoch:  set LR (a pure function of the epoch) → train one pass → every
+        for each epoch:  train one pass at the scheduler's LR (make_scheduler) → every
                          `recipe.eval_every` epochs evaluate clip@1 and video@1/@5 →
                          report(record, checkpoint_state)
         returns the final status: completed | diverged | oom
@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -105,6 +106,36 @@ def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimi
         weight_decay=recipe.weight_decay,
         nesterov=recipe.nesterov,
     )
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe) -> torch.optim.lr_scheduler.LRScheduler:
+    """The recipe's LR per epoch as torch schedulers, stepped once after each epoch: a linear
+    warm-up from lr/10 (LinearLR) for `warmup_epochs`, then the schedule (StepLR ÷ lr_gamma every
+    `lr_step_epochs`, CosineAnnealingLR to 0 over the remaining epochs, or constant), chained by
+    SequentialLR. Its state is saved in each checkpoint, so a resumed trial continues the sequence."""
+    sched = torch.optim.lr_scheduler
+    after = max(1, recipe.epochs - recipe.warmup_epochs)
+    if recipe.schedule == "step":
+        main = sched.StepLR(optimizer, step_size=recipe.lr_step_epochs, gamma=recipe.lr_gamma)
+    elif recipe.schedule == "cosine":
+        main = sched.CosineAnnealingLR(optimizer, T_max=after)
+    else:
+        main = sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if not recipe.warmup_epochs:
+        return main
+    warmup = sched.LinearLR(optimizer, start_factor=0.1, end_factor=1.0, total_iters=recipe.warmup_epochs)
+    return sched.SequentialLR(optimizer, [warmup, main], milestones=[recipe.warmup_epochs])
+
+
+def resume_scheduler(scheduler, state: dict[str, Any]) -> None:
+    """The scheduler of a checkpoint; one written before checkpoints held it has its epochs replayed."""
+    if state.get("scheduler"):
+        scheduler.load_state_dict(state["scheduler"])
+    else:
+        with warnings.catch_warnings():  # "step() before optimizer.step()": the steps were taken before
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(state["epoch"]):
+                scheduler.step()
 
 
 def train_one_epoch(
@@ -237,10 +268,12 @@ def fit(
     distributed = distributed or Distributed.current()
     model = runtime.prepare_model(model)
     optimizer = make_optimizer(model, recipe)
+    scheduler = make_scheduler(optimizer, recipe)
     start_epoch, best = 0, None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        resume_scheduler(scheduler, state)
         if runtime.scaler is not None and state.get("scaler"):
             runtime.scaler.load_state_dict(state["scaler"])
         checkpoint.restore_rng(state["rng"])
@@ -255,9 +288,7 @@ def fit(
     loaders = [train_loader, *eval_loaders.values()]
     record: dict[str, Any] = {}
     for epoch in range(start_epoch, recipe.epochs):
-        lr = recipe.lr_at(epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = optimizer.param_groups[0]["lr"]  # set by the scheduler (one group: make_optimizer)
         train_loader.set_epoch(epoch)
         base = {
             **(static or {}),
@@ -300,6 +331,7 @@ def fit(
             }
             report(record, {})
             return record
+        scheduler.step()  # the next epoch's LR
         if metric in record and (best is None or record[metric] > best):
             best = record[metric]
         _share_data_stats(loaders, distributed)
@@ -319,6 +351,7 @@ def fit(
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
                 "scaler": runtime.scaler.state_dict() if runtime.scaler is not None else {},
                 "rng": checkpoint.capture_rng(),
                 "epoch": epoch + 1,

@@ -3,7 +3,8 @@
 Defaults are the papers' (Res3D §3.2, R(2+1)D §4.1): SGD with momentum 0.9, initial LR 0.01 divided
 by 10 at fixed steps. Res3D divides every 20k of 90k iterations (≈ every 3 of 15 epochs on
 UCF101), R(2+1)D every 10 of 45 epochs; `lr_step_epochs` says which. Warm-up and cosine decay are
-there for users who want them.
+there for users who want them. The schedule itself is torch's schedulers, built from these fields
+by trainers.loop.make_scheduler.
 """
 
 from __future__ import annotations
@@ -63,18 +64,6 @@ class Recipe:
         for name in ("nesterov", "compile", "zero_init_residual"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"Recipe.{name} must be true or false, got {getattr(self, name)!r}")
-
-    def lr_at(self, epoch: int) -> float:
-        """Learning rate for 0-based `epoch` (a pure function, so resuming needs no scheduler state)."""
-        if epoch < self.warmup_epochs:
-            return self.lr * (0.1 + 0.9 * epoch / self.warmup_epochs)
-        e = epoch - self.warmup_epochs
-        if self.schedule == "step":
-            return self.lr * self.lr_gamma ** (e // self.lr_step_epochs)
-        if self.schedule == "cosine":
-            total = max(1, self.epochs - self.warmup_epochs)
-            return 0.5 * self.lr * (1 + math.cos(math.pi * e / total))
-        return self.lr
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -26,7 +26,7 @@ sys.path.insert(0, os.getcwd())
 from spaces import build, named
 from trainers.data import synth
 from trainers.data.transforms import to_tensor
-from trainers.loop import make_optimizer
+from trainers.loop import make_optimizer, make_scheduler
 from trainers.recipe import Recipe
 
 p = argparse.ArgumentParser()
@@ -121,9 +121,8 @@ def evaluate():
 
 hist = []
 t0 = time.time()
+scheduler = make_scheduler(opt, recipe)
 for epoch in range(recipe.epochs):
-    for g in opt.param_groups:
-        g["lr"] = recipe.lr_at(epoch)
     order = rng.permutation(len(Xtr))
     losses = []
     for b in range(0, len(order) - a.batch + 1, a.batch):
@@ -141,6 +140,7 @@ for epoch in range(recipe.epochs):
         losses.append(loss.item())
     acc = evaluate() if (epoch % 2 == 1 or epoch == recipe.epochs - 1) else None
     hist.append((round(float(np.mean(losses)), 3), None if acc is None else round(100 * acc, 1)))
+    scheduler.step()
 out = dict(
     tag=a.tag,
     net=a.net,

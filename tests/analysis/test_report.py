@@ -227,3 +227,19 @@ def test_report_shows_each_trials_predicted_memory(report, runs):
     assert "### Memory" in text and "| predicted peak (GiB) | measured peak (GiB) |" in text
     row = trained.iloc[0]
     assert f"| {row['trial_id']} | {row['label']} | {row['predicted_memory_gb']:.3f} | — |" in text  # CPU: not measured
+
+
+def test_a_report_names_the_planned_trials_that_never_ran(runs, tmp_path):
+    import shutil
+
+    run = tmp_path / "hmdb"
+    shutil.copytree(runs["hmdb"], run)
+    planned = [{"name": n, "repeat": r, "seed": r} for n in ("R3D-18", "MC3", "f-R2D", "R(2+1)D") for r in (0, 1)]
+    scaling = {"sentence": "measured 41 training clips/s per trial; 8 epochs instead of 12 to fit 15.0 min"}
+    (run / "starch_demo.json").write_text(json.dumps({"scaling": scaling, "planned": planned, "search_s": 90}))
+    text = write_report([run], tmp_path / "report").read_text()
+    assert "**2 of 8 planned trials never reported video@1**" in text
+    assert "- R(2+1)D seed 0\n- R(2+1)D seed 1\n" in text and "- MC3 seed" not in text
+    assert scaling["sentence"] in text and "The search took 1.5 min." in text
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "<li>R(2+1)D seed 1</li>" in html

@@ -1,5 +1,7 @@
 """A shortened `starch demo` end to end: synthetic videos, a real search with ASHA, the report."""
 
+import json
+
 from search.cli import main
 
 
@@ -12,19 +14,29 @@ def test_quick_demo_runs_end_to_end(ray_cluster, tmp_path, capsys):
     assert (report / "figures" / "accuracy_vs_flops.png").stat().st_size > 3_000
     assert main(["status", str(tmp_path / "demo" / "runs" / "demo")]) == 0
     assert "3 trial(s)" in capsys.readouterr().out
+    plan = json.loads((tmp_path / "demo" / "runs" / "demo" / "starch_demo.json").read_text())
+    scaling = plan["scaling"]  # measured on this machine before the search, and what it chose
+    assert set(scaling["speeds"]) == {"f-R2D", "R3D-18", "R(2+1)D"} and scaling["preset_epochs"] == 3
+    assert all(s["train_clips_per_s"] > 0 and s["eval_clips_per_s"] > 0 for s in scaling["speeds"].values())
+    assert scaling["sentence"] in out and plan["search_s"] > 0
+    assert [p["name"] for p in plan["planned"]] == ["f-R2D", "R3D-18", "R(2+1)D"]
+    assert scaling["sentence"] in (report / "report.md").read_text()
 
 
 def test_the_demo_names_the_trials_a_budget_stop_left_out():
     import pandas as pd
 
+    from analysis.report import never_ran
     from search.config import load_experiment
-    from search.demo import never_evaluated
+    from search.demo import planned_trials
 
     exp = load_experiment("demo", overrides={"data.root": "/nowhere"})
     networks, seeds = exp.to_space().size, exp.search.repeats
+    planned = planned_trials(exp)
+    assert len(planned) == networks * seeds and {"name": "MC3", "repeat": 2, "seed": 2} in planned
     trials = pd.DataFrame(
-        {"family": ["f-R2D", "MC3", "R3D k/2"], "repeat": [0, 0, 2], "final_video@1": [0.1, float("nan"), 0.9]}
+        {"family": ["f-R2D", "MC3", "R3D k/2"], "seed": [0, 0, 2], "final_video@1": [0.1, float("nan"), 0.9]}
     )  # MC3 seed 0 started, never evaluated
-    missing = never_evaluated(exp, trials)
+    missing = never_ran(planned, trials, "video@1")
     assert len(missing) == networks * seeds - 2
     assert "MC3 seed 0" in missing and "f-R2D seed 0" not in missing and "R3D k/2 seed 2" not in missing

@@ -86,11 +86,13 @@ def test_budget_resolves_width():
 
 
 def test_recipe_schedule_and_validation():
-    r = Recipe(lr=0.01, lr_step_epochs=10, epochs=45)
-    assert [r.lr_at(e) for e in (0, 9, 10, 20)] == pytest.approx([0.01, 0.01, 0.001, 0.0001])
-    cos = Recipe(lr=0.1, schedule="cosine", epochs=10, warmup_epochs=2)
-    assert cos.lr_at(0) == pytest.approx(0.01) and cos.lr_at(2) == pytest.approx(0.1)
-    assert cos.lr_at(9) < cos.lr_at(5) < 0.1
+    from tests.trainers.test_schedule import lrs
+
+    r = lrs(Recipe(lr=0.01, lr_step_epochs=10, epochs=45))
+    assert [r[e] for e in (0, 9, 10, 20)] == pytest.approx([0.01, 0.01, 0.001, 0.0001])
+    cos = lrs(Recipe(lr=0.1, schedule="cosine", epochs=10, warmup_epochs=2))
+    assert cos[0] == pytest.approx(0.01) and cos[2] == pytest.approx(0.1)
+    assert cos[9] < cos[5] < 0.1
     for bad, field in (
         ({"lr": -1}, "lr"),
         ({"epochs": 0}, "epochs"),
