@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from spaces import ArchSpec, build
-from trainers.datasets import DataSpec, VideoIndex
+from trainers.data.datasets import DataSpec, VideoIndex
+from trainers.data.loader import make_loader
 from trainers.device import Runtime
-from trainers.loader import make_loader
 from trainers.loop import evaluate_videos, make_optimizer, train_one_epoch
 from trainers.recipe import Recipe
 from trainers.trial import align
