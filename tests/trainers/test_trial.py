@@ -189,5 +189,9 @@ def test_peak_flops_is_a_matmul_rate_and_training_flops_is_six_macs():
 
     assert training_flops(1e9) == 6e9
     rt = Runtime.select("fp32", torch.device("cpu"))
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
     peak = rt.peak_flops(seconds=0.05, size=64)
     assert math.isfinite(peak) and peak > 1e6  # any CPU multiplies 64×64 matrices at > 1 MFLOP/s
+    assert torch.equal(torch.rand(3), expected)  # the probe leaves the trial's random stream alone
