@@ -76,3 +76,94 @@ def test_driver_overhead_as_trials_grow(ray_cluster, tmp_path):
             )
     print("(medians over rounds: 2 rounds at N <= 100, 1 above; each driver a fresh process)")
     assert all(r["fit_s"] > 0 for _, runs in rows for rs in runs.values() for r in rs)
+
+
+def _fake_trial(i: int, status: str):
+    from types import SimpleNamespace
+
+    last = {"epoch": 1, "status": "completed", "arch_name": "R3D", "video@1": 0.5, "train_loss": 1.0, "width": 8}
+    return SimpleNamespace(
+        trial_id=f"t{i:05d}",
+        status=status,
+        last_result=last if status != "RUNNING" else {},
+        config={"recipe": {"epochs": 1}},
+        path=f"/x/t{i}",
+        error_file=None,
+    )
+
+
+def _callbacks_time(n: int, directory: Path, min_interval_s: float) -> float:
+    """Driver time in starch's callbacks for n trials that start, report once and finish."""
+    import io
+    import time
+
+    from search.progress import ProgressPrinter, TrialsFileCallback
+
+    files = TrialsFileCallback(str(directory), min_interval_s=min_interval_s)
+    progress = ProgressPrinter("video@1", trials=n, epochs=1, file=io.StringIO())
+    trials = []
+    start = time.perf_counter()
+    for i in range(n):
+        trial = _fake_trial(i, "RUNNING")
+        trials.append(trial)
+        for cb in (files, progress):
+            cb.on_trial_start(i, trials, trial)
+        done = _fake_trial(i, "TERMINATED")
+        trials[-1] = done
+        progress.on_trial_result(i, trials, done, done.last_result)
+        for cb in (files, progress):
+            cb.on_trial_complete(i, trials, done)
+            cb.on_step_end(i, trials)
+    for cb in (files, progress):
+        cb.on_experiment_end(trials)
+    return time.perf_counter() - start
+
+
+def _searcher_time(n: int, directory: Path, cached: bool) -> float:
+    """Driver time in starch's searcher (Optuna random + constraints + journal) for n samples."""
+    import time
+
+    from search.tuner import make_searcher
+    from spaces.space import Space
+    from tests.benchmarks.driver_overhead import experiment
+
+    exp = experiment(n, str(directory), f"s{n}{cached}")
+    original = Space.cached
+    if not cached:  # before: every call validated the whole space again
+        Space.cached = classmethod(lambda cls, axes, width_rule="nearest": cls(axes=axes, width_rule=width_rule))
+    try:
+        searcher = make_searcher(exp, str(directory / exp.name))
+        searcher.set_search_properties("video@1", "max", {})
+        start = time.perf_counter()
+        for i in range(n):
+            config = searcher.suggest(f"t{i}")
+            assert config and "axes" in config
+            searcher.on_trial_complete(f"t{i}", {"video@1": 0.5, "training_iteration": 1})
+        return time.perf_counter() - start
+    finally:
+        Space.cached = original
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(3600)
+def test_driver_parts_per_trial_without_ray(tmp_path):
+    """starch's driver-side parts alone (no Ray): per-trial time as N grows, before and after the
+    fixes (a Space validated per call; starch_trials.json rewritten on every event)."""
+    sizes = _trials() if os.environ.get("STARCH_DRIVER_TRIALS") else [10, 100, 1000]
+    print(f"\n{'part':44s} " + " ".join(f"{f'N={n} ms/trial':>16s}" for n in sizes))
+    rows = {
+        "callbacks (trials file + progress), before": [
+            _callbacks_time(n, tmp_path / f"b{n}", 0.0) * 1e3 / n for n in sizes
+        ],
+        "callbacks (trials file + progress), after": [
+            _callbacks_time(n, tmp_path / f"a{n}", 1.0) * 1e3 / n for n in sizes
+        ],
+        "searcher (Optuna + constraints), before": [
+            _searcher_time(n, tmp_path, cached=False) * 1e3 / n if n <= 10 else float("nan") for n in sizes
+        ],
+        "searcher (Optuna + constraints), after": [_searcher_time(n, tmp_path, cached=True) * 1e3 / n for n in sizes],
+    }
+    for part, values in rows.items():
+        print(f"{part:44s} " + " ".join(f"{v:16.2f}" for v in values))
+    print("(before: NaN above N = 10, where one sample took seconds)")
+    assert all(v > 0 for values in rows.values() for v in values if v == v)
