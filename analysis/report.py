@@ -252,6 +252,32 @@ def _memory(doc: Document, trials: pd.DataFrame) -> None:
     )
 
 
+def _efficiency(doc: Document, trials: pd.DataFrame) -> None:
+    """How close each architecture's training ran to the machine's limit (trials that recorded it)."""
+    table = tables.efficiency(trials)
+    if table.empty:
+        return
+    doc.heading("Efficiency", 3)
+    doc.table(
+        pd.DataFrame(
+            {
+                "dataset": table["dataset"],
+                "architecture": table["architecture"],
+                "trials": table["trials"],
+                "GFLOPs/clip": table["gflops"].map(lambda v: f"{v:.3g}"),
+                "achieved GFLOP/s": table["achieved_gflops_per_s"].map(lambda v: f"{v:.3g}"),
+                "peak GFLOP/s": table["peak_gflops_per_s"].map(lambda v: f"{v:.3g}"),
+                "efficiency": table["efficiency"].map(lambda v: f"{v:.1%}"),
+            }
+        )
+    )
+    doc.para(
+        "Achieved: 3 × 2 × MACs per clip (forward + backward, 2 FLOPs per multiply-accumulate) × training "
+        "clips/s, data loading included. Peak: the FLOP/s of a dense matmul each trial measured on its own "
+        "device and threads (fp32 on a CPU, the autocast dtype on a GPU). Medians over each architecture's trials."
+    )
+
+
 def _configuration(doc: Document, runs: Sequence[Run]) -> None:
     doc.heading("Search configuration")
     for run in runs:
@@ -451,6 +477,7 @@ def write_report(
     _best(doc, trials, rank, metric)
     _accounting(doc, runs, trials)
     _memory(doc, trials)
+    _efficiency(doc, trials)
 
     doc.heading("Accuracy vs computation")
     _figure(

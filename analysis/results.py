@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
@@ -333,6 +334,8 @@ def read_trial(
         "measured_memory_gb": max(
             (r["measured_memory_gb"] for r in records if r.get("measured_memory_gb")), default=math.nan
         ),
+        # the training pass's achieved FLOP/s (6 × MACs × clips/s) and ÷ the trial's measured matmul peak, median over epochs
+        **_efficiency(records),
         "seed": seed,
         "repeat": repeat,
         "budget": params.get("budget"),
@@ -341,6 +344,14 @@ def read_trial(
         "eval_protocol": _last(records, "eval_protocol"),
     }
     return row, records, inferred
+
+
+def _efficiency(records: list[dict[str, Any]]) -> dict[str, float]:
+    def median(key: str) -> float:
+        values = sorted(r[key] for r in records if isinstance(r.get(key), (int, float)))
+        return statistics.median(values) if values else math.nan
+
+    return {key: median(key) for key in ("achieved_gflops_per_s", "peak_gflops_per_s", "efficiency")}
 
 
 def _epoch_rows(row: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -353,6 +364,8 @@ def _epoch_rows(row: dict[str, Any], records: list[dict[str, Any]]) -> list[dict
         *ACCURACY_METRICS,
         "epoch_time_s",
         "train_clips_per_s",
+        "achieved_gflops_per_s",
+        "efficiency",
         "time_total_s",
         "status",
     )

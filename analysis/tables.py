@@ -86,6 +86,37 @@ def summarize(trials: pd.DataFrame, metric: str = "video@1") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def efficiency(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, architecture), most efficient first: GFLOPs per clip (MACs), the
+    training pass's achieved GFLOP/s (6 × MACs × clips/s, trainers.device.training_flops) and its
+    fraction of the trial's measured matmul peak; medians over the trials that recorded them."""
+    columns = [
+        "dataset",
+        "architecture",
+        "trials",
+        "gflops",
+        "achieved_gflops_per_s",
+        "peak_gflops_per_s",
+        "efficiency",
+    ]
+    if "efficiency" not in trials or not trials["efficiency"].notna().any():
+        return pd.DataFrame(columns=columns)
+    t = trials[trials["efficiency"].notna()]
+    rows = [
+        {
+            "dataset": dataset,
+            "architecture": label,
+            "trials": len(group),
+            "gflops": group["gflops"].median(),
+            "achieved_gflops_per_s": group["achieved_gflops_per_s"].median(),
+            "peak_gflops_per_s": group["peak_gflops_per_s"].median(),
+            "efficiency": group["efficiency"].median(),
+        }
+        for (dataset, label), group in t.groupby(["dataset", "label"], sort=False, dropna=False)
+    ]
+    return pd.DataFrame(rows, columns=columns).sort_values("efficiency", ascending=False, ignore_index=True)
+
+
 def ranking(trials: pd.DataFrame, metric: str = "video@1") -> pd.DataFrame:
     """Networks ranked by mean final `metric` within each dataset; those without it come last, unranked."""
     s = summarize(trials, metric)

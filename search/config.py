@@ -244,7 +244,7 @@ class Experiment(_Strict):
         return self
 
     def to_space(self) -> Space:
-        return Space(axes=self.space, width_rule=self.width_rule)
+        return Space.cached(self.space, self.width_rule)  # validated once per process (called per sample)
 
     def to_data(self) -> DataSpec:
         """The data section; each trial replaces clip length, sampling rate and crop with its

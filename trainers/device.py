@@ -13,6 +13,14 @@ batch 16, 8×32×32: r3d_18 k=8, mc3 k=13, r2plus1d_18 k=8, f-r2d k=13, rmc3 k=8
 overrides the rule (for A/B runs, or a CPU where the benchmark says otherwise). The memory format
 changes the order of float sums, so a run's numbers differ from a contiguous run's within seed noise.
 
+Efficiency: `training_flops(macs)` is the FLOPs of one training step per clip, 3 × 2 × MACs
+(spaces.cost counts multiply-accumulates per clip, the papers' convention; × 2 FLOPs per MAC, × 3
+for the forward pass plus a backward pass that costs about twice the forward, as in Kaplan et al.
+2020 and nanoGPT's `estimate_mfu`). `Runtime.peak_flops()` is the machine's limit for this runtime,
+measured: the FLOP/s of a dense matmul on the same device and threads, in the dtype the trial
+computes in (fp32 on the CPU; bf16/fp16 under autocast on a GPU). A trial's efficiency is the
+ratio of the two.
+
 Under Ray Tune, each trial sees only its own GPUs through CUDA_VISIBLE_DEVICES, so the current
 accelerator device is the trial's. A data-parallel worker is told its device instead (Ray Train's
 `get_device()`, passed in by the Ray adapter); the precision rules stay the same.
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +50,11 @@ def cpu_channels_last() -> bool:
             raise ValueError(f"STARCH_CHANNELS_LAST must be 0 or 1, got {forced!r}")
         return forced == "1"
     return torch.backends.mkldnn.is_available()
+
+
+def training_flops(macs_per_clip: float) -> float:
+    """FLOPs of one training step per clip: 3 (forward + backward) × 2 (FLOPs per MAC) × MACs."""
+    return 6.0 * macs_per_clip
 
 
 @dataclass
@@ -96,6 +110,33 @@ class Runtime:
         if self.channels_last:
             clips = clips.contiguous(memory_format=torch.channels_last_3d)
         return clips
+
+    def peak_flops(self, seconds: float = 0.2, size: int | None = None) -> float:
+        """The dense-matmul FLOP/s this runtime reaches on its device and threads (the best of as
+        many `size`³ matmuls as fit in about `seconds`, after one warm-up): the machine's limit."""
+        dtype = self.amp_dtype if self.device.type != "cpu" and self.amp_dtype is not None else torch.float32
+        if size is None:  # long enough to reach the GEMM's peak, short enough to fit between preemptions
+            size = 8192 if self.device.type != "cpu" else 256 if torch.get_num_threads() <= 2 else 1024
+        rng = torch.Generator(device=self.device).manual_seed(0)  # its own: the trial's random stream is untouched
+        a = torch.randn(size, size, device=self.device, dtype=dtype, generator=rng)
+        b = torch.randn(size, size, device=self.device, dtype=dtype, generator=rng)
+        best, deadline = float("inf"), None
+        for i in range(1000):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            self.synchronize()
+            elapsed = time.perf_counter() - start
+            if i == 0:  # warm-up (library load, kernel selection)
+                deadline = time.perf_counter() + seconds
+                continue
+            best = min(best, elapsed)
+            if time.perf_counter() >= deadline:
+                break
+        return 2 * size**3 / best
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     @staticmethod
     def is_oom(exc: BaseException | None) -> bool:

@@ -28,7 +28,7 @@ from spaces import ArchSpec, build, cost
 from spaces.memory import GiB, memory
 from trainers.data.datasets import DataSpec, VideoIndex, build_index
 from trainers.data.loader import make_loader
-from trainers.device import Runtime
+from trainers.device import Runtime, training_flops
 from trainers.loop import Distributed, Report, fit
 from trainers.recipe import Recipe
 
@@ -101,6 +101,7 @@ def run_trial(
         "width": arch.width,
         "params": c.params,
         "gflops": c.flops / 1e9,
+        "peak_gflops_per_s": runtime.peak_flops() / 1e9,  # this process's matmul limit (~0.2 s probe)
         "arch": arch.to_dict(),
         "missing_videos": len(train_index.missing) + len(test_index.missing),
     }
@@ -117,7 +118,7 @@ def run_trial(
             eval_loaders={"clip": loaders["clip"], "video": loaders["video"]},
             recipe=cfg.recipe,
             runtime=runtime,
-            report=_timed(report, runtime),
+            report=_timed(report, runtime, macs_per_clip=c.flops),
             state=state,
             static=static,
             protocol=protocol_text(data),
@@ -129,13 +130,20 @@ def run_trial(
             loader.close()
 
 
-def _timed(report: Report, runtime: Runtime | None = None) -> Report:
-    """Stamp each record with the wall-clock time it was reported (concurrency and GPU-hours) and,
-    on CUDA, the peak memory torch allocated so far (beside the predicted one)."""
+def _timed(report: Report, runtime: Runtime | None = None, macs_per_clip: float | None = None) -> Report:
+    """Stamp each record with the wall-clock time it was reported (concurrency and GPU-hours), the
+    training pass's achieved FLOP/s and its efficiency (÷ the peak of all workers; the pass's time
+    includes waiting for data) and, on CUDA, the peak memory torch allocated so far (beside the
+    predicted one)."""
     cuda = runtime is not None and runtime.device.type == "cuda"
 
     def stamped(record: dict[str, Any], state: dict[str, Any]) -> None:
         record["reported_at"] = time.time()
+        if macs_per_clip and record.get("train_clips_per_s"):
+            achieved = training_flops(macs_per_clip) * record["train_clips_per_s"] / 1e9
+            record["achieved_gflops_per_s"] = achieved
+            if record.get("peak_gflops_per_s"):
+                record["efficiency"] = achieved / (record["peak_gflops_per_s"] * record.get("workers", 1))
         if cuda:
             record["measured_memory_gb"] = torch.cuda.max_memory_allocated(runtime.device) / GiB
         report(record, state)
@@ -168,7 +176,7 @@ def resolve(config: dict[str, Any]) -> TrialConfig:
     if "arch" not in config:
         if axes is None or space is None:
             raise ValueError("trial config needs 'arch', 'candidate' or 'axes' + 'space'")
-        config["arch"] = Space.from_dict(space).to_arch(axes).to_dict()
+        config["arch"] = Space.cached(space["axes"], space.get("width_rule", "nearest")).to_arch(axes).to_dict()
     budget, rule = config.pop("budget", None), config.pop("width_rule", "nearest")
     repeat = config.pop("repeat", 0)
     cfg = TrialConfig.from_dict(config)

@@ -47,6 +47,12 @@ def test_tiny_network_learns_and_reports_every_epoch(synth_root):
     assert first["arch"]["num_classes"] == 4 and first["width"] == 8 and first["gflops"] > 0
     assert first["train_clips"] == 48 and first["train_clips_per_s"] > 0 and first["bad_videos"] == 0
     assert all({"model", "optimizer", "rng", "epoch"} <= s.keys() for s in states)
+    # efficiency: the training pass's FLOP/s (6 × MACs per clip × clips/s) against the trial's matmul peak
+    for r in records:
+        assert r["achieved_gflops_per_s"] == pytest.approx(6 * r["gflops"] * r["train_clips_per_s"])
+        assert r["peak_gflops_per_s"] == first["peak_gflops_per_s"] > 0  # measured once per trial
+        assert r["efficiency"] == pytest.approx(r["achieved_gflops_per_s"] / r["peak_gflops_per_s"])
+        assert 0 < r["efficiency"] < 2  # a matmul is the upper limit; the slack is timer noise on a busy machine
 
 
 def test_resume_from_epoch_checkpoint_equals_uninterrupted(synth_root, tmp_path):
@@ -178,3 +184,16 @@ def test_cpu_memory_format_follows_the_measured_rule_and_the_override(monkeypatc
     monkeypatch.setenv("STARCH_CHANNELS_LAST", "yes")
     with pytest.raises(ValueError, match="STARCH_CHANNELS_LAST must be 0 or 1"):
         Runtime.select("fp32", cpu)
+
+
+def test_peak_flops_is_a_matmul_rate_and_training_flops_is_six_macs():
+    from trainers.device import Runtime, training_flops
+
+    assert training_flops(1e9) == 6e9
+    rt = Runtime.select("fp32", torch.device("cpu"))
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    peak = rt.peak_flops(seconds=0.05, size=64)
+    assert math.isfinite(peak) and peak > 1e6  # any CPU multiplies 64×64 matrices at > 1 MFLOP/s
+    assert torch.equal(torch.rand(3), expected)  # the probe leaves the trial's random stream alone
