@@ -22,6 +22,7 @@ AXIS_NAMES = {
     "width": "width",
     "depth": "depth",
     "blocks": "depth",
+    "bottleneck_ratio": "bottleneck width",
 }
 
 

@@ -627,6 +627,7 @@ AXIS_SHORT = {
     "crop": "crop",
     "blocks": "blocks",
     "block": "",
+    "bottleneck_ratio": "γb",
     "temporal_stride": "tstride",
     "convs": "",
     "stem_kernel": "stem",

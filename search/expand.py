@@ -18,10 +18,12 @@ guessed), among the feasible ones (the experiment's constraints apply to every c
     crop            X3D γs, spatial resolution
     width           X3D γw, channels k of every stage
     depth, blocks   X3D γd, residual blocks per stage (Res3D depths, or explicit block lists)
+    bottleneck_ratio  X3D γb, the inner width of bottleneck blocks (ArchSpec.bottleneck_ratio; a
+                    network with basic blocks has none, and the space refuses a list of ratios)
 
-X3D's bottleneck width γb and its channel-wise 3×3×3 convolutions are not axes of starch's
-spaces (no ArchSpec field), so they are not expanded. X3D's optional backward contraction (to land
-exactly on the target) is not done: the path ends at the first network at or above the target.
+X3D's channel-wise 3×3×3 convolutions are the conv kind `x3d` (spaces.kinds; the `x3d_s` network).
+X3D's optional backward contraction (to land exactly on the target) is not done: the path ends at
+the first network at or above the target.
 
 State (the path, the pending step, the trials in flight) is saved with Tune's searcher snapshots
 (`save`/`restore`), so `starch resume` continues the expansion where it stopped; the path is also
@@ -40,7 +42,7 @@ from spaces import cost
 # Not *.json: at a restore Tune copies the run folder's .json/.pkl files to its driver staging folder
 # and uploads them back at every snapshot, which would put the killed driver's path over the new one.
 EXPAND_FILE = "starch_expand.jsonl"
-EXPANDABLE = ("frames", "sampling_rate", "crop", "width", "depth", "blocks")
+EXPANDABLE = ("frames", "sampling_rate", "crop", "width", "depth", "blocks", "bottleneck_ratio")
 AXIS_LABEL = {
     "frames": "frames (γt)",
     "sampling_rate": "frame rate (γτ)",
@@ -48,6 +50,7 @@ AXIS_LABEL = {
     "width": "width (γw)",
     "depth": "depth (γd)",
     "blocks": "depth (γd)",
+    "bottleneck_ratio": "bottleneck width (γb)",
 }
 
 

@@ -15,18 +15,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-# Convolution kinds. Each replaces one "t×d×d" convolution of the 3D ResNet.
-# "2plus1d-tv" is torchvision's R(2+1)D: the same (2+1)D convolution, but every conv of a block takes
-# its mid-width from the block's input channels (see spaces.blueprint.factorised_mid).
-STEM_KINDS = ("3d", "2d", "2plus1d", "2plus1d-tv", "2.5d", "fold")
-STAGE_KINDS = ("3d", "2d", "2plus1d", "2plus1d-tv", "2.5d", "p3d-a", "p3d-b", "p3d-c", "p3d-mixed")
-P3D_KINDS = ("p3d-a", "p3d-b", "p3d-c", "p3d-mixed")
-TEMPORAL_KINDS = ("3d", "2plus1d", "2plus1d-tv", "2.5d", "p3d-a", "p3d-b", "p3d-c", "p3d-mixed")
+from spaces.kinds import BOTTLENECK_KINDS, STAGE_KINDS, STEM_KINDS, TEMPORAL_KINDS  # noqa: F401 (re-exported)
+
+# Convolution kinds (3d, 2d, fold, 2plus1d, 2plus1d-tv, 2.5d, p3d-a/b/c, p3d-mixed, x3d): each is
+# declared once, with its layers, in spaces.kinds; STEM_KINDS, STAGE_KINDS, … are derived there.
 BLOCK_TYPES = ("basic", "bottleneck")
 # Where time is halved at conv3_1, conv4_1, conv5_1 (while it is still > 1):
 #   "all"  – in every stage, 2D ones included (Res3D Table 13 output sizes);
-#   "conv" – only in stages whose convolution is temporal (R(2+1)D §4.1, torchvision mc3_18).
-TEMPORAL_STRIDES = ("all", "conv")
+#   "conv" – only in stages whose convolution is temporal (R(2+1)D §4.1, torchvision mc3_18);
+#   "none" – never: every stage keeps the clip's frames (X3D §3.1, Table 1).
+TEMPORAL_STRIDES = ("all", "conv", "none")
 
 # Res3D §3.4: conv1 kernels chosen so the receptive field matches across resolutions.
 STEM_KERNEL_BY_CROP = {56: 5, 112: 7, 224: 11}
@@ -39,6 +37,8 @@ class ArchSpec:
     convs: tuple[str, ...] = ("3d",) * 5  # conv1, conv2_x … conv5_x kinds
     blocks: tuple[int, ...] = (2, 2, 2, 2)  # residual blocks in conv2_x … conv5_x
     block: str = "basic"  # basic (2 convs) or bottleneck (1×1×1, conv, 1×1×1 ×4)
+    # γb of a bottleneck block (X3D §3.1): its inner width over its output width; ResNet's 1/4, X3D's 2.25
+    bottleneck_ratio: float = 0.25
     width: int = 64  # k: stage widths k, k, 2k, 4k, 8k
     frames: int = 8  # clip length L
     sampling_rate: int = 1  # take every s-th frame (does not change the network)
@@ -115,10 +115,10 @@ def _validate(spec: ArchSpec) -> None:
     for i, kind in enumerate(spec.convs[1:], start=2):
         if kind not in STAGE_KINDS:
             raise ValueError(f"ArchSpec.convs[{i - 1}] (conv{i}_x) = {kind!r} is not valid; valid: {STAGE_KINDS}")
-        if kind in P3D_KINDS and spec.block != "bottleneck":
+        if kind in BOTTLENECK_KINDS and spec.block != "bottleneck":
             raise ValueError(
                 f"ArchSpec.convs[{i - 1}] (conv{i}_x) = {kind!r} needs block='bottleneck' "
-                f"(P3D blocks are bottlenecks, P3D §3.2), got block={spec.block!r}"
+                f"(P3D §3.2 and X3D blocks are bottlenecks), got block={spec.block!r}"
             )
     if spec.convs[0] == "fold" and any(k != "2d" for k in spec.convs[1:]):
         raise ValueError(
@@ -131,6 +131,14 @@ def _validate(spec: ArchSpec) -> None:
         raise ValueError(f"ArchSpec.blocks needs 4 counts (conv2_x … conv5_x), got {spec.blocks!r}")
     for i, n in enumerate(spec.blocks):
         _check_int(f"blocks[{i}]", n, 1)
+    ratio = spec.bottleneck_ratio
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 64:
+        raise ValueError(f"ArchSpec.bottleneck_ratio must be a number in (0, 64], got {ratio!r}")
+    if spec.block != "bottleneck" and ratio != 0.25:
+        raise ValueError(
+            f"ArchSpec.bottleneck_ratio = {ratio!r} needs block='bottleneck' (a basic block has no inner width), "
+            f"got block={spec.block!r}; valid: 0.25 (the default) with basic blocks"
+        )
     _check_int("width", spec.width, 1)
     _check_int("frames", spec.frames, 1)
     _check_int("sampling_rate", spec.sampling_rate, 1)

@@ -1,17 +1,20 @@
 """Resolve an ArchSpec into its blocks: every rule of the papers is applied here, once.
 
 `blueprint(spec)` decides, for every convolution slot, its kind, channels, kernel, stride and the
-intermediate width of a factorised convolution. The builder (`spaces.builder`) turns the slots into
-modules and the cost model (`spaces.cost`) into numbers; both read the same blueprint, and a
-property test checks that the module they describe really has those numbers.
+intermediate width of a factorised convolution. What a kind is made of is declared once in
+`spaces.kinds`; the builder (`spaces.builder`) turns each slot's declared layers into modules and the
+cost model (`spaces.cost`) into numbers, and a property test checks that they agree.
 
 Rules (with the paper they come from):
 - conv1 is t×d×d, stride 1×s×s (s = 2), d by crop: 5 at 56, 7 at 112, 11 at 224 (Res3D §3.4).
 - conv3_1, conv4_1, conv5_1 halve space, and halve time while it is still > 1 (Res3D §3.2; SR18 at
   4 frames gets 1×2×2 at conv5_1). `temporal_stride="conv"` only halves time in stages whose
-  convolution is temporal (R(2+1)D §4.1); `"all"` halves it in 2D stages too (Res3D Table 13).
+  convolution is temporal (R(2+1)D §4.1); `"all"` halves it in 2D stages too (Res3D Table 13);
+  `"none"` never halves it (X3D).
 - The shortcut is a 1×1×1 convolution + BN whenever the shape changes (Res3D §3.2).
-- Bottleneck blocks put the stride on their first 1×1×1 convolution, as the P3D release does.
+- Bottleneck blocks put the stride on their first 1×1×1 convolution, as the P3D release does, except
+  around a kind that `takes_block_stride` (X3D's channel-wise conv, as SlowFast's X3D). Their inner
+  width is int(γb × output width), γb = `bottleneck_ratio` (1/4: ResNet's cout // 4; X3D: 2.25).
 - `2plus1d-tv` (torchvision's R(2+1)D): every factorised conv of a block takes M_i from the block's
   input and output channels, so conv3_1's second conv has 230 mid channels where the paper's
   formula on its own 128 → 128 gives 288 (torchvision r2plus1d_18: 31.5M parameters, not 33.4M).
@@ -22,37 +25,12 @@ Rules (with the paper they come from):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from spaces.arch import TEMPORAL_KINDS, ArchSpec
+from spaces.arch import ArchSpec
+from spaces.kinds import FACTORISED_KINDS, KINDS, MIXED, TEMPORAL_KINDS, Conv
 
-FACTORISED_KINDS = ("2plus1d", "2plus1d-tv", "2.5d")
-
-
-@dataclass(frozen=True)
-class Conv:
-    """One convolution slot: a kind standing in for a t×d×d convolution from cin to cout."""
-
-    kind: str  # 3d, 2d, fold, 2plus1d, 2.5d, p3d-a, p3d-b, p3d-c
-    cin: int
-    cout: int
-    t: int  # temporal kernel (1 for a 2D slot)
-    d: int  # spatial kernel
-    stride: tuple[int, int] = (1, 1)  # (temporal, spatial)
-    mid: int = 0  # intermediate channels of a factorised (2+1)D / 2.5D slot
-
-    @property
-    def label(self) -> str:
-        """Paper-style text, e.g. '3×3×3, 64' or '1×3×3+3×1×1, 144→64'."""
-        kernel = f"{self.t}×{self.d}×{self.d}"
-        if self.kind in FACTORISED_KINDS:
-            return f"1×{self.d}×{self.d}, {self.mid} + {self.t}×1×1, {self.cout}"
-        if self.kind.startswith("p3d"):
-            return f"P3D-{self.kind[-1].upper()} 1×{self.d}×{self.d} & {self.t}×1×1, {self.cout}"
-        if self.kind == "fold":
-            return f"{self.cin}ch (3×L) 1×{self.d}×{self.d}, {self.cout}"
-        return f"{kernel}, {self.cout}"
+__all__ = ["FACTORISED_KINDS", "Block", "Blueprint", "Conv", "blueprint", "factorised_mid", "make_conv"]
 
 
 @dataclass(frozen=True)
@@ -73,26 +51,21 @@ class Blueprint:
 
 
 def factorised_mid(kind: str, cin: int, cout: int, t: int, d: int) -> int:
-    """Intermediate channels that give a factorised conv about the parameters of a t×d×d one.
-
-    R(2+1)D §3.5: M_i = ⌊t d² N_{i−1} N_i / (d² N_{i−1} + t N_i)⌋.
-    Res3D §3.5 (2.5D, t = 3): i = ⌈3 m n d² / (n d² + 3 m)⌉ with n in and m out channels.
-    `2plus1d-tv` is the R(2+1)D formula; `_block` gives it the block's channels instead of the slot's.
-    """
-    num, den = t * d * d * cin * cout, d * d * cin + t * cout
-    if kind in ("2plus1d", "2plus1d-tv"):
-        return max(1, num // den)
-    if kind == "2.5d":
-        return max(1, math.ceil(num / den))
-    raise ValueError(f"factorised_mid: kind must be one of {FACTORISED_KINDS}, got {kind!r}")
+    """Intermediate channels that give a factorised conv about the parameters of a t×d×d one
+    (the kind's own rule, spaces.kinds: R(2+1)D §3.5 or Res3D §3.5)."""
+    rule = KINDS[kind].mid if kind in KINDS else None
+    if rule is None:
+        raise ValueError(f"factorised_mid: kind must be one of {FACTORISED_KINDS}, got {kind!r}")
+    return rule(cin, cout, t, d)
 
 
 def make_conv(kind: str, cin: int, cout: int, *, t: int, d: int, stride=(1, 1), mid: int | None = None) -> Conv:
     """A slot of `kind`; temporal extent collapses to 1 for 2D kinds, mid is solved if factorised."""
-    if kind in ("2d", "fold"):
+    declared = KINDS[kind]
+    if not declared.temporal:
         t = 1
-    if kind in FACTORISED_KINDS:
-        mid = factorised_mid(kind, cin, cout, t, d) if mid is None else mid
+    if declared.mid is not None and mid is None:
+        mid = declared.mid(cin, cout, t, d)
     return Conv(kind, cin, cout, t, d, tuple(stride), mid or 0)
 
 
@@ -106,26 +79,29 @@ def stem_pool_geometry(frames: int) -> tuple[tuple[int, int, int], tuple[int, in
 def blueprint(spec: ArchSpec) -> Blueprint:
     widths = spec.stage_widths
     stem_kind = spec.convs[0]
-    stem_cin = 3 * spec.frames if stem_kind == "fold" else 3
+    folds_time = KINDS[stem_kind].folds_time
+    stem_cin = 3 * spec.frames if folds_time else 3
     stem = make_conv(
         stem_kind, stem_cin, widths[0], t=3, d=spec.stem_kernel_size, stride=(1, spec.stem_stride), mid=spec.stem_mid
     )
-    frames = 1 if stem_kind == "fold" else spec.frames
+    frames = 1 if folds_time else spec.frames
     if spec.stem_pool and frames > 1:
         frames = (frames - 2) // 2 + 1
     cin = widths[0]
     stages: list[tuple[Block, ...]] = []
     global_index = 0  # P3D-mixed cycles over all blocks of the network
     for stage, (kind, n_blocks, cout) in enumerate(zip(spec.convs[1:], spec.blocks, widths[1:]), start=2):
-        halves_time = frames > 1 and stage > 2 and (spec.temporal_stride == "all" or kind in TEMPORAL_KINDS)
+        halves_time = (
+            frames > 1
+            and stage > 2
+            and (spec.temporal_stride == "all" or (spec.temporal_stride == "conv" and kind in TEMPORAL_KINDS))
+        )
         stride = (2 if halves_time else 1, 1 if stage == 2 else 2)
         if halves_time:
             frames = (frames + 1) // 2
         blocks = []
         for index in range(1, n_blocks + 1):
-            block_kind = kind
-            if kind == "p3d-mixed":
-                block_kind = "p3d-" + "abc"[global_index % 3]
+            block_kind = MIXED[kind][global_index % len(MIXED[kind])] if kind in MIXED else kind
             blocks.append(_block(spec, stage, index, block_kind, cin, cout, stride))
             cin, stride = cout, (1, 1)
             global_index += 1
@@ -134,19 +110,23 @@ def blueprint(spec: ArchSpec) -> Blueprint:
 
 
 def _block(spec: ArchSpec, stage: int, index: int, kind: str, cin: int, cout: int, stride) -> Block:
-    t = 1 if kind == "2d" else 3
-    planes = cout if spec.block == "basic" else cout // 4
+    declared = KINDS[kind]
+    t = 3 if declared.temporal else 1
+    # γb (X3D §3.1): a bottleneck's inner width is int(γb × its output width), as SlowFast's X3D;
+    # the default 1/4 is ResNet's cout // 4
+    planes = cout if spec.block == "basic" else max(1, int(spec.bottleneck_ratio * cout))
     # torchvision's BasicBlock / Bottleneck compute one midplanes from (inplanes, planes) for the block.
-    mid = factorised_mid(kind, cin, planes, t, 3) if kind == "2plus1d-tv" else None
+    mid = declared.mid(cin, planes, t, 3) if declared.mid_from_block else None
     if spec.block == "basic":
         convs = (
             make_conv(kind, cin, cout, t=t, d=3, stride=stride, mid=mid),
             make_conv(kind, cout, cout, t=t, d=3, mid=mid),
         )
     else:
+        middle = stride if declared.takes_block_stride else (1, 1)
         convs = (
-            make_conv("3d", cin, planes, t=1, d=1, stride=stride),
-            make_conv(kind, planes, planes, t=t, d=3, mid=mid),
+            make_conv("3d", cin, planes, t=1, d=1, stride=(1, 1) if declared.takes_block_stride else stride),
+            make_conv(kind, planes, planes, t=t, d=3, stride=middle, mid=mid),
             make_conv("3d", planes, cout, t=1, d=1),
         )
     shortcut = None

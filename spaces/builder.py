@@ -1,9 +1,10 @@
 """Build the nn.Module that an ArchSpec describes.
 
-Every convolution kind is a module class with one signature, `Kind(slot)`, taking the `Conv` slot
-that `spaces.blueprint` resolved (channels, kernel, stride, intermediate width). Each ends with its
-BatchNorm, so a block only adds ReLUs and the residual sum. The module hierarchy mirrors the
-papers' tables: stem (conv1), layer1 … layer4 (conv2_x … conv5_x), avg pool, fc.
+Every convolution slot becomes a `SlotModule`: the layers its kind declares in `spaces.kinds`
+(conv → BN [→ ReLU] units, named by their declared paths, combined as declared), the same
+declaration `spaces.cost` counts. Each slot ends with its BatchNorm (or, P3D, its own ReLUs), so a
+block only adds ReLUs and the residual sum. The module hierarchy mirrors the papers' tables: stem
+(conv1), layer1 … layer4 (conv2_x … conv5_x), avg pool, fc.
 """
 
 from __future__ import annotations
@@ -13,121 +14,64 @@ from torch import nn
 
 from spaces.arch import ArchSpec
 from spaces.blueprint import Block, Conv, blueprint, stem_pool_geometry
+from spaces.kinds import KINDS, layers
 
 
-def _conv3d(cin: int, cout: int, kernel, stride) -> nn.Conv3d:
+def _conv3d(cin: int, cout: int, kernel, stride, groups: int = 1) -> nn.Conv3d:
     padding = tuple(k // 2 for k in kernel)
-    return nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, bias=False)
+    return nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, bias=False, groups=groups)
 
 
-class ConvBN(nn.Sequential):
-    """3d: t×d×d convolution; 2d: 1×d×d (it may still stride time, Res3D Table 13)."""
+def _attach(root: nn.Module, path: str, module: nn.Module) -> None:
+    """Register `module` at a dotted path ("conv.0"), creating plain containers on the way."""
+    *parents, leaf = path.split(".")
+    for name in parents:
+        if not hasattr(root, name):
+            root.add_module(name, nn.Module())
+        root = getattr(root, name)
+    root.add_module(leaf, module)
 
-    def __init__(self, slot: Conv):
-        ts, ss = slot.stride
-        super().__init__(
-            _conv3d(slot.cin, slot.cout, (slot.t, slot.d, slot.d), (ts, ss, ss)), nn.BatchNorm3d(slot.cout)
-        )
 
-
-class FoldConv(nn.Module):
-    """R2D conv1 (R(2+1)D §3.1): the L frames become 3L channels of one 2D image."""
+class SlotModule(nn.Module):
+    """One slot, made from its kind's declared layers (spaces.kinds)."""
 
     def __init__(self, slot: Conv):
         super().__init__()
-        self.conv = ConvBN(slot)
+        declared = layers(slot)
+        self.kind = slot.kind
+        self.fold = declared.fold
+        self.out = declared.out
+        self.ends_with_bn = declared.ends_with_bn
+        steps = []
+        for unit in declared.units:
+            c = unit.conv
+            conv = _conv3d(c.cin, c.cout, c.kernel, c.stride, c.groups)
+            bn = nn.BatchNorm3d(c.cout)
+            _attach(self, c.path, conv)
+            _attach(self, unit.bn_path, bn)
+            steps.append((conv, bn, unit.relu, unit.src))
+        self._steps = tuple(steps)  # the same module objects, in forward order
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t, h, w = x.shape  # (B, 3, L, H, W)
-        return self.conv(x.reshape(b, c * t, 1, h, w))  # (B, k, 1, H', W')
+        if self.fold:
+            b, c, t, h, w = x.shape  # (B, 3, L, H, W)
+            x = x.reshape(b, c * t, 1, h, w)  # (B, 3L, 1, H, W)
+        outs: list[torch.Tensor] = []
+        for conv, bn, relu, src in self._steps:
+            y = bn(conv(x if src < 0 else outs[src]))  # (B, cout, T', H', W')
+            outs.append(torch.relu_(y) if relu else y)
+        if len(self.out) == 1:
+            return outs[self.out[0]]
+        return outs[self.out[0]] + outs[self.out[1]]
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}"
 
 
-class Factorised(nn.Module):
-    """(2+1)D (R(2+1)D §3.5) and 2.5D (Res3D §3.5): 1×d×d to `mid` channels, BN, ReLU, then t×1×1."""
-
-    def __init__(self, slot: Conv):
-        super().__init__()
-        ts, ss = slot.stride
-        self.spatial = _conv3d(slot.cin, slot.mid, (1, slot.d, slot.d), (1, ss, ss))
-        self.bn_spatial = nn.BatchNorm3d(slot.mid)
-        self.temporal = _conv3d(slot.mid, slot.cout, (slot.t, 1, 1), (ts, 1, 1))
-        self.bn = nn.BatchNorm3d(slot.cout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu_(self.bn_spatial(self.spatial(x)))  # (B, mid, T, H', W')
-        return self.bn(self.temporal(x))  # (B, cout, T', H', W')
-
-
-class _P3D(nn.Module):
-    """Shared parts of the P3D blocks (P3D §3.1, Eqs. 3–5): S = 1×d×d and T = t×1×1, each BN + ReLU."""
-
-    def __init__(self, slot: Conv, t_in: int):
-        super().__init__()
-        if slot.stride != (1, 1):
-            raise ValueError(f"P3D slots do not stride (the bottleneck's 1×1×1 does), got stride {slot.stride}")
-        self.spatial = _conv3d(slot.cin, slot.cout, (1, slot.d, slot.d), (1, 1, 1))
-        self.bn_spatial = nn.BatchNorm3d(slot.cout)
-        self.temporal = _conv3d(t_in, slot.cout, (slot.t, 1, 1), (1, 1, 1))
-        self.bn_temporal = nn.BatchNorm3d(slot.cout)
-
-    def s(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu_(self.bn_spatial(self.spatial(x)))
-
-    def t(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu_(self.bn_temporal(self.temporal(x)))
-
-
-class P3DA(_P3D):
-    """Cascaded: T(S(x)) (Eq. 3)."""
-
-    def __init__(self, slot: Conv):
-        super().__init__(slot, t_in=slot.cout)
-
-    def forward(self, x):
-        return self.t(self.s(x))
-
-
-class P3DB(_P3D):
-    """Parallel: S(x) + T(x) (Eq. 4)."""
-
-    def __init__(self, slot: Conv):
-        super().__init__(slot, t_in=slot.cin)
-
-    def forward(self, x):
-        return self.s(x) + self.t(x)
-
-
-class P3DC(_P3D):
-    """Cascaded with a shortcut from S: S(x) + T(S(x)) (Eq. 5)."""
-
-    def __init__(self, slot: Conv):
-        super().__init__(slot, t_in=slot.cout)
-
-    def forward(self, x):
-        s = self.s(x)
-        return s + self.t(s)
-
-
-CONV_KINDS: dict[str, type[nn.Module]] = {
-    "3d": ConvBN,
-    "2d": ConvBN,
-    "fold": FoldConv,
-    "2plus1d": Factorised,
-    "2plus1d-tv": Factorised,
-    "2.5d": Factorised,
-    "p3d-a": P3DA,
-    "p3d-b": P3DB,
-    "p3d-c": P3DC,
-}
-
-
-def _ends_with_bn(module: nn.Module) -> bool:
-    """The slot's output is its BatchNorm's: free to overwrite (P3D slots end with a ReLU)."""
-    return isinstance(module, (ConvBN, FoldConv, Factorised))
-
-
-def make_slot(slot: Conv) -> nn.Module:
-    return CONV_KINDS[slot.kind](slot)
+def make_slot(slot: Conv) -> SlotModule:
+    if slot.kind not in KINDS:
+        raise ValueError(f"build: unknown conv kind {slot.kind!r}; valid: {sorted(KINDS)}")
+    return SlotModule(slot)
 
 
 class ResidualBlock(nn.Module):
@@ -143,10 +87,10 @@ class ResidualBlock(nn.Module):
         for i, conv in enumerate(self.convs):
             out = conv(out)
             if i < len(self.convs) - 1:
-                out = torch.relu_(out) if _ends_with_bn(conv) else torch.relu(out)
+                out = torch.relu_(out) if conv.ends_with_bn else torch.relu(out)
         # in place where autograd allows, as torchvision (9-15 % less memory per step): a BN output
         # is not saved for the backward (BN keeps its input), a P3D slot's own ReLU output is
-        if _ends_with_bn(self.convs[-1]):
+        if self.convs[-1].ends_with_bn:
             out += self.shortcut(x)
             return torch.relu_(out)  # (B, cout, T', H', W')
         return torch.relu(out + self.shortcut(x))
@@ -159,7 +103,7 @@ class VideoResNet(nn.Module):
         self.spec = spec
         stem = [make_slot(plan.stem), nn.ReLU(inplace=True)]
         if spec.stem_pool:
-            frames = 1 if spec.convs[0] == "fold" else spec.frames
+            frames = 1 if KINDS[spec.convs[0]].folds_time else spec.frames
             kernel, stride, padding = stem_pool_geometry(frames)
             stem.append(nn.MaxPool3d(kernel, stride=stride, padding=padding))
         self.stem = nn.Sequential(*stem)

@@ -1,7 +1,8 @@
 """What a network costs, computed from shapes alone, without building it.
 
-`cost(spec)` walks the blueprint and expands every slot into its convolutions and BatchNorms,
-tracking the (C, T, H, W) shape. Conventions:
+`cost(spec)` walks the blueprint and expands every slot into the convolutions and BatchNorms its
+kind declares (`spaces.kinds`, the declaration the builder makes the module from), tracking the
+(C, T, H, W) shape. Conventions:
 
 - params: conv weights (no bias: every conv is followed by BN) + BN γ, β + fc weight and bias —
   exactly `sum(p.numel() for p in build(spec).parameters())`.
@@ -17,10 +18,12 @@ tracking the (C, T, H, W) shape. Conventions:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import NamedTuple
 
 from spaces.arch import ArchSpec
-from spaces.blueprint import FACTORISED_KINDS, Block, Conv, blueprint, stem_pool_geometry
+from spaces.blueprint import Block, Conv, blueprint, stem_pool_geometry
+from spaces.kinds import layers as declared_layers
 
 Shape = tuple[int, int, int, int]  # (C, T, H, W)
 
@@ -38,6 +41,7 @@ class Layer(NamedTuple):
     params: int = 0
     macs: int = 0
     in_block: bool = False  # a residual-branch conv of conv2_x … conv5_x (not the shortcut)
+    relu: bool = False  # a BN whose slot applies a ReLU to it (inside the slot, as P3D and (2+1)D do)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,27 @@ class Cost:
         ]
 
 
+@lru_cache(maxsize=4096)
+def _walk_plan(slot: Conv):
+    """The slot's declared layers (spaces.kinds) as flat tuples for the walk: (conv name, BN name,
+    cout, kernel, stride, weights, relu, src) per unit, the output unit, fold."""
+    declared = declared_layers(slot)
+    units = tuple(
+        (
+            u.conv.name,
+            u.bn_name,
+            u.conv.cout,
+            u.conv.kernel,
+            u.conv.stride,
+            u.conv.cout * (u.conv.cin // u.conv.groups) * u.conv.kernel[0] * u.conv.kernel[1] * u.conv.kernel[2],
+            u.relu,
+            u.src,
+        )
+        for u in declared.units
+    )
+    return units, declared.out[0], declared.fold
+
+
 def _out(size: int, kernel: int, stride: int, pad: int | None = None) -> int:
     pad = kernel // 2 if pad is None else pad  # convolutions use same padding
     return (size + 2 * pad - kernel) // stride + 1
@@ -92,43 +117,25 @@ class _Walker:
     def __init__(self) -> None:
         self.layers: list[Layer] = []
 
-    def conv(self, name, shape: Shape, cout, kernel, stride, in_block=False) -> Shape:
-        c, t, h, w = shape
-        kt, kh, kw = kernel
-        st, sh, sw = stride
-        out = (cout, _out(t, kt, st), _out(h, kh, sh), _out(w, kw, sw))
-        weights = cout * c * kt * kh * kw
-        macs = weights * out[1] * out[2] * out[3]
-        self.layers.append(Layer(name, "conv", shape, out, kernel, stride, weights, macs, in_block))
-        return out
-
-    def bn(self, name, shape: Shape) -> Shape:
-        self.layers.append(Layer(name, "bn", shape, shape, params=2 * shape[0]))
-        return shape
-
     def slot(self, name: str, slot: Conv, shape: Shape, in_block: bool = False) -> Shape:
-        """Expand one slot exactly as spaces.builder's module for its kind does."""
-        ts, ss = slot.stride
-        d, t = slot.d, slot.t
-        if slot.kind in ("3d", "2d"):
-            shape = self.conv(name, shape, slot.cout, (t, d, d), (ts, ss, ss), in_block)
-            return self.bn(f"{name}.bn", shape)
-        if slot.kind == "fold":
+        """Expand one slot into the layers its kind declares (spaces.kinds), following the shape."""
+        units, out_index, fold = _walk_plan(slot)
+        if fold:
             c, frames, h, w = shape
-            shape = self.conv(name, (c * frames, 1, h, w), slot.cout, (1, d, d), (1, ss, ss), in_block)
-            return self.bn(f"{name}.bn", shape)
-        if slot.kind in FACTORISED_KINDS:
-            mid = self.conv(f"{name}.spatial", shape, slot.mid, (1, d, d), (1, ss, ss), in_block)
-            mid = self.bn(f"{name}.bn_spatial", mid)
-            out = self.conv(f"{name}.temporal", mid, slot.cout, (t, 1, 1), (ts, 1, 1), in_block)
-            return self.bn(f"{name}.bn", out)
-        if slot.kind in ("p3d-a", "p3d-b", "p3d-c"):
-            s = self.conv(f"{name}.spatial", shape, slot.cout, (1, d, d), (1, 1, 1), in_block)
-            s = self.bn(f"{name}.bn_spatial", s)
-            t_in = shape if slot.kind == "p3d-b" else s  # B: parallel from x; A, C: after S
-            out = self.conv(f"{name}.temporal", t_in, slot.cout, (t, 1, 1), (1, 1, 1), in_block)
-            return self.bn(f"{name}.bn_temporal", out)
-        raise ValueError(f"cost: unknown conv kind {slot.kind!r}")
+            shape = (c * frames, 1, h, w)
+        add = self.layers.append
+        outs: list[Shape] = []
+        for conv_name, bn_name, cout, kernel, stride, weights, relu, src in units:
+            c, t, h, w = in_shape = shape if src < 0 else outs[src]
+            kt, kh, kw = kernel
+            st, sh, sw = stride
+            # same padding k // 2: (n + 2 (k // 2) − k) // s + 1
+            out = (cout, (t - kt % 2) // st + 1, (h - kh % 2) // sh + 1, (w - kw % 2) // sw + 1)
+            macs = weights * out[1] * out[2] * out[3]
+            add(Layer(name + conv_name, "conv", in_shape, out, kernel, stride, weights, macs, in_block))
+            add(Layer(name + bn_name, "bn", out, out, (1, 1, 1), (1, 1, 1), 2 * cout, 0, False, relu))
+            outs.append(out)
+        return outs[out_index]
 
     def block(self, name: str, block: Block, shape: Shape) -> Shape:
         out = shape

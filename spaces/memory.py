@@ -89,10 +89,8 @@ def memory(spec: ArchSpec, batch: int = 1, precision: str = "fp32") -> Memory:
             steps.append((out, l.params, _numel(l.in_shape) + out + block_in))
             continue
         buffers += 2 * l.out_shape[0]  # BN running mean and variance
-        relus = 0
+        relus = 1 if l.relu else 0  # the slot's own ReLU on this BN (declared by its kind)
         parts = name.split(".")
-        if name.endswith(("bn_spatial", "bn_temporal")):
-            relus += 1
         slot_end = _slot_ends(layers, i)
         if slot_end:
             if block == "conv1":

@@ -11,7 +11,8 @@ Axes (each a list of choices; one choice = a fixed value):
     depth            Res3D depths 10, 16, 18, 26, 34 (Table 7 blocks), or
     blocks           explicit blocks per stage, e.g. [2, 3, 4, 3]
     block            basic | bottleneck
-    temporal_stride  all | conv
+    bottleneck_ratio γb of bottleneck blocks: inner width / output width (ResNet 0.25, X3D 2.25)
+    temporal_stride  all | conv | none
     width            k, or
     budget           a parameter budget (k solved per point with `width_rule`)
     frames, crop, sampling_rate, num_classes
@@ -36,6 +37,7 @@ AXES = (
     "depth",
     "blocks",
     "block",
+    "bottleneck_ratio",
     "temporal_stride",
     "width",
     "budget",
@@ -44,8 +46,26 @@ AXES = (
     "sampling_rate",
     "num_classes",
 )
-PARAM_AXES = ("network", "depth", "blocks", "block", "budget", "num_classes")  # the axes params depend on
-ARCH_FIELDS = {"block", "temporal_stride", "width", "frames", "crop", "sampling_rate", "num_classes", "blocks"}
+PARAM_AXES = (
+    "network",
+    "depth",
+    "blocks",
+    "block",
+    "bottleneck_ratio",
+    "budget",
+    "num_classes",
+)  # params depend on these
+ARCH_FIELDS = {
+    "block",
+    "bottleneck_ratio",
+    "temporal_stride",
+    "width",
+    "frames",
+    "crop",
+    "sampling_rate",
+    "num_classes",
+    "blocks",
+}
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 from spaces.arch import ArchSpec
 from spaces.blueprint import FACTORISED_KINDS, Conv, blueprint
+from spaces.kinds import layers as declared_layers
 
 # torchvision builder → starch named network (spaces.zoo) with the same tensors.
 TORCHVISION_MODELS = {"r3d_18": "r3d_18", "mc3_18": "mc3", "r2plus1d_18": "r2plus1d_18_tv"}
@@ -92,27 +93,24 @@ def torchvision_name(spec: ArchSpec) -> str | None:
 
 
 def _slot_entries(ours: str, theirs: str, slot: Conv, *, stem: bool = False) -> list[tuple[str, str, tuple]]:
-    """(starch prefix, torchvision prefix, shape) of every conv and BN in one slot."""
-    ts, ss = slot.stride
+    """(starch prefix, torchvision prefix, shape) of every conv and BN in one slot, in order.
+
+    The starch side is the slot's declared layers (spaces.kinds); torchvision's names are its own:
+    Conv3DSimple / Conv3DNoTemporal = conv at .0, the block's BN at .1; Conv2Plus1D = Sequential(conv
+    1×d×d, BN, ReLU, conv t×1×1), the block's BN following at .1 (in a block) — the stem is one flat
+    Sequential(conv, BN, ReLU, conv, BN, ReLU)."""
     if slot.kind in FACTORISED_KINDS:
-        # torchvision: Conv2Plus1D = Sequential(conv 1×d×d, BN, ReLU, conv t×1×1); the block's BN follows
-        # at .1 (in a block) — the stem is one flat Sequential(conv, BN, ReLU, conv, BN, ReLU).
-        inner = (
-            [f"{theirs}.0", f"{theirs}.1", f"{theirs}.3", f"{theirs}.4"]
-            if stem
-            else [f"{theirs}.0.0", f"{theirs}.0.1", f"{theirs}.0.3", f"{theirs}.1"]
-        )
-        return [
-            (f"{ours}.spatial", inner[0], (slot.mid, slot.cin, 1, slot.d, slot.d)),
-            (f"{ours}.bn_spatial", inner[1], (slot.mid,)),
-            (f"{ours}.temporal", inner[2], (slot.cout, slot.mid, slot.t, 1, 1)),
-            (f"{ours}.bn", inner[3], (slot.cout,)),
-        ]
-    t = 1 if slot.kind == "2d" else slot.t
-    return [
-        (f"{ours}.0", f"{theirs}.0", (slot.cout, slot.cin, t, slot.d, slot.d)),
-        (f"{ours}.1", f"{theirs}.1", (slot.cout,)),
-    ]
+        inner = ["0", "1", "3", "4"] if stem else ["0.0", "0.1", "0.3", "1"]
+    else:
+        inner = ["0", "1"]
+    ours_layers = []
+    for unit in declared_layers(slot).units:
+        c = unit.conv
+        ours_layers.append((c.path, (c.cout, c.cin // c.groups, *c.kernel)))
+        ours_layers.append((unit.bn_path, (c.cout,)))
+    if len(ours_layers) != len(inner):
+        raise ValueError(f"torchvision has no {slot.kind!r} convolution")
+    return [(f"{ours}.{path}", f"{theirs}.{tv}", shape) for (path, shape), tv in zip(ours_layers, inner)]
 
 
 def key_table(spec: ArchSpec) -> list[tuple[str, str, tuple[int, ...]]]:

@@ -97,6 +97,28 @@ def _networks() -> dict[str, ArchSpec]:
         # blocks in res2–res4 adds a 3×1×1 layer to the 152.
         mixed = "p3d_199" if depth == 152 else f"p3d_{depth}"
         nets[mixed] = _spec(f"P3D-{199 if depth == 152 else depth}", _p3d_convs("p3d-mixed"), blocks=blocks, **p3d)
+    # X3D-S-like (Feichtenhofer 2020, Table 1 and SlowFast's X3D): inverted bottlenecks with a
+    # channel-wise 3×3×3 conv (γb = 2.25) in res2–res5, widths 24, 48, 96, 192 (k = 6: bottleneck
+    # stages are 4k … 32k), blocks 3, 5, 11, 7, no temporal stride, 13 frames every 6th at 160²;
+    # the stem strides 4 so that res2 … res5 run at X3D's 40², 20², 10², 5² (X3D strides res2).
+    # Not X3D's own: its stem (1×3×3 + channel-wise 5×1×1 to 24 channels; here 3×5×5/4 to k = 6),
+    # squeeze-excitation, swish, and the 432-channel conv5 + 2048-unit head: 1.92M parameters and
+    # 1.79 GFLOPs where X3D-S has 3.76M and 1.96 (cost() of this spec; X3D Table 4).
+    nets["x3d_s"] = _spec(
+        "X3D-S",
+        ["3d", "x3d", "x3d", "x3d", "x3d"],
+        blocks=(3, 5, 11, 7),
+        block="bottleneck",
+        bottleneck_ratio=2.25,
+        width=6,
+        frames=13,
+        sampling_rate=6,
+        crop=160,
+        stem_kernel=5,
+        stem_stride=4,
+        temporal_stride="none",
+        num_classes=400,
+    )
     return nets
 
 

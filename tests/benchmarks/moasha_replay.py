@@ -9,7 +9,8 @@ trials whose epochs take their recorded seconds, and the real components decide:
     events     a trial's epoch ends → scheduler.on_trial_result → CONTINUE (next epoch) or STOP
                (worker freed, searcher.on_trial_complete, a new suggestion starts)
 
-Every run stops when it has spent `budget` epochs. The front after each epoch is the Pareto set
+Every run stops when it has spent `budget` epochs, or earlier when its searcher has run every point
+of the space (starch never runs a configuration twice) and the last trials have ended. The front after each epoch is the Pareto set
 of every trial's latest reported (video@1, GFLOPs) — a stopped trial counts with its last rung's
 value, as the report would show it; a second measure keeps only the trials that ran every epoch.
 Hypervolume is Optuna's, on (1 − video@1, GFLOPs / max GFLOPs of the table), reference (1, 1.1).
@@ -91,6 +92,7 @@ def simulate(
     exp, curves: dict[tuple, pd.DataFrame], *, budget: int, workers: int = 4, population: int | None = None
 ) -> Trace:
     import optuna
+    from ray.tune.search import Searcher
 
     from search.tuner import make_scheduler, make_searcher
 
@@ -112,8 +114,10 @@ def simulate(
     def start(now: float) -> None:
         nonlocal counter
         tid = f"t{counter:05d}"
-        counter += 1
         config = searcher.suggest(tid)
+        if config is None or config == Searcher.FINISHED:  # every point of the space has run: the worker idles
+            return
+        counter += 1
         arch = space.to_arch(config["axes"])
         curve = curves[(arch.name, arch.width, arch.frames, arch.sampling_rate, arch.crop)]
         trial = SimpleNamespace(trial_id=tid, config=config, curve=curve, epoch=0)
@@ -168,7 +172,7 @@ METHODS = {  # label → (search.algorithm, scheduler.type)
 def run_benchmark(
     seeds=range(5),
     *,
-    fifo_trials: int = 24,
+    fifo_trials: int = 12,
     workers: int = 4,
     reduction_factor: float = 3,
     population: int = 8,

@@ -64,6 +64,34 @@ def test_the_base_is_the_cheapest_network_and_each_candidate_grows_one_axis_by_a
     assert sr["frames"] * sr["sampling_rate"] == base["frames"] * base["sampling_rate"]  # same span
 
 
+X3D_SPACE = """
+space:
+  network: x3d_s
+  crop: 32
+  frames: [2, 4, 8]
+  width: [2, 3, 4]
+  bottleneck_ratio: [0.75, 1.5, 2.25, 4.5]
+"""
+
+
+def test_x3d_bottleneck_width_is_an_axis_with_an_exact_cost(tmp_path):
+    exp = experiment(tmp_path, X3D_SPACE, "search: {algorithm: expand, target_gflops: 0.05}\n")
+    base = base_point(exp)
+    assert base["bottleneck_ratio"] == 0.75 and base["width"] == 2
+    cands = {c["axis"]: c for c in propose(exp, base, 2.0)}
+    assert sorted(cands) == ["bottleneck_ratio", "frames", "width"]
+    gamma_b = cands["bottleneck_ratio"]
+    arch = exp.to_space().to_arch(gamma_b["axes"])
+    assert arch.bottleneck_ratio == gamma_b["axes"]["bottleneck_ratio"] > 0.75 and arch.convs[1] == "x3d"
+    assert gamma_b["gflops"] == pytest.approx(cost(arch).gflops)
+    assert {k for k, v in gamma_b["axes"].items() if v != base[k]} == {"bottleneck_ratio"}
+
+
+def test_a_bottleneck_width_axis_needs_bottleneck_blocks(tmp_path):
+    with pytest.raises(ValueError, match="bottleneck_ratio = 1.5 needs block='bottleneck'"):
+        experiment(tmp_path, SPACE + "  bottleneck_ratio: [0.25, 1.5]\n")
+
+
 def test_constraints_apply_to_every_candidate(tmp_path):
     exp = experiment(
         tmp_path, search="search: {algorithm: expand, target_gflops: 0.05}\nconstraints: {max_gflops: 0.0037}\n"

@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from spaces import NETWORKS, ArchSpec, build, cost, named
 from spaces.arch import STAGE_KINDS, STEM_KINDS
+from spaces.kinds import BOTTLENECK_KINDS
 
 
 def measure(spec: ArchSpec, batch: int = 2):
@@ -38,18 +39,20 @@ def measure(spec: ArchSpec, batch: int = 2):
 def specs(draw):
     block = draw(st.sampled_from(["basic", "bottleneck"]))
     stem = draw(st.sampled_from(STEM_KINDS))
-    stage_kinds = [k for k in STAGE_KINDS if block == "bottleneck" or not k.startswith("p3d")]
+    stage_kinds = [k for k in STAGE_KINDS if block == "bottleneck" or k not in BOTTLENECK_KINDS]
     stages = ["2d"] * 4 if stem == "fold" else [draw(st.sampled_from(stage_kinds)) for _ in range(4)]
     stem_pool = draw(st.booleans())
     return ArchSpec(
         convs=(stem, *stages),
         blocks=tuple(draw(st.integers(1, 2)) for _ in range(4)),
         block=block,
+        # γb: ResNet's 1/4, X3D's 2.25, and ratios whose int(γb × width) rounds down
+        bottleneck_ratio=draw(st.sampled_from([0.25, 0.5, 1, 2.25, 0.3])) if block == "bottleneck" else 0.25,
         width=draw(st.integers(1, 6)),
         frames=draw(st.integers(1, 6)),
         crop=draw(st.integers(32 if stem_pool else 16, 33)),
         num_classes=draw(st.integers(1, 7)),
-        temporal_stride=draw(st.sampled_from(["all", "conv"])),
+        temporal_stride=draw(st.sampled_from(["all", "conv", "none"])),
         stem_kernel=draw(st.sampled_from([None, 3, 5])),
         stem_pool=stem_pool,
     )

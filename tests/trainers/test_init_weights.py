@@ -61,7 +61,9 @@ def test_trial_starts_from_a_starch_checkpoint_of_another_class_count(synth_root
     static, model = seen["static"], seen["model"]
     assert static["init_source"] == "starch checkpoint" and static["init_replaced"] == ["fc.weight", "fc.bias"]
     assert static["init_tensors"] == len(source.state_dict()) - 2 and static["init"].endswith("src")
-    assert torch.equal(model.layers[3][0].convs[1][0].weight, source.layers[3][0].convs[1][0].weight)
+    assert torch.equal(
+        model.layers[3][0].convs[1].get_submodule("0").weight, source.layers[3][0].convs[1].get_submodule("0").weight
+    )
     assert model.fc.weight.shape == (4, 64)
     seen.clear()
     run_trial(config(synth_root, epochs=1, init=str(tmp_path / "src")), lambda r, s: None, state={"epoch": 1})
