@@ -33,7 +33,8 @@ from typing import Any, Iterable
 import pandas as pd
 
 from analysis import ACCURACY_METRICS
-from analysis.remote import fetch, is_uri
+from analysis.remote import fetch
+from analysis.runfolder import EXPERIMENT_FILE, INFEASIBLE_FILE, TRIALS_FILE, is_uri
 from spaces.arch import ArchSpec
 
 ARCH_FIELDS = tuple(f.name for f in fields(ArchSpec))
@@ -49,7 +50,7 @@ STATUSES = (
     "infeasible",
 )
 TRIAL_MARKERS = ("params.json", "result.json")
-RUN_MARKERS = ("starch_experiment.json", "starch_trials.json", "tuner.pkl")
+RUN_MARKERS = (EXPERIMENT_FILE, TRIALS_FILE, "tuner.pkl")
 _TRIAL_ID = re.compile(r"(?:^|_)([0-9a-f]{5}_\d{5})(?:_|$)")  # trainable_<id>_… or starch's <id>_<label>
 
 
@@ -422,11 +423,11 @@ def _number(value: Any) -> float | None:
 
 
 def _infeasible_rows(path: Path, skipped: list[str]) -> list[dict[str, Any]]:
-    entries = _read_json(path / "starch_infeasible.json", skipped) or []
+    entries = _read_json(path / INFEASIBLE_FILE, skipped) or []
     rows = []
     for i, entry in enumerate(entries if isinstance(entries, list) else []):
         if not isinstance(entry, dict):
-            skipped.append(f"{path / 'starch_infeasible.json'} entry {i}: not an object; skipped")
+            skipped.append(f"{path / INFEASIBLE_FILE} entry {i}: not an object; skipped")
             continue
         arch = entry.get("arch") or {}
         rows.append(
@@ -462,8 +463,8 @@ def read_run(run_dir: str | Path, *, dataset: str | None = None) -> Run:
         path = Path(run_dir).expanduser()
     folders = _check_run_dir(path)
     skipped: list[str] = []
-    experiment = _read_json(path / "starch_experiment.json", skipped)
-    starch_list = _read_json(path / "starch_trials.json", skipped)
+    experiment = _read_json(path / EXPERIMENT_FILE, skipped)
+    starch_list = _read_json(path / TRIALS_FILE, skipped)
     starch_trials = {str(t.get("trial_id")): t for t in starch_list or [] if isinstance(t, dict)}
     ray_statuses, state_file = _ray_statuses(path, skipped)  # for trials starch_trials.json lacks
     gpus = gpus_per_trial(experiment)

@@ -20,8 +20,8 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from analysis.runfolder import INFEASIBLE_FILE, write_text
 from search.config import Constraints, Experiment
-from search.runfiles import INFEASIBLE_FILE, write_text
 from spaces import ArchSpec, cost
 from spaces.memory import GiB, memory
 from spaces.space import Space

@@ -243,7 +243,7 @@ def _point(axes: dict[str, Any]) -> dict[str, Any]:
 def make_expand_searcher(exp, record_dir: str | None):
     from ray.tune.search import Searcher
 
-    from search.runfiles import write_text
+    from analysis.runfolder import write_text
 
     class ExpandSearcher(Searcher):
         """Tune's side of ExpandState: suggest the pending step's candidates, wait, then move on."""

@@ -21,9 +21,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from analysis.runfolder import EXPERIMENT_FILE, OPTUNA_FILE, is_uri, read_text, write_text
 from search.config import Experiment, format_errors
 from search.constraints import ConstrainedSearcher, OptunaSpace, check_point, constraints_of, jsonable, write_infeasible
-from search.runfiles import EXPERIMENT_FILE, OPTUNA_FILE, read_text, write_text
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def plan(exp: Experiment) -> Plan:
 
 def run_dir(exp: Experiment, storage: str | None = None) -> str:
     storage = storage or exp.cluster.storage
-    if "://" not in storage:
+    if not is_uri(storage):
         storage = str(Path(storage).expanduser().resolve())
     return f"{storage.rstrip('/')}/{exp.name}"
 
@@ -134,7 +134,7 @@ def study_storage(directory: str | None):
     """
     if directory is None:
         return None
-    if "://" in directory:
+    if is_uri(directory):
         if not directory.startswith("file://"):
             return None
         directory = directory.removeprefix("file://")
