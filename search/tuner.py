@@ -172,8 +172,9 @@ def scheduler_callbacks(scheduler) -> list:
     return [RungStateCallback(scheduler)] if isinstance(scheduler, MOASHAScheduler) else []
 
 
-def make_trainable(exp: Experiment, indexes: dict | None):
-    """Our function trainable with its resources: one process per trial, or W data-parallel workers."""
+def make_trainable(exp: Experiment, indexes: dict | None, directory: str):
+    """Our function trainable with its resources: one process per trial, or W data-parallel workers
+    (whose Train runs live in `directory`, the run folder)."""
     from ray import tune
 
     from trainers.ray_adapter import make_trainable as adapter
@@ -184,6 +185,7 @@ def make_trainable(exp: Experiment, indexes: dict | None):
         use_gpu=r.uses_gpus,
         cpus_per_worker=r.cpus_per_trial,
         gpus_per_worker=1.0 if r.auto_gpus else r.gpus_per_trial,
+        run_dir=directory,
     )
     if r.auto_gpus:  # each trial's GPU fraction from its predicted memory (search.gpu_packing)
         from search.gpu_packing import resources_fn
@@ -199,8 +201,9 @@ def trainable_for(run: str | Path | Experiment):
     trainable carries the run's resources per trial; its trials index the dataset themselves
     (`starch resume` builds the index once on the driver instead).
     """
-    exp = run if isinstance(run, Experiment) else read_experiment(str(run))
-    return make_trainable(exp, None)
+    if isinstance(run, Experiment):
+        return make_trainable(run, None, run_dir(run))
+    return make_trainable(read_experiment(str(run)), None, str(run))
 
 
 def trial_dirname(trial) -> str:
@@ -266,7 +269,10 @@ def make_tuner(
     if not grid and exp.search.algorithm == "nsga2" and exp.scheduler.type not in ("fifo", "moasha"):
         raise ValueError("scheduler: ASHA/HyperBand need one metric; use scheduler.type: moasha or fifo with nsga2")
     return tune.Tuner(
-        make_trainable(exp, indexes), param_space=param_space(exp, p), tune_config=tune_config, run_config=run_config
+        make_trainable(exp, indexes, directory),
+        param_space=param_space(exp, p),
+        tune_config=tune_config,
+        run_config=run_config,
     )
 
 
@@ -299,7 +305,7 @@ def restore_tuner(directory: str, exp: Experiment, *, indexes: dict | None = Non
         raise FileNotFoundError(f"{directory!r} holds no Ray Tune experiment state to resume")
     return tune.Tuner.restore(
         directory,
-        trainable=make_trainable(exp, indexes),
+        trainable=make_trainable(exp, indexes, directory),
         resume_unfinished=True,
         resume_errored=True,
         restart_errored=False,
