@@ -23,16 +23,17 @@ from pydantic import ValidationError
 
 from analysis.runfolder import EXPERIMENT_FILE, OPTUNA_FILE, is_uri, read_text, write_text
 from search.config import Experiment, format_errors
-from search.constraints import ConstrainedSearcher, OptunaSpace, check_point, constraints_of, jsonable, write_infeasible
+from search.constraints import (
+    Candidate,
+    ConstrainedSearcher,
+    OptunaSpace,
+    check_point,
+    constraints_of,
+    jsonable,
+    write_infeasible,
+)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Candidate:
-    axes: dict[str, Any]
-    arch: Any  # ArchSpec
-    repeat: int = 0
 
 
 @dataclass
@@ -57,7 +58,7 @@ def plan(exp: Experiment) -> Plan:
             out.infeasible.append({"axes": jsonable(point), "arch": arch.to_dict() if arch else None, "reason": why})
             continue
         for repeat in range(exp.search.repeats):
-            out.candidates.append(Candidate(jsonable(point), arch, repeat))
+            out.candidates.append(Candidate.of(exp, point, arch, repeat))
     return out
 
 
@@ -78,13 +79,8 @@ def param_space(exp: Experiment, p: Plan) -> dict[str, Any]:
                 f"experiment {exp.name!r}: every point of the space is infeasible "
                 f"({len(p.infeasible)} rejected, e.g. {p.infeasible[0]['reason'] if p.infeasible else '-'})"
             )
-        return {
-            **base,
-            "candidate": tune.grid_search(
-                [{"axes": c.axes, "arch": c.arch.to_dict(), "repeat": c.repeat} for c in p.candidates]
-            ),
-        }
-    return {**base, "space": exp.to_space().to_dict()}
+        return {**base, "candidate": tune.grid_search([c.to_config() for c in p.candidates])}
+    return base  # the searcher's suggestion adds each trial's resolved candidate
 
 
 def make_searcher(exp: Experiment, record_dir: str | None):
@@ -112,15 +108,16 @@ def make_searcher(exp: Experiment, record_dir: str | None):
     if exp.search.algorithm == "nsga2":
         metric = [exp.search.metric, *exp.search.objectives]
         mode = [exp.search.mode, *exp.search.objective_modes]
+    space = OptunaSpace(exp)
     inner = OptunaSearch(
-        space=OptunaSpace(exp),
+        space=space,
         metric=metric,
         mode=mode,
         sampler=sampler,
         storage=study_storage(record_dir),
         study_name=exp.name,
     )
-    return ConstrainedSearcher(inner, exp, record_dir)
+    return ConstrainedSearcher(inner, exp, record_dir, space)
 
 
 def study_storage(directory: str | None):
