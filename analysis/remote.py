@@ -14,11 +14,9 @@ import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 
+from analysis.runfolder import is_uri
+
 TRIAL_FILES = ("params.json", "result.json", "error.txt")
-
-
-def is_uri(path: str | Path) -> bool:
-    return "://" in str(path)
 
 
 def wanted(relative: str) -> bool:

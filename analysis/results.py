@@ -5,9 +5,10 @@
         starch_trials.json              [{trial_id, status, error, stopped_early}]        (optional)
         starch_infeasible.json          [{arch, reason}] rejected before training         (optional)
         experiment_state-<time>.json    Ray's own trial table (read as JSON for the status only)
-        <trial folder>/params.json      the trial config: {"arch", "data", "recipe", "budget", …}, or
-                                        the search layer's {"candidate": {"arch", "axes", "repeat"}, …}
-                                        or {"axes", "space", "repeat", …} (see trainers.trial.resolve)
+        <trial folder>/params.json      the trial config: the search's {"candidate": {"arch", "seed",
+                                        "axes", "repeat", "params", "gflops"}, "data", "recipe"}, or
+                                        `starch train`'s {"arch", "data", "recipe", "budget", …};
+                                        older runs: {"axes", "space", "repeat", …} (trainers.trial.resolve)
                        result.json      one JSON line per reported epoch (trainers/loop.py record)
                        error.txt        when the trial raised
 
@@ -34,7 +35,8 @@ from typing import Any, Iterable
 import pandas as pd
 
 from analysis import ACCURACY_METRICS
-from analysis.remote import fetch, is_uri
+from analysis.remote import fetch
+from analysis.runfolder import EXPERIMENT_FILE, INFEASIBLE_FILE, TRIALS_FILE, is_uri
 from spaces.arch import ArchSpec
 
 ARCH_FIELDS = tuple(f.name for f in fields(ArchSpec))
@@ -50,7 +52,7 @@ STATUSES = (
     "infeasible",
 )
 TRIAL_MARKERS = ("params.json", "result.json")
-RUN_MARKERS = ("starch_experiment.json", "starch_trials.json", "tuner.pkl")
+RUN_MARKERS = (EXPERIMENT_FILE, TRIALS_FILE, "tuner.pkl")
 _TRIAL_ID = re.compile(r"(?:^|_)([0-9a-f]{5}_\d{5})(?:_|$)")  # trainable_<id>_… or starch's <id>_<label>
 
 
@@ -179,9 +181,16 @@ def flatten_arch(arch: dict[str, Any] | None) -> dict[str, Any]:
         row[f"conv{i + 1}"] = convs[i] if i < len(convs) else None
     for i in range(4):
         row[f"blocks{i + 2}"] = blocks[i] if i < len(blocks) else None
-    per_block = 3 if arch.get("block") == "bottleneck" else 2
-    row["depth"] = 2 + per_block * sum(blocks) if blocks else None
+    row["depth"] = _depth(arch)
     return row
+
+
+def _depth(arch: dict[str, Any]) -> int | None:
+    """ArchSpec.depth (the layer count); None for a dict that is not a whole ArchSpec."""
+    try:
+        return ArchSpec.from_dict(arch).depth
+    except (TypeError, ValueError):
+        return None
 
 
 def arch_key(arch: dict[str, Any] | None) -> str:
@@ -190,9 +199,11 @@ def arch_key(arch: dict[str, Any] | None) -> str:
 
 
 def requested_arch(params: dict[str, Any]) -> dict[str, Any]:
-    """The ArchSpec dict a trial config asks for, in any of the three forms trainers.trial.resolve takes.
+    """The ArchSpec dict a trial config asks for (trainers.trial.resolve's forms).
 
     Only needed for trials that never reported (their records carry the arch actually trained).
+    The search writes it resolved (`candidate.arch`); run folders from before it did so hold a
+    searcher's sample as {"axes", "space"}, still read here (docs/example_report, old runs).
     """
     if isinstance(params.get("arch"), dict):
         return params["arch"]
@@ -209,13 +220,19 @@ def requested_arch(params: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _repeat_and_seed(params: dict[str, Any]) -> tuple[Any, Any]:
-    """(repeat, seed): the trainer seeds a repeat with recipe.seed + repeat (trainers.trial.resolve)."""
+def _repeat_and_seed(params: dict[str, Any], records: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """(repeat, seed): the seed the trial's records carry, else the one its candidate was given.
+
+    Run folders written before the records and candidates carried the seed: recipe.seed + repeat,
+    the rule trainers.trial.resolve applied then (and still applies to `starch train` configs)."""
     candidate = params.get("candidate") if isinstance(params.get("candidate"), dict) else {}
     repeat = params.get("repeat", candidate.get("repeat"))
+    seed = _last(records, "seed")
+    if seed is None:
+        seed = candidate.get("seed", params.get("seed"))
+    if seed is not None:
+        return repeat, seed
     recipe_seed = (params.get("recipe") or {}).get("seed")
-    if params.get("seed") is not None:
-        return repeat, params["seed"]
     if recipe_seed is None and repeat is None:
         return None, None
     return repeat, (recipe_seed or 0) + (repeat or 0)  # Recipe.seed defaults to 0
@@ -309,14 +326,16 @@ def read_trial(
         reason = last.get("reason")
     wall = last.get("time_total_s")
     held = gpus if gpus is not None else _number(_last(records, "gpus"))  # gpus_per_trial: auto records its own
-    repeat, seed = _repeat_and_seed(params)
+    repeat, seed = _repeat_and_seed(params, records)
+    candidate = params.get("candidate") if isinstance(params.get("candidate"), dict) else {}
     row = {
         "trial_id": tid,
         "trial_dir": folder.name,
         "family": last.get("arch_name") or arch.get("name"),
         **flatten_arch(arch),
-        "params": last.get("params", math.nan),
-        "gflops": last.get("gflops", math.nan),
+        # the trained network's costs; a trial that never reported has its candidate's (search.constraints)
+        "params": last.get("params", candidate.get("params", math.nan)),
+        "gflops": last.get("gflops", candidate.get("gflops", math.nan)),
         **_metrics(records),
         "epochs": max((r.get("epoch", 0) for r in records), default=0),
         "epochs_planned": recipe.get("epochs", math.nan),
@@ -435,11 +454,11 @@ def _number(value: Any) -> float | None:
 
 
 def _infeasible_rows(path: Path, skipped: list[str]) -> list[dict[str, Any]]:
-    entries = _read_json(path / "starch_infeasible.json", skipped) or []
+    entries = _read_json(path / INFEASIBLE_FILE, skipped) or []
     rows = []
     for i, entry in enumerate(entries if isinstance(entries, list) else []):
         if not isinstance(entry, dict):
-            skipped.append(f"{path / 'starch_infeasible.json'} entry {i}: not an object; skipped")
+            skipped.append(f"{path / INFEASIBLE_FILE} entry {i}: not an object; skipped")
             continue
         arch = entry.get("arch") or {}
         rows.append(
@@ -475,8 +494,8 @@ def read_run(run_dir: str | Path, *, dataset: str | None = None) -> Run:
         path = Path(run_dir).expanduser()
     folders = _check_run_dir(path)
     skipped: list[str] = []
-    experiment = _read_json(path / "starch_experiment.json", skipped)
-    starch_list = _read_json(path / "starch_trials.json", skipped)
+    experiment = _read_json(path / EXPERIMENT_FILE, skipped)
+    starch_list = _read_json(path / TRIALS_FILE, skipped)
     starch_trials = {str(t.get("trial_id")): t for t in starch_list or [] if isinstance(t, dict)}
     ray_statuses, state_file = _ray_statuses(path, skipped)  # for trials starch_trials.json lacks
     gpus = gpus_per_trial(experiment)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from ray.tune.search import Searcher
 
+from analysis.runfolder import INFEASIBLE_FILE, write_text
 from search.config import Constraints, Experiment
-from search.runfiles import INFEASIBLE_FILE, write_text
 from spaces import ArchSpec, cost
 from spaces.memory import GiB, memory
 from spaces.space import Space
@@ -81,6 +82,33 @@ def check_point(exp: Experiment, space: Space, point: dict[str, Any]) -> tuple[A
     return arch, why
 
 
+@dataclass
+class Candidate:
+    """One trial, resolved once on the driver: its point of the space, its ArchSpec (k solved),
+    its repeat and seed. `to_config()` is the trial config's `candidate`, which the trainer
+    (trainers.trial.resolve) and the analysis (analysis.results) read as it is."""
+
+    axes: dict[str, Any]
+    arch: ArchSpec
+    repeat: int = 0
+    seed: int = 0  # the recipe's seed + repeat
+
+    @classmethod
+    def of(cls, exp: Experiment, point: dict[str, Any], arch: ArchSpec, repeat: int = 0) -> "Candidate":
+        return cls(jsonable(point), arch, repeat, exp.to_recipe().seed + repeat)
+
+    def to_config(self) -> dict[str, Any]:
+        c = cost(self.arch)  # before the dataset sets num_classes: the trial's records have the trained one
+        return {
+            "axes": self.axes,
+            "arch": self.arch.to_dict(),
+            "repeat": self.repeat,
+            "seed": self.seed,
+            "params": c.params,
+            "gflops": c.gflops,
+        }
+
+
 def constraints_of(trial) -> list[float]:
     """Optuna < 5 constraints_func: the violations stored by OptunaSpace (≤ 0 = feasible)."""
     return trial.user_attrs.get("constraints", [0.0])
@@ -91,6 +119,7 @@ class OptunaSpace:
 
     def __init__(self, exp: Experiment):
         self.exp = exp
+        self.last: tuple[str, ArchSpec | None, str | None] | None = None  # (point, arch, why) of the last sample
 
     def __call__(self, trial) -> dict[str, Any]:
         space = self.exp.to_space()
@@ -101,7 +130,8 @@ class OptunaSpace:
             else:
                 encoded = [_encode(c) for c in choices]
                 point[name] = _decode(trial.suggest_categorical(name, encoded))
-        _, v, why = point_violations(self.exp, space, point)  # one cost() per sample
+        arch, v, why = point_violations(self.exp, space, point)  # k solved once per sample
+        self.last = (json.dumps(jsonable(point), sort_keys=True), arch, why)  # read by ConstrainedSearcher
         if hasattr(trial, "set_constraint"):  # Optuna >= 5: samplers read these directly
             for name, excess in (v or {"none": 0.0}).items():
                 trial.set_constraint(name, excess)
@@ -137,9 +167,10 @@ class ConstrainedSearcher(Searcher):
     the space has run, the search is finished.
     """
 
-    def __init__(self, inner: Searcher, exp: Experiment, record_dir: str | None):
+    def __init__(self, inner: Searcher, exp: Experiment, record_dir: str | None, space: OptunaSpace | None = None):
         super().__init__(metric=inner.metric, mode=inner.mode)
         self.inner, self.exp, self.record_dir = inner, exp, record_dir
+        self.space = space  # the inner searcher's OptunaSpace: its last sample is already checked
         self.infeasible: list[dict[str, Any]] = []
         self.duplicates = 0
         self._alias: dict[str, str] = {}
@@ -165,17 +196,24 @@ class ConstrainedSearcher(Searcher):
             if key in self._results:
                 self._duplicate(inner_id, key)
                 continue
-            arch, why = check_point(self.exp, space, point)
+            arch, why = self._check(space, point)
             if why is None:
                 self._alias[trial_id], self._key_of[trial_id], self._results[key] = inner_id, key, None
-                # drop Optuna's raw (encoded) parameter names
-                return {"axes": config["axes"], **({"repeat": config["repeat"]} if "repeat" in config else {})}
+                # drop Optuna's raw (encoded) parameter names: the trial gets its resolved candidate
+                return {"candidate": Candidate.of(self.exp, point, arch, config.get("repeat", 0)).to_config()}
             self._infeasible_keys.add(key)
             self._reject(inner_id, point, arch, why)
         raise RuntimeError(
             f"{MAX_REJECTIONS} samples in a row were infeasible or had already run; "
             "loosen the constraints or lower search.num_samples"
         )
+
+    def _check(self, space: Space, point: dict[str, Any]) -> tuple[ArchSpec | None, str | None]:
+        """check_point, unless the OptunaSpace just checked this very point (k is solved once)."""
+        last = getattr(self, "space", None) and self.space.last
+        if last and last[0] == json.dumps(jsonable(point), sort_keys=True):
+            return last[1], last[2]
+        return check_point(self.exp, space, point)
 
     def _duplicate(self, inner_id: str, key: str) -> None:
         self.duplicates += 1

@@ -72,10 +72,10 @@ QUICK = {
 
 def run(args) -> int:
     from analysis.report import DEMO_FILE, never_ran
+    from analysis.runfolder import write_text
     from search.config import load_experiment
     from search.progress import ProgressPrinter
     from search.run import fit
-    from search.runfiles import write_text
     from search.search_cli import quiet_ray_logs
     from search.tuner import run_dir
     from trainers.data.synth import write_synthetic_dataset

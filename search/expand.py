@@ -246,7 +246,7 @@ def _point(axes: dict[str, Any]) -> dict[str, Any]:
 def make_expand_searcher(exp, record_dir: str | None):
     from ray.tune.search import Searcher
 
-    from search.runfiles import write_text
+    from analysis.runfolder import write_text
 
     class ExpandSearcher(Searcher):
         """Tune's side of ExpandState: suggest the pending step's candidates, wait, then move on."""
@@ -266,7 +266,10 @@ def make_expand_searcher(exp, record_dir: str | None):
             if cand is None:
                 return None  # the step's candidates are training: ask again later
             self._write()
-            return {"axes": cand["axes"]}
+            from search.constraints import Candidate
+
+            point = _point(cand["axes"])
+            return {"candidate": Candidate.of(exp, point, arch_of(exp, point)).to_config()}
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             self.state.complete(trial_id, result, error)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from search.runfiles import TRIALS_FILE, write_text
+from analysis.runfolder import TRIALS_FILE, write_text
 
 
 class TrialsFileCallback(Callback):

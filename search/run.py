@@ -10,9 +10,8 @@ import signal
 import threading
 from pathlib import Path
 
-from analysis.remote import is_uri
+from analysis.runfolder import TRIALS_FILE, check_storage, is_uri, read_text, write_text
 from search.config import Experiment
-from search.runfiles import TRIALS_FILE, check_storage, read_text, write_text
 from search.tuner import Plan, make_tuner, read_experiment, restore_tuner, run_dir, write_experiment
 
 log = logging.getLogger(__name__)

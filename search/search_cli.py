@@ -214,7 +214,7 @@ def _execute(start, exp, *, report: bool) -> int:
 
 
 def _trials(directory: str) -> list[dict]:
-    from search.runfiles import TRIALS_FILE, read_text
+    from analysis.runfolder import TRIALS_FILE, read_text
 
     text = read_text(directory, TRIALS_FILE)
     return [] if text is None else json.loads(text)
@@ -253,8 +253,8 @@ def _report(directory: str, metric: str) -> None:
 def run_status(args) -> int:
     """Trials of a run, read from its folder (works while it runs, after a crash, without Ray)."""
     from analysis import load
-    from analysis.remote import fetch, is_uri
-    from search.runfiles import EXPERIMENT_FILE, read_text
+    from analysis.remote import fetch
+    from analysis.runfolder import EXPERIMENT_FILE, is_uri, read_text
 
     directory = fetch(args.run_dir) if is_uri(args.run_dir) else Path(args.run_dir)
     if not directory.is_dir():

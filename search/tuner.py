@@ -21,18 +21,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from analysis.runfolder import EXPERIMENT_FILE, OPTUNA_FILE, is_uri, read_text, write_text
 from search.config import Experiment, format_errors
-from search.constraints import ConstrainedSearcher, OptunaSpace, check_point, constraints_of, jsonable, write_infeasible
-from search.runfiles import EXPERIMENT_FILE, OPTUNA_FILE, read_text, write_text
+from search.constraints import (
+    Candidate,
+    ConstrainedSearcher,
+    OptunaSpace,
+    check_point,
+    constraints_of,
+    jsonable,
+    write_infeasible,
+)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Candidate:
-    axes: dict[str, Any]
-    arch: Any  # ArchSpec
-    repeat: int = 0
 
 
 @dataclass
@@ -57,13 +58,13 @@ def plan(exp: Experiment) -> Plan:
             out.infeasible.append({"axes": jsonable(point), "arch": arch.to_dict() if arch else None, "reason": why})
             continue
         for repeat in range(exp.search.repeats):
-            out.candidates.append(Candidate(jsonable(point), arch, repeat))
+            out.candidates.append(Candidate.of(exp, point, arch, repeat))
     return out
 
 
 def run_dir(exp: Experiment, storage: str | None = None) -> str:
     storage = storage or exp.cluster.storage
-    if "://" not in storage:
+    if not is_uri(storage):
         storage = str(Path(storage).expanduser().resolve())
     return f"{storage.rstrip('/')}/{exp.name}"
 
@@ -78,13 +79,8 @@ def param_space(exp: Experiment, p: Plan) -> dict[str, Any]:
                 f"experiment {exp.name!r}: every point of the space is infeasible "
                 f"({len(p.infeasible)} rejected, e.g. {p.infeasible[0]['reason'] if p.infeasible else '-'})"
             )
-        return {
-            **base,
-            "candidate": tune.grid_search(
-                [{"axes": c.axes, "arch": c.arch.to_dict(), "repeat": c.repeat} for c in p.candidates]
-            ),
-        }
-    return {**base, "space": exp.to_space().to_dict()}
+        return {**base, "candidate": tune.grid_search([c.to_config() for c in p.candidates])}
+    return base  # the searcher's suggestion adds each trial's resolved candidate
 
 
 def make_searcher(exp: Experiment, record_dir: str | None):
@@ -112,15 +108,16 @@ def make_searcher(exp: Experiment, record_dir: str | None):
     if exp.search.algorithm == "nsga2":
         metric = [exp.search.metric, *exp.search.objectives]
         mode = [exp.search.mode, *exp.search.objective_modes]
+    space = OptunaSpace(exp)
     inner = OptunaSearch(
-        space=OptunaSpace(exp),
+        space=space,
         metric=metric,
         mode=mode,
         sampler=sampler,
         storage=study_storage(record_dir),
         study_name=exp.name,
     )
-    return ConstrainedSearcher(inner, exp, record_dir)
+    return ConstrainedSearcher(inner, exp, record_dir, space)
 
 
 def study_storage(directory: str | None):
@@ -134,7 +131,7 @@ def study_storage(directory: str | None):
     """
     if directory is None:
         return None
-    if "://" in directory:
+    if is_uri(directory):
         if not directory.startswith("file://"):
             return None
         directory = directory.removeprefix("file://")
@@ -176,8 +173,9 @@ def scheduler_callbacks(scheduler) -> list:
     return [RungStateCallback(scheduler)] if keeps else []
 
 
-def make_trainable(exp: Experiment, indexes: dict | None):
-    """Our function trainable with its resources: one process per trial, or W data-parallel workers."""
+def make_trainable(exp: Experiment, indexes: dict | None, directory: str):
+    """Our function trainable with its resources: one process per trial, or W data-parallel workers
+    (whose Train runs live in `directory`, the run folder)."""
     from ray import tune
 
     from trainers.ray_adapter import make_trainable as adapter
@@ -188,6 +186,7 @@ def make_trainable(exp: Experiment, indexes: dict | None):
         use_gpu=r.uses_gpus,
         cpus_per_worker=r.cpus_per_trial,
         gpus_per_worker=1.0 if r.auto_gpus else r.gpus_per_trial,
+        run_dir=directory,
     )
     if r.auto_gpus:  # each trial's GPU fraction from its predicted memory (search.gpu_packing)
         from search.gpu_packing import resources_fn
@@ -203,8 +202,9 @@ def trainable_for(run: str | Path | Experiment):
     trainable carries the run's resources per trial; its trials index the dataset themselves
     (`starch resume` builds the index once on the driver instead).
     """
-    exp = run if isinstance(run, Experiment) else read_experiment(str(run))
-    return make_trainable(exp, None)
+    if isinstance(run, Experiment):
+        return make_trainable(run, None, run_dir(run))
+    return make_trainable(read_experiment(str(run)), None, str(run))
 
 
 def trial_dirname(trial) -> str:
@@ -270,7 +270,10 @@ def make_tuner(
     if not grid and exp.search.algorithm == "nsga2" and exp.scheduler.type not in ("fifo", "moasha"):
         raise ValueError("scheduler: ASHA/HyperBand need one metric; use scheduler.type: moasha or fifo with nsga2")
     return tune.Tuner(
-        make_trainable(exp, indexes), param_space=param_space(exp, p), tune_config=tune_config, run_config=run_config
+        make_trainable(exp, indexes, directory),
+        param_space=param_space(exp, p),
+        tune_config=tune_config,
+        run_config=run_config,
     )
 
 
@@ -303,7 +306,7 @@ def restore_tuner(directory: str, exp: Experiment, *, indexes: dict | None = Non
         raise FileNotFoundError(f"{directory!r} holds no Ray Tune experiment state to resume")
     return tune.Tuner.restore(
         directory,
-        trainable=make_trainable(exp, indexes),
+        trainable=make_trainable(exp, indexes, directory),
         resume_unfinished=True,
         resume_errored=True,
         restart_errored=False,

@@ -1,6 +1,6 @@
 """The only trainers module that imports Ray: the trial loop as a Ray Tune function trainable.
 
-    trainable = make_trainable(workers_per_trial=W, use_gpu=…, cpus_per_worker=…, gpus_per_worker=…)
+    trainable = make_trainable(workers_per_trial=W, use_gpu=…, cpus_per_worker=…, gpus_per_worker=…, run_dir=…)
     tuner = Tuner(tune.with_parameters(trainable, indexes=indexes), param_space={"arch": …, "data": …})
 
 W = 1: the Tune trial trains by itself (`trainable`). Each epoch the loop's record goes to
@@ -15,11 +15,13 @@ the process group: gloo on CPUs, nccl on GPUs):
          ▲                                                      │ ray.train.report, once per epoch
          └──── TuneReportCallback: rank 0's record, one Tune result per epoch ◄──┘
 
-Only rank 0 reports a checkpoint; it is stored in the Train run folder `train/` inside the Tune
-trial's folder, and its path reaches Tune as the metric `checkpoint_path` (Tune itself holds no
-checkpoint for these trials). The run's name and place are stable across restarts, so a trial
-that Tune restarts (FailureConfig) or restores (Tuner.restore) resumes: Ray Train finds its own
-run snapshot and each worker gets the last checkpoint from `ray.train.get_checkpoint()`.
+Only rank 0 reports a checkpoint; it is stored in the trial's Train run, RUN_DIR/train/<trial id>
+(the run folder is given by the driver, the trial id by `tune.get_context()`: Ray's documented
+Train-inside-Tune pattern, public APIs only), and its path reaches Tune as the metric
+`checkpoint_path` (Tune itself holds no checkpoint for these trials). The run's name and place
+are stable across restarts, so a trial that Tune restarts (FailureConfig) or restores
+(Tuner.restore) resumes: Ray Train finds its own run snapshot and each worker gets the last
+checkpoint from `ray.train.get_checkpoint()`.
 
 Large read-only objects (the video index) arrive through `tune.with_parameters` (Ray's object
 store), not through the config; a data-parallel driver passes them on to its workers.
@@ -46,6 +48,7 @@ from trainers.trial import resolve, run_trial
 # it never takes a core or a GPU from the training workers. Tune may then start more drivers than
 # the cluster can train: cap them with TuneConfig(max_concurrent_trials = GPUs // (W × GPUs/worker)).
 DRIVER_CPUS = 0.05
+TRAIN_RUNS = "train"  # RUN_DIR/train/<trial id>: the Train runs of data-parallel trials
 
 
 def _load(restored) -> dict[str, Any] | None:
@@ -110,20 +113,18 @@ def fit_data_parallel(
     workers: int,
     use_gpu: bool,
     per_worker: dict[str, float],
+    run_dir: str,
     loop: Callable[[dict], None] = _train_worker,
 ) -> None:
-    """Fit the trial's TorchTrainer of `workers` ranks running `loop`. A rank that runs out of GPU
+    """Fit the trial's TorchTrainer of `workers` ranks running `loop`, its Train run stored under
+    `run_dir` (the Tune run folder: local, NFS or a URI). A rank that runs out of GPU
     memory ends the trial with a last result of status 'oom' (as a single-process trial does),
     not with an error Tune would retry: the same batch on the same GPU runs out again."""
-    storage_path, filesystem = _trial_storage()
     trainer = ray.train.torch.TorchTrainer(
         loop,
         train_loop_config={"config": config, "indexes": indexes},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=per_worker),
-        # same (storage_path, name) on every attempt: Ray Train resumes its own run
-        run_config=ray.train.RunConfig(
-            name="train", storage_path=storage_path, storage_filesystem=filesystem, callbacks=[TuneReportCallback()]
-        ),
+        run_config=train_run_config(run_dir, tune.get_context().get_trial_id()),
     )
     try:
         trainer.fit()
@@ -145,14 +146,13 @@ def oom_reason(exc: BaseException, workers: int) -> str | None:
     return None
 
 
-def _trial_storage() -> tuple[str, Any]:
-    """The Tune trial's folder in persistent storage (path, pyarrow filesystem), where the trial's
-    Train run lives. Tune's public context only gives the node-local staging folder, which a
-    trial restarted on another node would not see; hence the session's storage context."""
-    from ray.train._internal.session import get_storage
-
-    storage = get_storage()
-    return storage.trial_fs_path, storage.storage_filesystem
+def train_run_config(run_dir: str, trial_id: str) -> ray.train.RunConfig:
+    """The Train run of one Tune trial: RUN_DIR/train/<trial id>, the same on every attempt and on
+    every node (the run folder is shared storage on a cluster), so Ray Train resumes its own run.
+    Not the Tune trial's folder: Tune's public context names only its node-local staging copy."""
+    return ray.train.RunConfig(
+        name=trial_id, storage_path=f"{str(run_dir).rstrip('/')}/{TRAIN_RUNS}", callbacks=[TuneReportCallback()]
+    )
 
 
 def trial_resources(
@@ -173,12 +173,23 @@ def trial_resources(
 
 
 def make_trainable(
-    *, workers_per_trial: int = 1, use_gpu: bool = False, cpus_per_worker: float = 1, gpus_per_worker: float = 0
+    *,
+    workers_per_trial: int = 1,
+    use_gpu: bool = False,
+    cpus_per_worker: float = 1,
+    gpus_per_worker: float = 0,
+    run_dir: str | None = None,
 ) -> Callable[..., None]:
     """A fresh function trainable `(config, indexes=None)` for trials of `workers_per_trial`
     processes, already carrying its `trial_resources` (tune.with_resources); wrap it in
-    tune.with_parameters as usual. use_gpu with gpus_per_worker 0 means one GPU per worker."""
+    tune.with_parameters as usual. use_gpu with gpus_per_worker 0 means one GPU per worker.
+    `run_dir`, the Tune run folder (storage_path/name), is where data-parallel trials keep their
+    Train runs; W > 1 needs it."""
     workers, cpus, gpus = _validated(workers_per_trial, use_gpu, cpus_per_worker, gpus_per_worker)
+    if workers > 1 and not run_dir:
+        raise ValueError(
+            f"workers_per_trial = {workers} needs run_dir, the Tune run folder where each trial keeps its Train run"
+        )
     if workers == 1:
 
         def single(config: dict[str, Any], indexes: dict[str, VideoIndex] | None = None) -> None:
@@ -190,7 +201,9 @@ def make_trainable(
         per_worker = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
 
         def data_parallel(config: dict[str, Any], indexes: dict[str, VideoIndex] | None = None) -> None:
-            fit_data_parallel(config, indexes, workers=workers, use_gpu=gpus > 0, per_worker=per_worker)
+            fit_data_parallel(
+                config, indexes, workers=workers, use_gpu=gpus > 0, per_worker=per_worker, run_dir=str(run_dir)
+            )
 
         data_parallel.__name__ = f"trainable_{workers}x"
         fn = data_parallel

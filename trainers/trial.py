@@ -98,6 +98,7 @@ def run_trial(
         "started_at": time.time(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "arch_name": arch.name,
+        "seed": seed,
         "width": arch.width,
         "params": c.params,
         "gflops": c.flops / 1e9,
@@ -160,28 +161,33 @@ def _predicted_memory(arch: ArchSpec, batch_size: int, runtime: Runtime) -> dict
 def resolve(config: dict[str, Any]) -> TrialConfig:
     """A Ray Tune trial config (or `starch train` config) → TrialConfig.
 
-    The architecture comes in one of three forms:
-        {"arch": {...ArchSpec...}, "budget": "33.2M" | None, "width_rule": "nearest"}   k solved if budget
-        {"candidate": {"arch": {...}, "axes": {...}}}          a grid point the driver already resolved
-        {"axes": {...}, "space": {...Space.to_dict()...}}     a searcher's sample (k solved here)
-    plus "data", "recipe" and optionally "repeat" (added to the recipe's seed).
+    The architecture comes in one of two forms, plus "data" and "recipe":
+        {"candidate": {"arch", "seed", "axes", "repeat", "params", "gflops"}}   the search's trial,
+            resolved once on the driver (search.constraints.Candidate): arch and seed are used as they are
+        {"arch": {...ArchSpec...}, "budget": "33.2M" | None, "width_rule": "nearest", "repeat": 0}
+            `starch train`: k solved here if budget; the repeat is added to the recipe's seed
+    Run folders written before the driver resolved searcher samples hold {"axes", "space"}, and
+    grid candidates without "seed": still read, so `starch resume` continues them.
     """
-    from spaces.space import Space
     from spaces.width import solve_width
 
     config = dict(config)
-    if "candidate" in config:
-        config.update(config.pop("candidate"))
+    candidate = config.pop("candidate", None)
     axes, space = config.pop("axes", None), config.pop("space", None)
-    if "arch" not in config:
-        if axes is None or space is None:
-            raise ValueError("trial config needs 'arch', 'candidate' or 'axes' + 'space'")
-        config["arch"] = Space.cached(space["axes"], space.get("width_rule", "nearest")).to_arch(axes).to_dict()
     budget, rule = config.pop("budget", None), config.pop("width_rule", "nearest")
-    repeat = config.pop("repeat", 0)
+    repeat, seed = config.pop("repeat", 0), None
+    if candidate is not None:
+        config["arch"] = candidate["arch"]
+        repeat, seed = candidate.get("repeat", 0), candidate.get("seed")
+    elif "arch" not in config:
+        if axes is None or space is None:
+            raise ValueError("trial config needs 'candidate' (from starch search) or 'arch' (starch train)")
+        from spaces.space import Space  # an older run folder's searcher sample
+
+        config["arch"] = Space.cached(space["axes"], space.get("width_rule", "nearest")).to_arch(axes).to_dict()
     cfg = TrialConfig.from_dict(config)
     if budget is not None:
         cfg = dataclasses.replace(cfg, arch=cfg.arch.replace(width=solve_width(cfg.arch, budget, rule)))
-    if repeat:
-        cfg = dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, seed=cfg.recipe.seed + int(repeat)))
-    return cfg
+    if seed is None:
+        seed = cfg.recipe.seed + int(repeat or 0)
+    return dataclasses.replace(cfg, recipe=dataclasses.replace(cfg.recipe, seed=int(seed)))

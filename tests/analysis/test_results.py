@@ -159,7 +159,7 @@ def test_starch_json_files_are_used_when_present(runs, tmp_path):
 def test_the_search_layers_trial_configs_and_folder_names(runs, tmp_path):
     """`starch search` writes {"candidate": {"arch", "axes", "repeat"}, …} and folders `<id>_<label>`."""
     run = copy_run(runs["hmdb"], tmp_path)
-    folder = trial_dir(run, "MC3")
+    folder, other = trial_dir(run, "MC3"), trial_dir(run, "R3D-18")
     params = json.loads((folder / "params.json").read_text())
     tid = json.loads((folder / "result.json").read_text().splitlines()[0])["trial_id"]
     arch = params.pop("arch")
@@ -177,9 +177,19 @@ def test_the_search_layers_trial_configs_and_folder_names(runs, tmp_path):
     row = df.set_index("trial_id").loc[tid]
     assert row["trial_dir"] == f"{tid}_MC3" and row["family"] == "MC3" and row["width"] == 6
     assert row["status"] == "errored" and row["reason"] == "RuntimeError: CUDA error"
-    assert row["repeat"] == 1 and row["seed"] == params["recipe"]["seed"] + 1
+    assert row["repeat"] == 1 and row["seed"] == params["recipe"]["seed"] + 1  # an older candidate: no seed
+    assert math.isnan(row["params"]) and row["depth"] == 2 + 2 * sum(arch["blocks"])
     done = df[df["status"] == "completed"]
     assert (done["gpu_hours"] - done["wall_time_s"] * 1.0 / 3600).abs().max() < 1e-12  # 0.5 GPU × 2 workers
+
+    # today's candidate carries the seed and costs resolved on the driver; the records, the trained ones
+    params["candidate"].update(seed=41, params=123_456, gflops=0.5)
+    (run / f"{tid}_MC3" / "params.json").write_text(json.dumps(params))
+    row = load(run).set_index("trial_id").loc[tid]
+    assert (row["seed"], row["params"], row["gflops"]) == (41, 123_456, 0.5)
+    records = [json.loads(line) for line in (other / "result.json").read_text().splitlines()]
+    (other / "result.json").write_text("\n".join(json.dumps({**r, "seed": 99}) for r in records))
+    assert load(run).set_index("trial_dir").loc[other.name, "seed"] == 99
 
 
 def test_status_inferred_from_files_without_any_state(runs, tmp_path):

@@ -95,8 +95,8 @@ def simulate(
     from ray.tune.search import Searcher
 
     from search.tuner import make_scheduler, make_searcher
+    from spaces import ArchSpec
 
-    space = exp.to_space()
     searcher, scheduler = make_searcher(exp, None), make_scheduler(exp)
     if population and exp.search.algorithm == "nsga2":  # starch's sampler with a population that fits the budget
         searcher.inner._ot_study.sampler = optuna.samplers.NSGAIISampler(
@@ -118,7 +118,7 @@ def simulate(
         if config is None or config == Searcher.FINISHED:  # every point of the space has run: the worker idles
             return
         counter += 1
-        arch = space.to_arch(config["axes"])
+        arch = ArchSpec.from_dict(config["candidate"]["arch"])  # resolved by the searcher
         curve = curves[(arch.name, arch.width, arch.frames, arch.sampling_rate, arch.crop)]
         trial = SimpleNamespace(trial_id=tid, config=config, curve=curve, epoch=0)
         trials[tid] = trial
@@ -236,9 +236,9 @@ def replay_trainable(config: dict, curves: dict | None = None) -> None:
     """Report a recorded curve epoch by epoch, as a starch trial would (no training, no sleep)."""
     from ray import tune
 
-    from spaces.space import Space
+    from spaces import ArchSpec
 
-    arch = Space.from_dict(config["space"]).to_arch(config["axes"])
+    arch = ArchSpec.from_dict(config["candidate"]["arch"])  # resolved by the searcher
     curve = curves[(arch.name, arch.width, arch.frames, arch.sampling_rate, arch.crop)]
     for row in curve.to_dict("records"):
         tune.report(
@@ -294,7 +294,7 @@ def tune_replay(
     multi = exp.search.algorithm == "nsga2"
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(replay_trainable, curves=curves), {"cpu": 2 / workers}),
-        param_space={"space": exp.to_space().to_dict()},
+        param_space={},  # the searcher's suggestion is the whole config (a resolved candidate)
         tune_config=tune.TuneConfig(
             metric=None if multi else exp.search.metric,
             mode=None if multi else exp.search.mode,

@@ -58,7 +58,9 @@ def run_once(tmp_path, name, monkeypatch, reuse_actors):
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import tests/
     monkeypatch.setattr(
-        tuner_mod, "make_trainable", lambda exp, indexes: tune.with_resources(fixed_length_trainable, {"cpu": 1})
+        tuner_mod,
+        "make_trainable",
+        lambda exp, indexes, directory: tune.with_resources(fixed_length_trainable, {"cpu": 1}),
     )
     exp = Experiment.model_validate(
         {

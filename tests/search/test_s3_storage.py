@@ -102,7 +102,7 @@ def bucket_files(uri: str) -> list[str]:
 
 
 def trials_file(uri: str) -> list[dict]:
-    from search.runfiles import TRIALS_FILE, read_text
+    from analysis.runfolder import TRIALS_FILE, read_text
 
     return json.loads(read_text(uri, TRIALS_FILE) or "[]")
 

@@ -121,7 +121,35 @@ def test_tpe_never_runs_a_configuration_twice(tmp_path, synth_root):
         config = searcher.suggest(f"t{i}")
         if config == Searcher.FINISHED:
             break
-        seen.append(json.dumps(config["axes"], sort_keys=True))
+        seen.append(json.dumps(config["candidate"]["axes"], sort_keys=True))
         searcher.on_trial_complete(f"t{i}", {"video@1": 0.1 * (i % 3), "training_iteration": 1})
     assert len(seen) == 6 == len(set(seen))  # 3 networks × 2 rates, each once, then finished
     assert searcher.duplicates > 0  # TPE did propose repeats; they were not run
+
+
+def test_a_sample_is_resolved_once_on_the_driver(tmp_path, synth_root, monkeypatch):
+    """The searcher's suggestion is the trial's resolved candidate (arch with k solved, seed, costs);
+    k is solved once per sample (the OptunaSpace's check), not again by the searcher or the trial."""
+    import spaces.space
+    from search.config import load_experiment
+    from search.tuner import make_searcher
+    from spaces import ArchSpec, cost
+    from tests.search.conftest import tiny_experiment
+    from trainers.trial import resolve
+
+    path = tiny_experiment(tmp_path, synth_root, body="search:\n  algorithm: random\n  num_samples: 4\n  seed: 2\n")
+    path.write_text(path.read_text().replace("width: 4", "budget: 0.3M"))
+    exp = load_experiment(path)
+    searcher = make_searcher(exp, None)
+    solved = []
+    real = spaces.space.solve_width
+    monkeypatch.setattr(spaces.space, "solve_width", lambda *a, **k: solved.append(a) or real(*a, **k))
+    config = searcher.suggest("t0")
+    assert len(solved) == 1
+    cand = config["candidate"]
+    arch = ArchSpec.from_dict(cand["arch"])
+    assert arch == exp.to_space().to_arch({k: tuple(v) if isinstance(v, list) else v for k, v in cand["axes"].items()})
+    assert (cand["params"], cand["gflops"]) == (cost(arch).params, cost(arch).gflops)
+    assert cand["seed"] == exp.to_recipe().seed + cand["repeat"]
+    trial = resolve({**config, "data": exp.to_data().to_dict(), "recipe": exp.to_recipe().to_dict()})
+    assert trial.arch == arch and len(solved) == 2  # the check above solved once more; the trial did not

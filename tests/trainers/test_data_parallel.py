@@ -160,6 +160,14 @@ def test_trial_resources_put_the_work_on_train_workers():
             trial_resources(**bad)
 
 
+def test_a_data_parallel_trainable_needs_the_run_folder_for_its_train_runs():
+    from trainers.ray_adapter import make_trainable
+
+    with pytest.raises(ValueError, match="workers_per_trial = 2 needs run_dir"):
+        make_trainable(workers_per_trial=2)
+    make_trainable(workers_per_trial=1)  # a single-process trial keeps its checkpoints in Tune's
+
+
 def _config(root, epochs):
     data = DataSpec(format="ucf101", root=str(root), resize=None, num_workers=0, batch_size=8, eval_clips=2)
     return TrialConfig(named("r3d_18", **TINY), data, Recipe(epochs=epochs, lr=0.05, schedule="constant"))
@@ -175,7 +183,7 @@ def _tune_w2(ray_cluster, synth_root, folder, wrap=None):
 
     data = _config(synth_root, 2).data
     indexes = {"train": build_index(data, "train"), "test": build_index(data, "test")}
-    trainable = make_trainable(workers_per_trial=2)
+    trainable = make_trainable(workers_per_trial=2, run_dir=str(folder / "dp"))
     if wrap is not None:
         trainable = tune.with_resources(wrap(trainable), trial_resources(workers_per_trial=2))
     results = []
@@ -222,8 +230,11 @@ def test_one_result_per_epoch_over_all_clips_and_videos(two_worker_trial):
 
 
 def test_checkpoint_of_w2_resumes_a_further_epoch_in_process(two_worker_trial, synth_root):
-    results, _, indexes = two_worker_trial
-    state = checkpoint.load(results[-1]["checkpoint_path"])  # rank 0's, in the trial's train/ folder
+    results, grid, indexes = two_worker_trial
+    # rank 0's, in the Train run RUN_DIR/train/<trial id> (public Ray API only: no session storage)
+    train_run = Path(grid[0].path).parent / "train" / results[-1]["trial_id"]
+    assert Path(results[-1]["checkpoint_path"]).parent == train_run
+    state = checkpoint.load(results[-1]["checkpoint_path"])
     assert state["epoch"] == 2 and not any(k.startswith("module.") for k in state["model"])
     records = []
     run_trial(_config(synth_root, 3), lambda r, s: records.append(r), state=state, indexes=indexes)
@@ -244,7 +255,13 @@ def test_a_rank_out_of_gpu_memory_ends_the_trial_as_oom_not_as_an_error(ray_clus
 
     def oom_trial(trainable):
         return lambda config, indexes=None: fit_data_parallel(
-            config, indexes, workers=2, use_gpu=False, per_worker={"CPU": 1}, loop=rank1_runs_out_of_gpu_memory
+            config,
+            indexes,
+            workers=2,
+            use_gpu=False,
+            per_worker={"CPU": 1},
+            run_dir=str(tmp_path / "run" / "dp"),
+            loop=rank1_runs_out_of_gpu_memory,
         )
 
     results, grid, _ = _tune_w2(ray_cluster, synth_root, tmp_path / "run", wrap=oom_trial)

@@ -91,6 +91,30 @@ def test_budget_resolves_width():
     assert resolve(d).arch.width > 8
 
 
+def test_a_search_candidate_is_used_as_resolved_and_old_samples_still_resolve():
+    from spaces.space import Space
+
+    cfg = config("/nonexistent", seed=5)
+    arch = named("r3d_18", **{**TINY, "width": 12})
+    d = {k: v for k, v in cfg.to_dict().items() if k != "arch"}
+    candidate = {
+        "axes": {"network": "r3d_18"},
+        "arch": arch.to_dict(),
+        "repeat": 2,
+        "seed": 7,
+        "params": 1,
+        "gflops": 1,
+    }
+    got = resolve({**d, "candidate": candidate})
+    assert got.arch == arch and got.recipe.seed == 7  # the driver's seed, not recipe.seed + repeat again
+    assert resolve({**d, "candidate": {"arch": arch.to_dict(), "repeat": 2}}).recipe.seed == 5 + 2  # older grids
+    space = Space(axes={"network": ("r3d_18",), "frames": (8,), "budget": ("1M",)}, width_rule="under")
+    old = resolve({**d, "axes": {"network": "r3d_18", "frames": 8, "budget": "1M"}, "space": space.to_dict()})
+    assert old.arch == space.to_arch({"network": "r3d_18", "frames": 8, "budget": "1M"}) and old.recipe.seed == 5
+    with pytest.raises(ValueError, match="needs 'candidate'"):
+        resolve(d)
+
+
 def test_recipe_schedule_and_validation():
     from tests.trainers.test_schedule import lrs
 

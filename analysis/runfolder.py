@@ -1,4 +1,9 @@
-"""starch's own files in a run folder, which may be local or on shared storage (s3://, gs://, file://…).
+"""A run folder's own starch files, local or on shared storage (s3://, gs://, file://…).
+
+The run folder is the contract between the search, which writes it, and the analysis, which
+reads it on a laptop without torch or Ray. Its file names and the storage helpers both sides use
+live here, in analysis (analysis imports no other package of ours; search may import analysis,
+DESIGN.md), so the search does not borrow them from `analysis.remote`'s download code.
 
 Ray Tune writes the run folder through pyarrow's file systems when `cluster.storage` is a URI; the
 starch files (starch_experiment.json, starch_trials.json, starch_infeasible.json) go the same way,
@@ -10,12 +15,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis.remote import is_uri
-
 EXPERIMENT_FILE = "starch_experiment.json"  # the validated experiment: what `starch resume` rebuilds from
 TRIALS_FILE = "starch_trials.json"  # state, epoch, error and early stop of every trial
 INFEASIBLE_FILE = "starch_infeasible.json"  # samples the constraints rejected before any training
 OPTUNA_FILE = "optuna_study.log"  # random/TPE/NSGA-II: the Optuna study (JournalStorage), see search.tuner
+
+
+def is_uri(path: str | Path) -> bool:
+    """Whether `path` names shared storage (scheme://…) rather than a local folder."""
+    return "://" in str(path)
 
 
 def _fs(directory: str):
