@@ -262,7 +262,8 @@ def test_status_shows_accuracies_as_percentages(run, capsys):
     out = capsys.readouterr().out
     assert "video@1 (%)" in out
     for trial in trial_dirs(directory):
-        row = next(l for l in out.splitlines() if l.split()[:1] == [trial.name])
+        trial_id = trial.name.split("_")[0]  # folders are <id>_<network>, status shows the id
+        row = next(l for l in out.splitlines() if l.split()[:1] == [trial_id])
         assert f"{records(trial)[-1]['video@1'] * 100:.1f}" in row.split()
     assert re.search(r"^infeasible_0 .* infeasible +0 +gflops over", out, flags=re.M)  # blank, not None/nan
 
