@@ -167,5 +167,4 @@ def planned_trials(exp) -> list[dict]:
     """Every trial the grid plans, as the report names it: {"name": "MC3", "repeat": 2, "seed": 2}."""
     from search.tuner import plan
 
-    seed = exp.to_recipe().seed
-    return [{"name": c.arch.name, "repeat": c.repeat, "seed": seed + c.repeat} for c in plan(exp).candidates]
+    return [{"name": c.arch.name, "repeat": c.repeat, "seed": c.seed} for c in plan(exp).candidates]

@@ -36,7 +36,8 @@ if os.environ.get("STARCH_BENCH_NETWORKS"):  # e.g. "mc3:13,r2plus1d_18:8": a su
 DEMO_STEPS = 12 * 75  # epochs × updates per epoch in the demo preset
 
 
-def _step(model, clips, labels, optimizer, runtime) -> None:
+def train_step(model, clips, labels, optimizer, runtime) -> None:
+    """One optimiser step as a trial takes it (autocast per the runtime); test_efficiency times it too."""
     with runtime.autocast():
         logits = model(clips)
     loss = F.cross_entropy(logits.float(), labels)
@@ -50,7 +51,7 @@ def _time_steps(setup, labels, steps: int) -> float:
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
-        _step(model, clips, labels, optimizer, runtime)
+        train_step(model, clips, labels, optimizer, runtime)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

@@ -22,9 +22,9 @@ import time
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from spaces import build, cost, named
+from tests.benchmarks.test_cpu_compile_bf16 import train_step
 from trainers.device import Runtime, training_flops
 
 # the demo's networks at the demo's widths (0.5M-parameter budget), and a P3D
@@ -50,12 +50,7 @@ def _step_time(model, clips, labels, optimizer, runtime: Runtime, steps: int) ->
     for _ in range(steps):
         runtime.synchronize()
         t0 = time.perf_counter()
-        with runtime.autocast():
-            logits = model(clips)
-        loss = F.cross_entropy(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, clips, labels, optimizer, runtime)
         runtime.synchronize()
         times.append(time.perf_counter() - t0)
     return min(times)  # the best step, the same statistic as the peak's best matmul: preemption excluded

@@ -85,6 +85,22 @@ def start_driver(path: Path, address: str, **popen) -> subprocess.Popen:
     )
 
 
+def killable_tpe_experiment(make_experiment, name: str) -> Path:
+    """TPE, 4 samples of 6 points, 3 epochs, 2 trials at a time: long enough to kill a driver mid-run."""
+    path = make_experiment(
+        name=name,
+        body="search:\n  algorithm: tpe\n  num_samples: 4\n  seed: 3\n"
+        "resources:\n  cpus_per_trial: 1\n  max_concurrent_trials: 2\n",
+    )
+    path.write_text(
+        path.read_text()
+        .replace("resources:\n  cpus_per_trial: 1\n", "", 1)
+        .replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 3")
+        .replace("sampling_rate: 2", "sampling_rate: [1, 2]")
+    )  # 6 points for 4 samples
+    return path
+
+
 def epochs_done(run: Path) -> list[int]:
     return [len(r) for r in records(run).values()] if run.exists() else []
 
@@ -128,17 +144,7 @@ def test_worker_node_removed_mid_run_trials_resume_from_checkpoints(ray_cluster,
 
 
 def test_killed_driver_resumes_without_losing_or_duplicating_trials(ray_cluster, make_experiment):
-    path = make_experiment(
-        name="killed",
-        body="search:\n  algorithm: tpe\n  num_samples: 4\n  seed: 3\n"
-        "resources:\n  cpus_per_trial: 1\n  max_concurrent_trials: 2\n",
-    )
-    path.write_text(
-        path.read_text()
-        .replace("resources:\n  cpus_per_trial: 1\n", "", 1)
-        .replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 3")
-        .replace("sampling_rate: 2", "sampling_rate: [1, 2]")
-    )  # 6 points for 4 samples
+    path = killable_tpe_experiment(make_experiment, "killed")
     run = path.parent / "runs" / "killed"
     driver = start_driver(path, ray_cluster.address, start_new_session=True)
     try:

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from search.cli import main
-from tests.search.test_failures import wait_for
+from tests.search.test_failures import killable_tpe_experiment, wait_for
 
 BUCKET = "starch-test"
 pytest.importorskip("moto")
@@ -147,17 +147,7 @@ def test_a_missing_bucket_is_named_before_ray_starts(s3_env, make_experiment, ca
 
 @pytest.mark.slow
 def test_a_driver_killed_mid_run_resumes_from_the_bucket(s3_env, make_experiment):
-    path = make_experiment(
-        name="killed-s3",
-        body="search:\n  algorithm: tpe\n  num_samples: 4\n  seed: 3\n"
-        "resources:\n  cpus_per_trial: 1\n  max_concurrent_trials: 2\n",
-    )
-    path.write_text(
-        path.read_text()
-        .replace("resources:\n  cpus_per_trial: 1\n", "", 1)
-        .replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 3")
-        .replace("sampling_rate: 2", "sampling_rate: [1, 2]")
-    )
+    path = killable_tpe_experiment(make_experiment, "killed-s3")
     uri = f"s3://{BUCKET}/runs/killed-s3"
     driver = starch(
         "search", str(path), "--storage", f"s3://{BUCKET}/runs", "--no-report", env=s3_env, start_new_session=True
