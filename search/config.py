@@ -23,13 +23,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from spaces.space import AXES, Space
+from spaces.validation import format_errors
 from trainers.data.datasets import MIN_CROP, DataSpec
 from trainers.recipe import Recipe
+from trainers.resources import CPUs, Workers
 
 PRESET_DIR = Path(__file__).with_name("presets")
+# what each trial's architecture decides, not the data section (trainers.trial.align)
+PER_TRIAL_DATA = {"clip_len": "space.frames", "sampling_rate": "space.sampling_rate", "crop": "space.crop"}
 METRICS = ("video@1", "video@5", "clip@1", "train_acc", "train_loss", "test_loss", "gflops", "params")
 
 
@@ -105,8 +109,8 @@ class Resources(_Strict):
     )
     gpu_memory_gb: float | None = Field(None, gt=0, description="memory of each GPU (GiB) for auto; None: detected")
     gpu_memory_headroom: float = Field(0.1, ge=0, lt=1, description="fraction of a GPU auto keeps free")
-    cpus_per_trial: float = Field(1, gt=0)
-    workers_per_trial: int = Field(1, ge=1, description="data-parallel workers (DDP) per trial")
+    cpus_per_trial: CPUs = 1
+    workers_per_trial: Workers = 1
     max_concurrent_trials: int | None = Field(None, ge=1)
 
     @field_validator("gpus_per_trial", mode="before")
@@ -190,19 +194,44 @@ class LoggingConfig(_Strict):
 
 
 class Experiment(_Strict):
+    """The experiment file, validated once: `data` and `schedule` are the trainers' own typed specs
+    (a trial replaces the data's clip length, sampling rate and crop with its architecture's)."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     space: dict[str, Any]
     width_rule: Literal["nearest", "under"] = "nearest"
     constraints: Constraints = Constraints()
-    data: dict[str, Any]
-    schedule: dict[str, Any] = Field(default_factory=dict)
+    data: DataSpec
+    schedule: Recipe = Recipe()
     search: SearchConfig = SearchConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     resources: Resources = Resources()
     cluster: Cluster = Cluster()
     failures: Failures = Failures()
     logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections(cls, raw: Any) -> Any:
+        """data: the clip fields are the architecture's; schedule: the seed is search.seed unless given."""
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        data, schedule, search = raw.get("data"), raw.get("schedule", {}), raw.get("search", {})
+        if isinstance(data, dict):
+            for key, axis in PER_TRIAL_DATA.items():
+                if key in data:
+                    raise ValueError(
+                        f"data.{key}: each trial takes it from its architecture ({axis} or the network's "
+                        "own); remove it from data"
+                    )
+            raw["data"] = {**data, "crop": MIN_CROP}  # a stand-in until the space's crops are known (_deep)
+        if isinstance(schedule, dict) and "seed" not in schedule and isinstance(search, dict):
+            seed = search.get("seed", 0)
+            if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0:
+                raw["schedule"] = {**schedule, "seed": seed}
+        return raw
 
     @field_validator("space")
     @classmethod
@@ -212,30 +241,16 @@ class Experiment(_Strict):
             raise ValueError(f"unknown axis {unknown}; valid axes: {', '.join(AXES)}")
         return {k: _choices(k, x) for k, x in v.items()}
 
-    @field_validator("data")
-    @classmethod
-    def _data(cls, v: dict[str, Any]) -> dict[str, Any]:
-        # the dataclass's own message, under the section's name; the crop is each trial's
-        # architecture's, so resize is checked against those crops in _deep
-        DataSpec.from_dict({**v, "crop": MIN_CROP})
-        return v
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule(cls, v: dict[str, Any]) -> dict[str, Any]:
-        Recipe.from_dict(v)
-        return v
-
     @model_validator(mode="after")
     def _deep(self):
         space = self.to_space()  # needs width_rule beside the space
         for crop in space.crops():
             try:
-                DataSpec.from_dict({**self.data, "crop": crop})
+                self.data.replace(crop=crop)
             except ValueError as exc:
                 raise ValueError(
-                    f"data: {exc} (the crop is the architecture's: space.crop or the network's "
-                    f"own; this space has crops {space.crops()})"
+                    f"data.{str(exc).removeprefix('DataSpec: ')} (the crop is the architecture's: space.crop or the "
+                    f"network's own; this space has crops {space.crops()})"
                 ) from None
         if self.search.algorithm == "expand":
             from search.expand import check_space
@@ -243,16 +258,24 @@ class Experiment(_Strict):
             check_space(self)
         return self
 
+    @field_serializer("data")
+    def _data_section(self, data: DataSpec) -> dict[str, Any]:
+        return {k: v for k, v in data.to_dict().items() if k not in PER_TRIAL_DATA}
+
+    def updated(self, **sections: Any) -> "Experiment":
+        """A copy with these sections replaced, validated again (pydantic's model_copy would not)."""
+        try:
+            return Experiment.model_validate({**self.model_dump(), **sections})
+        except ValidationError as exc:
+            raise ValueError(format_errors(exc, f"experiment {self.name}")) from None
+
     def to_space(self) -> Space:
         return Space.cached(self.space, self.width_rule)  # validated once per process (called per sample)
 
     def to_data(self) -> DataSpec:
         """The data section; each trial replaces clip length, sampling rate and crop with its
         architecture's (trainers.trial.align), so here the crop is the space's smallest."""
-        return DataSpec.from_dict({**self.data, "crop": self.to_space().crops()[0]})
-
-    def to_recipe(self) -> Recipe:
-        return Recipe.from_dict({"seed": self.search.seed, **self.schedule})
+        return self.data.replace(crop=self.to_space().crops()[0])
 
 
 def _choices(axis: str, value: Any) -> list[Any]:
@@ -264,19 +287,6 @@ def _choices(axis: str, value: Any) -> list[Any]:
             raise ValueError(f"axis {axis!r} has an empty list of choices")
         return value
     return [value]
-
-
-def format_errors(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        shown = err.get("input")
-        value = "" if isinstance(shown, dict) or err["type"] == "missing" else f" (got {shown!r})"
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (typo?)"
-        lines.append(f"{source}: {loc + ': ' if loc else ''}{msg}{value}")
-    return "\n".join(lines)
 
 
 class _Loader(yaml.SafeLoader):

@@ -66,7 +66,7 @@ def point_violations(
         return None, {"invalid": 1.0}, str(exc)
     from search.gpu_packing import predicted, trial_precision, usable_bytes
 
-    precision = trial_precision(exp.to_recipe().precision, exp.resources.uses_gpus)
+    precision = trial_precision(exp.schedule.precision, exp.resources.uses_gpus)
     v = violations(
         arch, exp.constraints, batch_size=exp.to_data().batch_size, budget=point.get("budget"), precision=precision
     )
@@ -95,7 +95,7 @@ class Candidate:
 
     @classmethod
     def of(cls, exp: Experiment, point: dict[str, Any], arch: ArchSpec, repeat: int = 0) -> "Candidate":
-        return cls(jsonable(point), arch, repeat, exp.to_recipe().seed + repeat)
+        return cls(jsonable(point), arch, repeat, exp.schedule.seed + repeat)
 
     def to_config(self) -> dict[str, Any]:
         c = cost(self.arch)  # before the dataset sets num_classes: the trial's records have the trained one

@@ -98,7 +98,7 @@ def run(args) -> int:
     exp, scaling = fit_to_machine(exp, overrides, start, args.budget_minutes * 60, batches=1 if args.quick else 2)
     budget_s = max(60.0, args.budget_minutes * 60 - (time.time() - start))
     print(
-        f"2/3  {exp.to_space().size} networks × {exp.search.repeats} seed(s) × {exp.to_recipe().epochs} epochs "
+        f"2/3  {exp.to_space().size} networks × {exp.search.repeats} seed(s) × {exp.schedule.epochs} epochs "
         f"on a local Ray (safety stop after {budget_s / 60:.0f} min) ...",
         flush=True,
     )
@@ -144,11 +144,11 @@ def fit_to_machine(exp, overrides: dict, start: float, budget_s: float, *, batch
     slots = int((os.cpu_count() or 1) // exp.resources.cpus_per_trial)
     concurrency = max(1, min(len(candidates), slots, exp.resources.max_concurrent_trials or slots))
     speeds, startup = measure_networks(
-        candidates, data, indexes, checked.to_recipe(), concurrency=concurrency, batches=batches
+        candidates, data, indexes, checked.schedule, concurrency=concurrency, batches=batches
     )
     spent = time.time() - start
     scaling = fit_to_budget(
-        exp.to_recipe(),
+        exp.schedule,
         [c.arch.name for c in candidates],
         speeds,
         sizes,

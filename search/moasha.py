@@ -264,7 +264,7 @@ class RungStateCallback(Callback):
 
 def make_moasha(exp) -> MOASHAScheduler:
     """The scheduler for an Experiment: objectives = search.metric + search.objectives."""
-    s, epochs = exp.scheduler, exp.to_recipe().epochs
+    s, epochs = exp.scheduler, exp.schedule.epochs
     objectives = [(exp.search.metric, exp.search.mode), *zip(exp.search.objectives, exp.search.objective_modes)]
     return MOASHAScheduler(
         objectives,

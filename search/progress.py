@@ -128,7 +128,7 @@ class ProgressPrinter(Callback):
             from search.tuner import plan
 
             trials *= max(1, plan(exp).feasible)
-        return cls(exp.search.metric, trials=trials, epochs=exp.to_recipe().epochs, mode=exp.search.mode)
+        return cls(exp.search.metric, trials=trials, epochs=exp.schedule.epochs, mode=exp.search.mode)
 
     def __getstate__(self):  # Tune pickles its callbacks with the run; a live bar does not pickle
         return {**self.__dict__, "_bar": None, "file": None}

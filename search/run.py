@@ -83,8 +83,8 @@ def check_resources(exp: Experiment, total: dict[str, float] | None = None) -> E
                     "resources: gpus_per_trial = auto could not detect the GPUs' memory; set "
                     "resources.gpu_memory_gb (GiB per GPU, e.g. 16)"
                 )
-            r = r.model_copy(update={"gpu_memory_gb": round(detected, 2)})
-            exp = exp.model_copy(update={"resources": r})
+            exp = exp.updated(resources={**r.model_dump(), "gpu_memory_gb": round(detected, 2)})
+            r = exp.resources
     need_gpu = 0.0001 if r.auto_gpus else r.gpus_per_trial * r.workers_per_trial
     need_cpu = r.cpus_per_trial * r.workers_per_trial
     if need_gpu > gpus:
@@ -100,7 +100,7 @@ def check_resources(exp: Experiment, total: dict[str, float] | None = None) -> E
         )
     if r.workers_per_trial > 1 and r.max_concurrent_trials is None:
         fits = int(cpus // need_cpu) if not need_gpu else int(min(cpus // need_cpu, gpus // need_gpu))
-        exp = exp.model_copy(update={"resources": r.model_copy(update={"max_concurrent_trials": max(1, fits)})})
+        exp = exp.updated(resources={**r.model_dump(), "max_concurrent_trials": max(1, fits)})
     return exp
 
 
@@ -132,7 +132,7 @@ def with_dataset_classes(exp: Experiment, indexes: dict | None) -> Experiment:
     """Solve widths for the dataset's real class count (the fc layer is part of the budget)."""
     if not indexes:
         return exp
-    return exp.model_copy(update={"space": {**exp.space, "num_classes": [indexes["train"].num_classes]}})
+    return exp.updated(space={**exp.space, "num_classes": [indexes["train"].num_classes]})
 
 
 class GracefulInterrupt(contextlib.AbstractContextManager):

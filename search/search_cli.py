@@ -181,7 +181,7 @@ def run_resume(args) -> int:
     from search.tuner import read_experiment
 
     exp = read_experiment(args.run_dir)
-    exp = exp.model_copy(update={"cluster": exp.cluster.model_copy(update={"address": args.address})})
+    exp = exp.updated(cluster={**exp.cluster.model_dump(), "address": args.address})
     return _execute(lambda cb: run.resume(args.run_dir, callbacks=cb, exp=exp), exp, report=not args.no_report)
 
 

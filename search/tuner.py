@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from analysis.runfolder import EXPERIMENT_FILE, OPTUNA_FILE, is_uri, read_text, write_text
-from search.config import Experiment, format_errors
+from search.config import Experiment
 from search.constraints import (
     Candidate,
     ConstrainedSearcher,
@@ -32,6 +32,7 @@ from search.constraints import (
     jsonable,
     write_infeasible,
 )
+from spaces.validation import format_errors
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def run_dir(exp: Experiment, storage: str | None = None) -> str:
 def param_space(exp: Experiment, p: Plan) -> dict[str, Any]:
     from ray import tune
 
-    base = {"data": exp.to_data().to_dict(), "recipe": exp.to_recipe().to_dict()}
+    base = {"data": exp.to_data().to_dict(), "recipe": exp.schedule.to_dict()}
     if exp.search.algorithm == "grid":
         if not p.candidates:
             raise ValueError(
@@ -145,7 +146,7 @@ def study_storage(directory: str | None):
 def make_scheduler(exp: Experiment):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
 
-    s, epochs = exp.scheduler, exp.to_recipe().epochs
+    s, epochs = exp.scheduler, exp.schedule.epochs
     if s.type == "asha":
         return ASHAScheduler(
             time_attr="epoch",

@@ -42,6 +42,7 @@ from trainers import checkpoint
 from trainers.data.datasets import VideoIndex
 from trainers.device import Runtime
 from trainers.loop import Distributed
+from trainers.resources import WorkerResources
 from trainers.trial import resolve, run_trial
 
 # A data-parallel trial's Tune actor only waits on Ray Train; it asks for a sliver of a CPU so that
@@ -213,12 +214,5 @@ def make_trainable(
 
 
 def _validated(workers: int, use_gpu: bool, cpus: float, gpus: float) -> tuple[int, float, float]:
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ValueError(f"workers_per_trial = {workers!r} must be an integer ≥ 1")
-    if not cpus > 0:
-        raise ValueError(f"cpus_per_worker = {cpus!r} must be > 0")
-    if not gpus >= 0:
-        raise ValueError(f"gpus_per_worker = {gpus!r} must be ≥ 0")
-    if gpus > 0 and not use_gpu:
-        raise ValueError(f"gpus_per_worker = {gpus} needs use_gpu=True")
-    return workers, float(cpus), float(gpus or (1.0 if use_gpu else 0.0))
+    r = WorkerResources.of(workers_per_trial=workers, use_gpu=use_gpu, cpus_per_worker=cpus, gpus_per_worker=gpus)
+    return r.workers_per_trial, float(r.cpus_per_worker), r.gpus

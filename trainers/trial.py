@@ -19,13 +19,13 @@ import dataclasses
 import os
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import torch
 
 from spaces import ArchSpec, build, cost
 from spaces.memory import GiB, memory
+from spaces.validation import from_dict, spec
 from trainers.data.datasets import DataSpec, VideoIndex, build_index
 from trainers.data.loader import make_loader
 from trainers.device import Runtime, training_flops
@@ -33,26 +33,23 @@ from trainers.loop import Distributed, Report, fit
 from trainers.recipe import Recipe
 
 
-@dataclass(frozen=True)
+@spec
 class TrialConfig:
     arch: ArchSpec
     data: DataSpec
-    recipe: Recipe
+    recipe: Recipe = Recipe()
 
     def to_dict(self) -> dict[str, Any]:
         return {"arch": self.arch.to_dict(), "data": self.data.to_dict(), "recipe": self.recipe.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrialConfig":
-        unknown = sorted(set(d) - {"arch", "data", "recipe"})
-        if unknown:
-            raise ValueError(f"trial config: unknown section(s) {unknown}; valid: arch, data, recipe")
-        return cls(ArchSpec.from_dict(d["arch"]), DataSpec.from_dict(d["data"]), Recipe.from_dict(d.get("recipe", {})))
+        return from_dict(cls, d, "trial config")
 
 
 def align(arch: ArchSpec, data: DataSpec, num_classes: int) -> tuple[ArchSpec, DataSpec]:
     """The clip geometry comes from the architecture, the class count from the dataset."""
-    data = dataclasses.replace(data, clip_len=arch.frames, sampling_rate=arch.sampling_rate, crop=arch.crop)
+    data = data.replace(clip_len=arch.frames, sampling_rate=arch.sampling_rate, crop=arch.crop)
     return arch.replace(num_classes=num_classes), data
 
 

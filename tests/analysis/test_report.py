@@ -59,7 +59,7 @@ def test_report_text_counts_failures_and_names_sources(report, runs):
     assert "| run | dataset | trials | completed | stopped early | diverged | errored |" in text
     assert "| ucf | ucf101 | 6 | 3 | 1 | 1 | 1 |" in text
     assert "| hmdb | synth-B | 6 | 6 | 0 | 0 | 0 |" in text
-    assert "ArchSpec.crop = 8 is too small" in text and "| diverged | loss became" in text
+    assert "trial config: arch: crop = 8 is too small" in text and "| diverged | loss became" in text
     assert "from `starch_experiment.json`" in text and '"gpus_per_trial": 0.5' in text
     assert "trial status taken from Ray's experiment_state" in text
 

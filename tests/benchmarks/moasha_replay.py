@@ -125,7 +125,7 @@ def simulate(
         scheduler.on_trial_add(None, trial)
         heapq.heappush(events, (now + float(curve["epoch_time_s"].iloc[0]), counter, tid))  # ties: start order
 
-    max_t = int(exp.to_recipe().epochs)
+    max_t = int(exp.schedule.epochs)
     for _ in range(workers):
         start(0.0)
     while events and spent < budget:
@@ -315,7 +315,7 @@ def tune_replay(
     gmax = max(float(c["gflops"].iloc[0]) for c in curves.values())
     latest: dict[str, tuple[float, float]] = {}
     full: dict[str, tuple[float, float]] = {}
-    max_t = int(exp.to_recipe().epochs)
+    max_t = int(exp.schedule.epochs)
     trace = Trace([], [], len({t for t, *_ in seen[:budget]}), [])
     for n, (tid, epoch, acc, g) in enumerate(seen[:budget], 1):
         latest[tid] = (acc, g)

@@ -33,7 +33,7 @@ def _trials(data_dir):
     data = exp.to_data()
     indexes = {"train": build_index(data, "train"), "test": build_index(data, "test")}
     exp = with_dataset_classes(exp, indexes)
-    recipe = exp.to_recipe()
+    recipe = exp.schedule
     return [TrialConfig(c.arch, data, recipe) for c in plan(exp).candidates], indexes
 
 

@@ -62,11 +62,14 @@ MINIMAL = "name: x\nspace: {network: sr18}\ndata: {format: ucf101, root: /d}\n"
         ("search: {metric: top1}\n", "search.metric: metric 'top1' is not reported; valid: video@1"),
         ("resources: {gpus_per_trial: -1}\n", "resources.gpus_per_trial: Input should be greater than or equal to 0"),
         ("scheduler: {type: pbt}\n", "scheduler.type: Input should be 'fifo', 'asha', 'hyperband' or 'moasha'"),
-        ("schedule: {lr: fast}\n", "exp.yaml: schedule: Recipe.lr must be a number > 0, got 'fast'"),
-        ("data: {format: ucf101, root: /d, missing_videos: ignore}\n", "exp.yaml: data: DataSpec.missing_videos"),
+        ("schedule: {lr: fast}\n", "exp.yaml: schedule.lr: Input should be a valid number (got 'fast')"),
+        (
+            "data: {format: ucf101, root: /d, missing_videos: ignore}\n",
+            "exp.yaml: data.missing_videos: Input should be 'error' or 'skip' (got 'ignore')",
+        ),
         (
             "data: {format: ucf101, root: /d, decoder: ffmpeg}\n",
-            "exp.yaml: data: DataSpec.decoder must be one of ['decord', 'torchcodec', 'pyav'], got 'ffmpeg'",
+            "exp.yaml: data.decoder: must be one of ['decord', 'torchcodec', 'pyav'], got 'ffmpeg'",
         ),
         ("constraints: {max_gflops: 0}\n", "constraints.max_gflops: Input should be greater than 0"),
         ("search: {algorithm: tpe, repeats: 3}\n", "search: repeats = 3 needs algorithm 'grid'"),
@@ -86,7 +89,7 @@ def test_config_errors_name_the_field_the_value_and_what_is_valid(tmp_path, extr
         ("name: x\nspace: {network: sr18, colour: red}\ndata: {format: ucf101, root: /d}\n", "unknown axis ['colour']"),
         (
             "name: x\nspace: {network: sr18, width: 0}\ndata: {format: ucf101, root: /d}\n",
-            "ArchSpec.width must be an integer >= 1",
+            "exp.yaml: space: ArchSpec: width: Input should be greater than or equal to 1 (got 0)",
         ),
         ("name: x\nspace: {network: sr18}\ndata: {format: youtube, root: /d}\n", "format"),
         ("name: x\nspace: {network: sr18}\n", "data: Field required"),
@@ -131,3 +134,46 @@ def test_a_broken_experiment_file_of_a_run_names_the_file(tmp_path):
     (tmp_path / "starch_experiment.json").write_text('{"name": "x"}')
     with pytest.raises(ValueError, match=r"starch_experiment.json: data: Field required"):
         read_experiment(tmp_path)
+
+
+def test_sections_are_the_trainers_typed_specs_validated_once(tmp_path):
+    from trainers.data.datasets import DataSpec
+    from trainers.recipe import Recipe
+
+    exp = load_experiment(write(tmp_path, MINIMAL + "schedule: {epochs: 3}\nsearch: {seed: 7}\n"))
+    assert isinstance(exp.schedule, Recipe) and isinstance(exp.data, DataSpec)
+    assert (exp.schedule.epochs, exp.schedule.seed) == (3, 7)  # the searcher's seed is the recipe's
+    given = load_experiment(write(tmp_path, MINIMAL + "schedule: {seed: 2}\nsearch: {seed: 7}\n"))
+    assert given.schedule.seed == 2
+    assert exp.to_data().crop == 112  # the space's crop (sr18's own), not the stand-in
+    # what a run folder records reads back to the same experiment
+    from search.config import Experiment
+
+    assert Experiment.model_validate(exp.model_dump(mode="json")) == exp
+    assert "crop" not in exp.model_dump()["data"]
+
+
+@pytest.mark.parametrize("key, axis", [("crop", "space.crop"), ("clip_len", "space.frames")])
+def test_the_architectures_clip_fields_are_refused_in_data(tmp_path, key, axis):
+    text = MINIMAL.replace("root: /d}", f"root: /d, {key}: 16}}")
+    with pytest.raises(ValueError, match=rf"exp.yaml: data.{key}: each trial takes it from its architecture \({axis}"):
+        load_experiment(write(tmp_path, text))
+
+
+def test_updated_validates_again(tmp_path):
+    exp = load_experiment(write(tmp_path, MINIMAL))
+    assert exp.updated(space={**exp.space, "num_classes": [8]}).to_space().axes["num_classes"] == (8,)
+    with pytest.raises(ValueError, match="resources.cpus_per_trial: Input should be greater than 0"):
+        exp.updated(resources={**exp.resources.model_dump(), "cpus_per_trial": 0})
+
+
+def test_ray_adapter_resources_use_the_experiments_types():
+    from trainers.resources import WorkerResources
+
+    with pytest.raises(ValueError, match=r"workers_per_trial: Input should be greater than or equal to 1 \(got 0\)"):
+        WorkerResources.of(workers_per_trial=0)
+    with pytest.raises(ValueError, match="workers_per_trial: Input should be a valid integer"):
+        WorkerResources.of(workers_per_trial=True)
+    with pytest.raises(ValueError, match="gpus_per_worker = 0.5 needs use_gpu=True"):
+        WorkerResources.of(gpus_per_worker=0.5)
+    assert WorkerResources.of(use_gpu=True).gpus == 1.0

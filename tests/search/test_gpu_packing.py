@@ -51,7 +51,7 @@ def test_plan_rejects_what_fits_no_gpu_and_requests_follow_the_prediction(make_e
             {
                 "candidate": {"arch": c.arch.to_dict(), "axes": c.axes},
                 "data": exp.to_data().to_dict(),
-                "recipe": exp.to_recipe().to_dict(),
+                "recipe": exp.schedule.to_dict(),
             }
         ).bundles[0]
         assert bundle == {"CPU": 1, "GPU": gpu_fraction(predicted(c.arch, exp).peak, usable)}
@@ -60,7 +60,7 @@ def test_plan_rejects_what_fits_no_gpu_and_requests_follow_the_prediction(make_e
             "axes": c.axes,
             "space": exp.to_space().to_dict(),
             "data": exp.to_data().to_dict(),
-            "recipe": exp.to_recipe().to_dict(),
+            "recipe": exp.schedule.to_dict(),
         }  # the form an Optuna sample takes
         assert request(sampled).bundles[0] == bundle
 

@@ -34,7 +34,7 @@ def test_a_key_given_twice_is_an_error_not_last_wins(tmp_path):
 @pytest.mark.parametrize("text", ["1e-3", "1E-3", "5e+2", ".5e-2"])
 def test_exponent_floats_are_numbers_in_files_and_in_set(tmp_path, text):
     exp = load_experiment(write(tmp_path, MINIMAL + f"schedule: {{lr: {text}}}\n"))
-    assert exp.to_recipe().lr == float(text)
+    assert exp.schedule.lr == float(text)
     exp = load_experiment(write(tmp_path, MINIMAL, "b.yaml"), overrides=None)
     from search.search_cli import overrides_from_args
 
@@ -90,7 +90,7 @@ def test_resize_is_checked_against_each_trials_own_crop(tmp_path):
     )
     with pytest.raises(
         ValueError,
-        match=r"bad.yaml: data: DataSpec.resize \(36, 48\) is smaller than crop 112.*"
+        match=r"bad.yaml: data.resize \(36, 48\) is smaller than crop 112.*"
         r"crops \[32, 112\]",
     ):
         load_experiment(bad)

@@ -150,6 +150,6 @@ def test_a_sample_is_resolved_once_on_the_driver(tmp_path, synth_root, monkeypat
     arch = ArchSpec.from_dict(cand["arch"])
     assert arch == exp.to_space().to_arch({k: tuple(v) if isinstance(v, list) else v for k, v in cand["axes"].items()})
     assert (cand["params"], cand["gflops"]) == (cost(arch).params, cost(arch).gflops)
-    assert cand["seed"] == exp.to_recipe().seed + cand["repeat"]
-    trial = resolve({**config, "data": exp.to_data().to_dict(), "recipe": exp.to_recipe().to_dict()})
+    assert cand["seed"] == exp.schedule.seed + cand["repeat"]
+    trial = resolve({**config, "data": exp.to_data().to_dict(), "recipe": exp.schedule.to_dict()})
     assert trial.arch == arch and len(solved) == 2  # the check above solved once more; the trial did not

@@ -23,17 +23,17 @@ def test_spec_round_trips_through_json():
         ("format", "ucf", "ucf101"),
         ("split", 4, "1..3"),
         ("subset", "val", "train"),
-        ("clip_len", 0, ">= 1"),
-        ("sampling_rate", 1.5, ">= 1"),
+        ("clip_len", 0, "greater than or equal to 1"),
+        ("sampling_rate", 1.5, "valid integer"),
         ("resize", (100, 171), "crop 112"),
         ("resize", "big", "'auto'"),
         ("short_video", "pad", "loop"),
         ("hflip", "yes", "null"),
-        ("num_workers", -1, ">= 0"),
-        ("batch_size", 0, ">= 1"),
-        ("sample_timeout_s", 0, "> 0"),
+        ("num_workers", -1, "greater than or equal to 0"),
+        ("batch_size", 0, "greater than or equal to 1"),
+        ("sample_timeout_s", 0, "greater than 0"),
         ("cache", "yes", "'auto'"),
-        ("eval_clips", 0, ">= 1"),
+        ("eval_clips", 0, "greater than or equal to 1"),
     ],
 )
 def test_every_field_is_validated_with_field_value_and_valid_values(field, value, valid):
@@ -43,7 +43,7 @@ def test_every_field_is_validated_with_field_value_and_valid_values(field, value
 
 
 def test_unknown_field_is_named():
-    with pytest.raises(ValueError, match="'frames'"):
+    with pytest.raises(ValueError, match="DataSpec: frames: unknown key"):
         DataSpec.from_dict({"format": "csv", "root": "/x", "frames": 16})
 
 

@@ -20,7 +20,7 @@ def test_every_seed_of_a_3d_network_learns_motion_that_per_frame_2d_cannot(tmp_p
     write_synthetic_dataset(root, **DEMO_DATA)
     # the demo's setting (search/presets/demo.yaml): its data options, its recipe, its clips
     exp = load_experiment("demo", overrides={"data.root": str(root)})
-    data, base = exp.to_data(), exp.to_recipe()
+    data, base = exp.to_data(), exp.schedule
     # One thread, as in a one-CPU Ray trial (the float sums, and so the numbers, depend on it).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

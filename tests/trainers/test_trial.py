@@ -131,7 +131,7 @@ def test_recipe_schedule_and_validation():
         ({"lr": math.nan}, "lr"),
         ({"zero_init_residual": "yes"}, "zero_init_residual"),
     ):
-        with pytest.raises(ValueError, match=f"Recipe.{field}"):
+        with pytest.raises(ValueError, match=f"Recipe: {field}: "):
             Recipe(**bad)
 
 

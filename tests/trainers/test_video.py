@@ -59,7 +59,7 @@ def test_out_of_range_index_is_a_decode_error(good, decoder):
 
 def test_unknown_or_missing_decoder_is_a_clear_config_error(tmp_path, monkeypatch):
     with pytest.raises(
-        ValueError, match=r"DataSpec.decoder must be one of \['decord', 'torchcodec', 'pyav'\], got 'ffmpeg'"
+        ValueError, match=r"DataSpec: decoder: must be one of \['decord', 'torchcodec', 'pyav'\], got 'ffmpeg'"
     ):
         DataSpec(format="folder", root=str(tmp_path), decoder="ffmpeg")
     monkeypatch.setitem(DECODERS, "torchcodec", ("no_such_module_xyz", "pip install 'starch[torchcodec]'"))

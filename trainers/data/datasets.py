@@ -34,14 +34,19 @@ datasets where a mirror changes the class (the synthetic motion dataset: "moving
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import os
 import re
 import zlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
+from pydantic import Field, field_validator, model_validator
+
+from spaces.validation import Bool, Int, Number, Str, from_dict, spec
 from trainers.data.clips import SHORT_POLICIES
 from trainers.data.video import DEFAULT_DECODER, check_decoder
 
@@ -82,74 +87,74 @@ def auto_resize(crop: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------- DataSpec
 
 
-@dataclass(frozen=True)
+@spec
 class DataSpec:
     """Everything a trial needs to know about its videos; JSON-serialisable via to_dict/from_dict."""
 
     # where
-    format: str
-    root: str
-    split: int = 1  # ucf101 / hmdb51: 1..3; other formats: used if files exist
-    subset: str = "train"  # the default subset; make_loader may ask for the other one
-    video_root: str | None = None  # override: where the video files are
-    annotation_root: str | None = None  # override: where the split / CSV files are
+    format: Literal[FORMATS]
+    root: Str = Field(min_length=1)
+    split: Int = Field(1, ge=1)  # ucf101 / hmdb51: 1..3; other formats: used if files exist
+    subset: Literal[SUBSETS] = "train"  # the default subset; make_loader may ask for the other one
+    video_root: Str | None = Field(None, min_length=1)  # override: where the video files are
+    annotation_root: Str | None = Field(None, min_length=1)  # override: where the split / CSV files are
     # which frames
-    clip_len: int = 16  # L frames per clip
-    sampling_rate: int = 1  # s: take every s-th frame
-    crop: int = 112
-    resize: str | tuple[int, int] | None = "auto"  # 'auto' = the papers' size for the crop; None = native
-    eval_clips: int = 10  # clips per video for video@1
-    short_video: str = "drop"  # videos shorter than a clip: 'drop' (counted) or 'loop'
-    missing_videos: str = "error"  # listed but not on disk: 'error' at construction, or 'skip' (counted)
-    hflip: bool | None = None  # None = ask the dataset (starch_dataset.json), default True
+    clip_len: Int = Field(16, ge=1)  # L frames per clip
+    sampling_rate: Int = Field(1, ge=1)  # s: take every s-th frame
+    crop: Int = Field(112, ge=MIN_CROP)
+    # 'auto' = the papers' size for the crop; None = native; else [H, W]
+    resize: Literal["auto"] | tuple[Int, Int] | None = "auto"
+    eval_clips: Int = Field(10, ge=1)  # clips per video for video@1
+    short_video: Literal[SHORT_POLICIES] = "drop"  # videos shorter than a clip: 'drop' (counted) or 'loop'
+    # listed but not on disk: 'error' at construction, or 'skip' (counted)
+    missing_videos: Literal[MISSING_POLICIES] = "error"
+    hflip: Bool | None = None  # None = ask the dataset (starch_dataset.json), default True
     # how
-    num_workers: int = 2
-    batch_size: int = 16
-    sample_timeout_s: float = 30.0  # a decode taking longer is a failed sample
-    cache: str | bool = (
-        "auto"  # decoded-frame cache: 'auto' (small datasets), True, False; 'shards' (trainers.data.shards)
-    )
-    shard_dir: str | None = None  # where cache 'shards' keeps its stores (None = $STARCH_CACHE/shards)
-    decoder: str = DEFAULT_DECODER  # video backend: decord, torchcodec, pyav (trainers.data.video)
+    num_workers: Int = Field(2, ge=0)
+    batch_size: Int = Field(16, ge=1)
+    sample_timeout_s: Number = Field(30.0, gt=0)  # a decode taking longer is a failed sample
+    # decoded-frame cache: 'auto' (small datasets), true, false; 'shards' (trainers.data.shards)
+    cache: Literal["auto", "shards"] | Bool = "auto"
+    shard_dir: Str | None = Field(
+        None, min_length=1
+    )  # where cache 'shards' keeps its stores (None = $STARCH_CACHE/shards)
+    decoder: Str = DEFAULT_DECODER  # video backend: decord, torchcodec, pyav (trainers.data.video)
 
-    def __post_init__(self):
-        _check_choice("format", self.format, FORMATS)
-        if not isinstance(self.root, str) or not self.root:
-            raise ValueError(f"DataSpec.root must be a non-empty path string, got {self.root!r}")
-        _check_int("split", self.split, low=1, high=3 if self.format in ("ucf101", "hmdb51") else None)
-        _check_choice("subset", self.subset, SUBSETS)
-        for name in ("video_root", "annotation_root"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise ValueError(f"DataSpec.{name} must be a path string or None, got {value!r}")
-        _check_int("clip_len", self.clip_len, low=1)
-        _check_int("sampling_rate", self.sampling_rate, low=1)
-        _check_int("crop", self.crop, low=MIN_CROP)
-        _check_resize(self.resize, self.crop)
-        if isinstance(self.resize, list):
-            object.__setattr__(self, "resize", tuple(self.resize))
-        _check_int("eval_clips", self.eval_clips, low=1)
-        _check_choice("short_video", self.short_video, SHORT_POLICIES)
-        _check_choice("missing_videos", self.missing_videos, MISSING_POLICIES)
-        if self.hflip not in (True, False, None):
-            raise ValueError(f"DataSpec.hflip must be true, false or null (ask the dataset), got {self.hflip!r}")
-        _check_int("num_workers", self.num_workers, low=0)
-        _check_int("batch_size", self.batch_size, low=1)
-        if (
-            isinstance(self.sample_timeout_s, bool)
-            or not isinstance(self.sample_timeout_s, (int, float))
-            or not self.sample_timeout_s > 0
-        ):
+    @field_validator("resize", "cache", "hflip", mode="wrap")
+    @classmethod
+    def _one_message(cls, v, handler, info):
+        """One error naming the valid values instead of one per member of the union."""
+        try:
+            return handler(v)
+        except ValueError:
+            valid = {
+                "resize": "'auto', null (native size) or [H, W] ints",
+                "cache": "'auto', true, false or 'shards'",
+                "hflip": "true, false or null (ask the dataset)",
+            }
+            raise ValueError(f"must be {valid[info.field_name]}, got {v!r}") from None
+
+    @field_validator("decoder")
+    @classmethod
+    def _decoder(cls, v: str) -> str:
+        try:
+            check_decoder(v)
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix("decoder ")) from None
+        return v
+
+    @model_validator(mode="after")
+    def _rules(self) -> "DataSpec":
+        if self.format in ("ucf101", "hmdb51") and self.split > 3:
+            raise ValueError(f"split: {self.format} has splits 1..3, got {self.split}")
+        if isinstance(self.resize, tuple) and min(self.resize) < self.crop:
             raise ValueError(
-                f"DataSpec.sample_timeout_s must be a number of seconds > 0, got {self.sample_timeout_s!r}"
+                f"resize {self.resize} is smaller than crop {self.crop}; "
+                "valid values: 'auto', null, or [H, W] with H, W >= crop"
             )
-        if self.cache not in ("auto", True, False, "shards"):
-            raise ValueError(f"DataSpec.cache must be one of 'auto', true, false, 'shards', got {self.cache!r}")
-        if self.shard_dir is not None and (not isinstance(self.shard_dir, str) or not self.shard_dir):
-            raise ValueError(f"DataSpec.shard_dir must be a directory path string or null, got {self.shard_dir!r}")
         if self.shard_dir is not None and self.cache != "shards":
-            raise ValueError(f"DataSpec.shard_dir is only used with cache: shards, but cache is {self.cache!r}")
-        check_decoder(self.decoder)
+            raise ValueError(f"shard_dir is only used with cache: shards, but cache is {self.cache!r}")
+        return self
 
     def resize_hw(self) -> tuple[int, int] | None:
         """The (H, W) frames are decoded at, or None for the native size."""
@@ -163,46 +168,16 @@ class DataSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "DataSpec":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"DataSpec: unknown field(s) {unknown}; valid fields: {sorted(known)}")
-        return cls(**data)
+        return from_dict(cls, data)
 
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"DataSpec.{name} must be one of {list(choices)}, got {value!r}")
-
-
-def _check_int(name: str, value, *, low: int, high: int | None = None) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
-    if not ok:
-        valid = f"an int in {low}..{high}" if high is not None else f"an int >= {low}"
-        raise ValueError(f"DataSpec.{name} must be {valid}, got {value!r}")
-
-
-def _check_resize(value, crop) -> None:
-    if value == "auto" or value is None:
-        return
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        if min(value) >= crop:
-            return
-        raise ValueError(
-            f"DataSpec.resize {tuple(value)} is smaller than crop {crop}; "
-            f"valid values: 'auto', null, or [H, W] with H, W >= crop"
-        )
-    raise ValueError(f"DataSpec.resize must be 'auto', null (native size) or [H, W] ints, got {value!r}")
+    def replace(self, **changes) -> "DataSpec":
+        return DataSpec.from_dict({**self.to_dict(), **changes})
 
 
 # ------------------------------------------------------------------------------------- VideoIndex
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class VideoIndex:
     """The labelled videos of one subset. Labels are 0-based ints into `classes`."""
 
@@ -231,7 +206,8 @@ def build_index(spec: DataSpec, subset: str | None = None, *, allow_missing: boo
     files or listed videos are missing (unless allow_missing, used by `starch data check`), and
     ValueError if nothing usable is found."""
     subset = subset or spec.subset
-    _check_choice("subset", subset, SUBSETS)
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {list(SUBSETS)}, got {subset!r}")
     root = Path(spec.root).expanduser()
     if not root.exists():
         raise FileNotFoundError(

@@ -63,10 +63,10 @@ def check_decoder(name: str) -> None:
     """ValueError naming the valid values, or the install step, if `name` cannot be used here.
     Cheap (no import): run it where the data config is validated, before any work."""
     if name not in DECODERS:
-        raise ValueError(f"DataSpec.decoder must be one of {list(DECODERS)}, got {name!r}")
+        raise ValueError(f"decoder must be one of {list(DECODERS)}, got {name!r}")
     module, install = DECODERS[name]
     if importlib.util.find_spec(module) is None:
-        raise ValueError(f"DataSpec.decoder {name!r} needs the Python package {module!r}, not installed: {install}")
+        raise ValueError(f"decoder {name!r} needs the Python package {module!r}, not installed: {install}")
 
 
 def open_video(
