@@ -106,7 +106,7 @@ def make(variant: str, trials: int, storage: str):
     from search import tuner as tuner_mod
     from search.progress import ProgressPrinter
 
-    tuner_mod.make_trainable = lambda exp, indexes: trainable
+    tuner_mod.make_trainable = lambda exp, indexes, directory: trainable
     progress = ProgressPrinter.for_experiment(exp)
     progress.file = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     return tuner_mod.make_tuner(exp, callbacks=[progress])

@@ -13,7 +13,8 @@ backward, SGD step):
 
 Compile time (the first two steps of the compiled model, minus two eager steps) is reported apart
 and amortised over a demo trial: 900 training steps (12 epochs × 75). The steady-state step times
-are interleaved: each of 3 rounds times 4 steps of eager and compiled, 1 of bf16 (it is slow); the table gives the medians
+are interleaved: each of 3 rounds times 4 steps of eager and compiled, 1 of bf16 (on a CPU without bf16
+units it is 14-19x slower); the table gives the medians
 and the per-round ratio variant / eager as min / median / max. The amortised ratio is
 (compile time + 900 × compiled step) / (900 × eager step).
 """

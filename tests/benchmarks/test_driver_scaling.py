@@ -137,7 +137,7 @@ def _searcher_time(n: int, directory: Path, cached: bool) -> float:
         start = time.perf_counter()
         for i in range(n):
             config = searcher.suggest(f"t{i}")
-            assert config and "axes" in config
+            assert config and "axes" in config["candidate"]
             searcher.on_trial_complete(f"t{i}", {"video@1": 0.5, "training_iteration": 1})
         return time.perf_counter() - start
     finally:
