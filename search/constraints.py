@@ -68,7 +68,7 @@ def point_violations(
 
     precision = trial_precision(exp.schedule.precision, exp.resources.uses_gpus)
     v = violations(
-        arch, exp.constraints, batch_size=exp.to_data().batch_size, budget=point.get("budget"), precision=precision
+        arch, exp.constraints, batch_size=exp.data.batch_size, budget=point.get("budget"), precision=precision
     )
     usable = usable_bytes(exp.resources) if exp.resources.auto_gpus else None
     if usable is not None:  # gpus_per_trial: auto — a trial must fit one GPU

@@ -32,7 +32,7 @@ def trial_precision(recipe_precision: str, on_gpu: bool) -> str:
 def predicted(arch: ArchSpec, exp) -> Memory:
     """The predicted peak of one training step of `arch` in experiment `exp` (its batch and precision)."""
     precision = trial_precision(exp.schedule.precision, exp.resources.uses_gpus)
-    return memory(arch, exp.to_data().batch_size, precision)
+    return memory(arch, exp.data.batch_size, precision)
 
 
 def usable_bytes(resources) -> float | None:

@@ -119,6 +119,10 @@ class ProgressPrinter(Callback):
         self.best: tuple[float, str] | None = None
         self.stopped: set[str] = set()
         self._bar = None
+        # epochs done per trial, kept up to date from each event's own trial (an ended trial counts
+        # all its epochs): a search of N trials costs O(1) per event here, not O(N)
+        self._epochs_done: dict[str, int] | None = None  # None until the first event
+        self._done = 0
 
     @classmethod
     def for_experiment(cls, exp) -> "ProgressPrinter":
@@ -155,14 +159,23 @@ class ProgressPrinter(Callback):
             self._bar.total = total
         return self._bar
 
+    def _count(self, trials, trial, epochs: int, ended: bool = False) -> None:
+        """Epochs `trial` has done; an ended trial (finished, stopped early, diverged, errored) has
+        no epochs left to run, so all of them count."""
+        if self._epochs_done is None:  # the first event (also after `starch resume`): the trials so far, once
+            self._epochs_done = {}
+            for t in trials:
+                if t is not trial:
+                    self._count(trials, t, self._epoch(t), ended=t.status in ("TERMINATED", "ERROR"))
+        epochs = max(self.epochs or 0, epochs) if ended else epochs
+        before = self._epochs_done.get(trial.trial_id, 0)
+        if epochs > before:
+            self._epochs_done[trial.trial_id] = epochs
+            self._done += epochs - before
+
     def _advance(self, trials) -> None:
         bar = self._tracker(trials)
-        # an ended trial (finished, stopped early, diverged, errored) has no epochs left to run
-        done = sum(
-            max(self.epochs or 0, self._epoch(t)) if t.status in ("TERMINATED", "ERROR") else self._epoch(t)
-            for t in trials
-        )
-        bar.update(max(0, done - bar.n))
+        bar.update(max(0, self._done - bar.n))
         bar.set_postfix_str(self.summary(trials), refresh=True)
 
     @staticmethod
@@ -216,6 +229,7 @@ class ProgressPrinter(Callback):
         if isinstance(value, (int, float)) and value == value:
             if self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0]):
                 self.best = (float(value), f"{result.get('arch_name', '')} {trial.trial_id}".strip())
+        self._count(trials, trial, int(result.get("epoch") or 0))
         self._advance(trials)
         shown = f" {self.metric}={value:.3f}" if isinstance(value, (int, float)) else ""
         self._print(
@@ -225,6 +239,7 @@ class ProgressPrinter(Callback):
         )
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self._count(trials, trial, self._epoch(trial), ended=True)
         self._advance(trials)
         self._print(f"{trial.trial_id} ERROR (see {trial.path}/error.txt)", trials)
 
@@ -232,6 +247,7 @@ class ProgressPrinter(Callback):
         last = trial.last_result or {}
         if self.epochs and last.get("status") == "running" and self._epoch(trial) < self.epochs:
             self.stopped.add(trial.trial_id)  # a scheduler ended it before its last epoch
+        self._count(trials, trial, self._epoch(trial), ended=True)
         self._advance(trials)
         self._print(
             f"{trial.trial_id} {last.get('arch_name', '')} "

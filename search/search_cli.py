@@ -162,7 +162,7 @@ def run_search(args) -> int:
     from search import run
 
     if args.dry_run:
-        if exp.to_data().root == run.DATA_PLACEHOLDER:
+        if exp.data.root == run.DATA_PLACEHOLDER:
             if not exp.cluster.address:
                 run.check_resources(exp, run.local_resources(exp))
             print(

@@ -72,3 +72,15 @@ def test_the_printer_pickles_with_the_run():  # Tune stores its callbacks in tun
     drive(printer)
     copy = pickle.loads(pickle.dumps(printer))
     assert copy.best == printer.best and copy._bar is None
+
+
+def test_epochs_done_are_counted_from_each_event_and_after_a_resume():
+    """The bar's count is kept per event (O(1) in the number of trials); a printer that starts on a
+    resumed run counts the trials that ended before it once, at its first event."""
+    printer = ProgressPrinter("video@1", trials=4, epochs=3, file=io.StringIO())
+    drive(printer)  # a: 3 epochs, b: stopped after 1 (counts 3), c: errored before any (counts 3)
+    assert printer._done == 9
+    resumed = ProgressPrinter("video@1", trials=4, epochs=3, file=io.StringIO())
+    done, running = trial("a", "TERMINATED", 3), trial("d", "RUNNING", 1)
+    resumed.on_trial_result(0, [done, running], running, {"epoch": 2, "video@1": 0.5, "train_loss": 1.0})
+    assert resumed._done == 3 + 2 and resumed._bar.n == 5
