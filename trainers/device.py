@@ -7,9 +7,12 @@
 
 channels_last_3d on the CPU is a measured rule, not a per-machine probe (a probe would make the
 trained numbers depend on how busy the machine was when it ran): with oneDNN, the demo's networks'
-training step took 0.67-0.87 of its contiguous time (median of 3 interleaved A/B pairs, one thread,
-batch 16, 8×32×32: r3d_18 k=8, mc3 k=13, r2plus1d_18 k=8, f-r2d k=13, rmc3 k=8;
-`pytest -m benchmark -s tests/benchmarks/test_cpu_fast_paths.py`). STARCH_CHANNELS_LAST=0 or 1
+training step took 0.63-0.87 of its contiguous time on an AVX-512 CPU and 0.64-0.90 on an AVX2 one
+(median of 3 interleaved A/B pairs, one thread, batch 16, 8×32×32: r3d_18 k=8, mc3 k=13,
+r2plus1d_18 k=8, f-r2d k=13, rmc3 k=8; `pytest -m benchmark -s tests/benchmarks/test_cpu_fast_paths.py`).
+bf16 autocast on the CPU is on request only: faster per step where the CPU has bf16 units, 14-19×
+slower where it has none, and with the demo's recipe 11 of 18 demo trials diverged under it (README,
+"Fast paths, efficiency and the search driver"). STARCH_CHANNELS_LAST=0 or 1
 overrides the rule (for A/B runs, or a CPU where the benchmark says otherwise). The memory format
 changes the order of float sums, so a run's numbers differ from a contiguous run's within seed noise.
 

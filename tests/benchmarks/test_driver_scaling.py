@@ -144,6 +144,33 @@ def _searcher_time(n: int, directory: Path, cached: bool) -> float:
         Space.cached = original
 
 
+def _optuna_time(n: int, directory: Path, journal: bool) -> float:
+    """Optuna alone: n ask/tell of the random sampler over the benchmark's space (5 networks ×
+    2,000 widths), in Optuna's journal file (what starch keeps, search.tuner.study_storage) or in
+    memory (what plain Tune's OptunaSearch keeps)."""
+    import time
+
+    import optuna
+
+    from tests.benchmarks.driver_overhead import NETWORKS, WIDTHS
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = None
+    if journal:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = JournalStorage(JournalFileBackend(str(directory / f"optuna-{n}.log")))
+    study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+    start = time.perf_counter()
+    for _ in range(n):
+        trial = study.ask()
+        trial.suggest_categorical("network", list(NETWORKS))
+        trial.suggest_categorical("width", list(WIDTHS))
+        study.tell(trial, 0.5)
+    return time.perf_counter() - start
+
+
 @pytest.mark.benchmark
 @pytest.mark.timeout(3600)
 def test_driver_parts_per_trial_without_ray(tmp_path):
@@ -162,6 +189,8 @@ def test_driver_parts_per_trial_without_ray(tmp_path):
             _searcher_time(n, tmp_path, cached=False) * 1e3 / n if n <= 10 else float("nan") for n in sizes
         ],
         "searcher (Optuna + constraints), after": [_searcher_time(n, tmp_path, cached=True) * 1e3 / n for n in sizes],
+        "Optuna ask/tell alone, journal file": [_optuna_time(n, tmp_path, True) * 1e3 / n for n in sizes],
+        "Optuna ask/tell alone, in memory (Tune's)": [_optuna_time(n, tmp_path, False) * 1e3 / n for n in sizes],
     }
     for part, values in rows.items():
         print(f"{part:44s} " + " ".join(f"{v:16.2f}" for v in values))
