@@ -60,11 +60,20 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # anything else: still one line, the traceback on request
         if args.debug:
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = one_line(exc)
         print(
             f"starch: error: {type(exc).__name__}: {first} (run `starch --debug …` for the traceback)", file=sys.stderr
         )
         return 1
+
+
+def one_line(exc: BaseException) -> str:
+    """The line of an error worth printing: its first, or — when the message is itself a traceback,
+    as Ray Tune's TuneError wraps a failure in a callback or searcher — the exception it ends with."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return lines[-1] if lines[0].startswith("Traceback (most recent call last)") else lines[0]
 
 
 if __name__ == "__main__":

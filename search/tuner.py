@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from analysis.runfolder import EXPERIMENT_FILE, OPTUNA_FILE, is_uri, read_text, write_text
-from search.config import Experiment
+from search.config import PER_TRIAL_DATA, Experiment
 from search.constraints import (
     Candidate,
     ConstrainedSearcher,
@@ -288,7 +288,11 @@ def read_experiment(directory: str | Path) -> Experiment:
         raise FileNotFoundError(f"{str(directory)!r} is not a starch run folder (no {EXPERIMENT_FILE})")
     where = f"{str(directory).rstrip('/')}/{EXPERIMENT_FILE}"
     try:
-        return Experiment.model_validate(json.loads(text))
+        raw = json.loads(text)
+        if isinstance(raw, dict) and isinstance(raw.get("data"), dict):
+            # runs written before the experiment refused them: the trial's architecture always set these
+            raw["data"] = {k: v for k, v in raw["data"].items() if k not in PER_TRIAL_DATA}
+        return Experiment.model_validate(raw)
     except json.JSONDecodeError as exc:
         raise ValueError(
             f"{where} is not valid JSON ({exc}); the trials' folders are intact — restore the "

@@ -177,3 +177,24 @@ def test_ray_adapter_resources_use_the_experiments_types():
     with pytest.raises(ValueError, match="gpus_per_worker = 0.5 needs use_gpu=True"):
         WorkerResources.of(gpus_per_worker=0.5)
     assert WorkerResources.of(use_gpu=True).gpus == 1.0
+
+
+def test_an_older_run_folder_with_clip_fields_in_data_still_reads(tmp_path):
+    """Runs written before the experiment refused data.crop/clip_len (the architecture always set them)."""
+    import json
+
+    from search.tuner import read_experiment
+
+    exp = load_experiment(write(tmp_path, MINIMAL))
+    old = exp.model_dump(mode="json")
+    old["data"] = {**old["data"], "clip_len": 16, "crop": 112}
+    (tmp_path / "starch_experiment.json").write_text(json.dumps(old))
+    assert read_experiment(tmp_path) == exp
+
+
+def test_an_error_wrapping_a_traceback_prints_the_exception_it_ends_with():
+    from search.cli import one_line
+
+    wrapped = RuntimeError("Traceback (most recent call last):\n  File \"x.py\", line 1, in f\nKeyError: 'epoch'\n")
+    assert one_line(wrapped) == "KeyError: 'epoch'"
+    assert one_line(ValueError("first line\nsecond")) == "first line" and one_line(ValueError()) == ""

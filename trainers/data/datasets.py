@@ -115,9 +115,8 @@ class DataSpec:
     sample_timeout_s: Number = Field(30.0, gt=0)  # a decode taking longer is a failed sample
     # decoded-frame cache: 'auto' (small datasets), true, false; 'shards' (trainers.data.shards)
     cache: Literal["auto", "shards"] | Bool = "auto"
-    shard_dir: Str | None = Field(
-        None, min_length=1
-    )  # where cache 'shards' keeps its stores (None = $STARCH_CACHE/shards)
+    # where cache 'shards' keeps its stores (None = $STARCH_CACHE/shards)
+    shard_dir: Str | None = Field(None, min_length=1)
     decoder: Str = DEFAULT_DECODER  # video backend: decord, torchcodec, pyav (trainers.data.video)
 
     @field_validator("resize", "cache", "hflip", mode="wrap")
