@@ -177,6 +177,7 @@ class ConstrainedSearcher(Searcher):
         self._key_of: dict[str, str] = {}  # trial id → configuration key
         self._results: dict[str, dict | None] = {}  # configuration key → its final result (None: running)
         self._infeasible_keys: set[str] = set()
+        self._resumed = False  # restored from a snapshot: the study may know more than the snapshot
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return self.inner.set_search_properties(metric, mode, config, **spec)
@@ -237,7 +238,7 @@ class ConstrainedSearcher(Searcher):
         return list(zip(metrics, modes))
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._alias:
+        if trial_id in self._alias and not self._told(self._alias[trial_id]):
             self.inner.on_trial_result(self._alias[trial_id], result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -247,7 +248,23 @@ class ConstrainedSearcher(Searcher):
         key = self._key_of.get(trial_id)
         if key is not None and result is not None and not error:
             self._results[key] = {m: result[m] for m, _ in self._objectives() if m in result}
-        self.inner.on_trial_complete(self._alias[trial_id], result=result, error=error)
+        if not self._told(self._alias[trial_id]):
+            self.inner.on_trial_complete(self._alias[trial_id], result=result, error=error)
+
+    def _told(self, inner_id: str) -> bool:
+        """Whether the Optuna study already holds this trial's end, although the restored searcher
+        does not: its journal records every end at once, Tune's snapshot of the searcher is older, so
+        a driver killed in between leaves a trial that Tune runs again after `starch resume`.
+        Telling Optuna twice raises (a finished trial cannot be updated); the study keeps the first."""
+        if not self._resumed:
+            return False
+        ot_trial = getattr(self.inner, "_ot_trials", {}).get(inner_id)
+        if ot_trial is None:
+            return False
+        if ot_trial.study._storage.get_trial(ot_trial._trial_id).state.is_finished():
+            log.info("trial %s already ended in the Optuna study before the resume; not told again", inner_id)
+            return True
+        return False
 
     def save(self, checkpoint_path: str) -> None:
         import pickle
@@ -260,6 +277,7 @@ class ConstrainedSearcher(Searcher):
 
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+        self._resumed = True
         close_lost_trials(self.inner)
 
 

@@ -285,3 +285,27 @@ def test_resume_closes_the_trials_a_killed_driver_left_running(tmp_path):
     states = {t.number: t.state for t in reread.trials}
     assert states == {kept.number: TrialState.RUNNING, lost.number: TrialState.FAIL}
     assert "killed" in reread.trials[lost.number].user_attrs["lost"]
+
+
+def test_a_trial_optuna_already_closed_is_not_told_again_after_a_resume(tmp_path):
+    """The race behind a flaky killed-driver test: Optuna's journal records a trial's end at once,
+    Tune's snapshot of the searcher is older. After `starch resume` Tune runs that trial again from
+    its checkpoint; telling Optuna its results again must not fail the search."""
+    from search.config import load_experiment
+    from search.tuner import make_searcher
+
+    exp = load_experiment(
+        "demo",
+        overrides={"data.root": str(tmp_path), "search.algorithm": "tpe", "search.repeats": 1, "name": "race"},
+    )
+    searcher = make_searcher(exp, str(tmp_path / "race"))
+    searcher.set_search_properties("video@1", "max", {})
+    assert searcher.suggest("t1") is not None
+    searcher.save(str(tmp_path / "snapshot.pkl"))  # Tune's last snapshot: t1 running
+    searcher.on_trial_complete("t1", {"video@1": 0.5, "training_iteration": 3})  # in the journal at once
+    # the driver is killed; `starch resume` restores the older snapshot and re-runs t1
+    restored = make_searcher(exp, str(tmp_path / "race"))
+    restored.restore(str(tmp_path / "snapshot.pkl"))
+    restored.on_trial_result("t1", {"video@1": 0.5, "training_iteration": 3})
+    restored.on_trial_complete("t1", {"video@1": 0.5, "training_iteration": 3})
+    assert restored.suggest("t2") is not None  # the search goes on
