@@ -177,7 +177,8 @@ class ConstrainedSearcher(Searcher):
         self._key_of: dict[str, str] = {}  # trial id → configuration key
         self._results: dict[str, dict | None] = {}  # configuration key → its final result (None: running)
         self._infeasible_keys: set[str] = set()
-        self._resumed = False  # restored from a snapshot: the study may know more than the snapshot
+        # after a restore: trials the Optuna study had already ended though the snapshot had not
+        self._ended_before_resume: set[str] = set()
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return self.inner.set_search_properties(metric, mode, config, **spec)
@@ -238,7 +239,7 @@ class ConstrainedSearcher(Searcher):
         return list(zip(metrics, modes))
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._alias and not self._told(self._alias[trial_id]):
+        if trial_id in self._alias and self._alias[trial_id] not in self._ended_before_resume:
             self.inner.on_trial_result(self._alias[trial_id], result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -248,23 +249,8 @@ class ConstrainedSearcher(Searcher):
         key = self._key_of.get(trial_id)
         if key is not None and result is not None and not error:
             self._results[key] = {m: result[m] for m, _ in self._objectives() if m in result}
-        if not self._told(self._alias[trial_id]):
+        if self._alias[trial_id] not in self._ended_before_resume:
             self.inner.on_trial_complete(self._alias[trial_id], result=result, error=error)
-
-    def _told(self, inner_id: str) -> bool:
-        """Whether the Optuna study already holds this trial's end, although the restored searcher
-        does not: its journal records every end at once, Tune's snapshot of the searcher is older, so
-        a driver killed in between leaves a trial that Tune runs again after `starch resume`.
-        Telling Optuna twice raises (a finished trial cannot be updated); the study keeps the first."""
-        if not self._resumed:
-            return False
-        ot_trial = getattr(self.inner, "_ot_trials", {}).get(inner_id)
-        if ot_trial is None:
-            return False
-        if ot_trial.study._storage.get_trial(ot_trial._trial_id).state.is_finished():
-            log.info("trial %s already ended in the Optuna study before the resume; not told again", inner_id)
-            return True
-        return False
 
     def save(self, checkpoint_path: str) -> None:
         import pickle
@@ -277,8 +263,24 @@ class ConstrainedSearcher(Searcher):
 
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
-        self._resumed = True
+        self._ended_before_resume = ended_trials(self.inner)
         close_lost_trials(self.inner)
+
+
+def ended_trials(searcher) -> set[str]:
+    """The trial ids of a restored OptunaSearch whose Optuna trial has already ended in the study.
+
+    Optuna's journal records a trial's end at once, Tune's snapshot of the searcher later: a driver
+    killed in between leaves a trial that Tune runs again after `starch resume`. Telling Optuna
+    about it twice raises (a finished trial cannot be updated), so it is not told; the study keeps
+    its first result."""
+    ended = set()
+    for trial_id, ot_trial in getattr(searcher, "_ot_trials", {}).items():
+        if ot_trial.study._storage.get_trial(ot_trial._trial_id).state.is_finished():
+            ended.add(trial_id)
+    if ended:
+        log.info("trials %s already ended in the Optuna study before the resume; not told again", sorted(ended))
+    return ended
 
 
 def close_lost_trials(searcher) -> int:

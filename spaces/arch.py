@@ -12,6 +12,7 @@ Stage layout (Res3D Table 2, R(2+1)D Table 1):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -114,7 +115,7 @@ class ArchSpec:
         return from_dict(cls, data)
 
     def replace(self, **changes: Any) -> "ArchSpec":
-        return ArchSpec.from_dict({**self.to_dict(), **changes})
+        return dataclasses.replace(self, **changes)  # validated, errors formatted (spaces.validation.spec)
 
 
 def _validate(spec: ArchSpec) -> None:

@@ -155,12 +155,9 @@ def _optuna_time(n: int, directory: Path, journal: bool) -> float:
     from tests.benchmarks.driver_overhead import NETWORKS, WIDTHS
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = None
-    if journal:
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
+    from search.tuner import study_storage
 
-        storage = JournalStorage(JournalFileBackend(str(directory / f"optuna-{n}.log")))
+    storage = study_storage(str(directory / f"optuna-{n}")) if journal else None
     study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
     start = time.perf_counter()
     for _ in range(n):

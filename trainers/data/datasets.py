@@ -170,7 +170,7 @@ class DataSpec:
         return from_dict(cls, data)
 
     def replace(self, **changes) -> "DataSpec":
-        return DataSpec.from_dict({**self.to_dict(), **changes})
+        return dataclasses.replace(self, **changes)  # validated, errors formatted (spaces.validation.spec)
 
 
 # ------------------------------------------------------------------------------------- VideoIndex
