@@ -137,7 +137,8 @@ class OptunaSpace:
                 trial.set_constraint(name, excess)
         else:  # older Optuna: read back by `constraints_of` through the samplers' constraints_func
             trial.set_user_attr("constraints", list(v.values()) or [0.0])
-        trial.set_user_attr("infeasible", why)
+        if why is not None:  # the reason an infeasible sample was pruned (a feasible one needs no journal write)
+            trial.set_user_attr("infeasible", why)
         return {"axes": jsonable(point)}
 
 
@@ -255,6 +256,9 @@ class ConstrainedSearcher(Searcher):
     def save(self, checkpoint_path: str) -> None:
         import pickle
 
+        journal = getattr(getattr(getattr(self.inner, "_ot_study", None), "_storage", None), "_backend", None)
+        if hasattr(journal, "sync"):  # search.journal.DriverJournal: on disk before the checkpoint that names it
+            journal.sync()
         with open(checkpoint_path, "wb") as f:  # Tune writes it to a temporary name and renames it
             pickle.dump(self.__dict__.copy(), f)
 

@@ -110,6 +110,7 @@ class ProgressPrinter(Callback):
     """
 
     STATES = ("pending", "running", "finished", "stopped", "errored")
+    RECOUNT_S = 10.0  # how often the counts are taken again from Tune's whole trial list
 
     def __init__(
         self, metric: str, *, trials: int | None = None, epochs: int | None = None, mode: str = "max", file=None
@@ -123,6 +124,12 @@ class ProgressPrinter(Callback):
         # all its epochs): a search of N trials costs O(1) per event here, not O(N)
         self._epochs_done: dict[str, int] | None = None  # None until the first event
         self._done = 0
+        # each trial's state as its own events set it, and the counts of those states: O(1) per
+        # event. Tune changes some states without an event (HyperBand pauses a trial after a
+        # result), so the counts are taken from the whole trial list again every RECOUNT_S.
+        self._states: dict[str, str] | None = None  # None until the first event
+        self._tally: dict[str, int] = {}
+        self._recounted = float("-inf")
 
     @classmethod
     def for_experiment(cls, exp) -> "ProgressPrinter":
@@ -176,23 +183,40 @@ class ProgressPrinter(Callback):
     def _advance(self, trials) -> None:
         bar = self._tracker(trials)
         bar.update(max(0, self._done - bar.n))
-        bar.set_postfix_str(self.summary(trials), refresh=True)
+        bar.set_postfix_str(self.summary(trials), refresh=bar.fp is not _NULL)
 
     @staticmethod
     def _epoch(trial) -> int:
         return int((trial.last_result or {}).get("epoch") or 0)
 
+    def _state(self, trial) -> str:
+        if trial.status == "ERROR":
+            return "errored"
+        if trial.status == "TERMINATED":
+            return "stopped" if trial.trial_id in self.stopped else "finished"
+        return "running" if trial.status == "RUNNING" else "pending"
+
+    def _recount(self, trials) -> None:
+        self._states = {t.trial_id: self._state(t) for t in trials}
+        self._tally = dict.fromkeys(self.STATES, 0)
+        for state in self._states.values():
+            self._tally[state] += 1
+        self._recounted = time.monotonic()
+
+    def _set_state(self, trials, trial, state: str) -> None:
+        if self._states is None:
+            self._recount(trials)
+        before = self._states.get(trial.trial_id)
+        if before is not None:
+            self._tally[before] -= 1
+        self._states[trial.trial_id] = state
+        self._tally[state] += 1
+
     def counts(self, trials) -> dict[str, int]:
-        out = dict.fromkeys(self.STATES, 0)
-        for t in trials:
-            if t.status == "ERROR":
-                out["errored"] += 1
-            elif t.status == "TERMINATED":
-                out["stopped" if t.trial_id in self.stopped else "finished"] += 1
-            elif t.status == "RUNNING":
-                out["running"] += 1
-            else:
-                out["pending"] += 1
+        if self._states is None:
+            self._recount(trials)
+        out = dict(self._tally)
+        out["pending"] += max(0, len(trials) - len(self._states))  # created by Tune since: no event yet
         if self.planned:  # trials the searcher has not created yet
             out["pending"] += max(0, self.planned - len(trials))
         return out
@@ -224,7 +248,18 @@ class ProgressPrinter(Callback):
         else:
             print(line, file=self._out(), flush=True)
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._set_state(trials, trial, "running")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):  # failed, to be retried
+        self._set_state(trials, trial, "pending")
+
+    def on_step_end(self, iteration, trials, **info):
+        if self._states is not None and time.monotonic() - self._recounted >= self.RECOUNT_S:
+            self._recount(trials)
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._set_state(trials, trial, "running")
         value = result.get(self.metric)
         if isinstance(value, (int, float)) and value == value:
             if self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0]):
@@ -239,6 +274,7 @@ class ProgressPrinter(Callback):
         )
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self._set_state(trials, trial, "errored")
         self._count(trials, trial, self._epoch(trial), ended=True)
         self._advance(trials)
         self._print(f"{trial.trial_id} ERROR (see {trial.path}/error.txt)", trials)
@@ -247,6 +283,7 @@ class ProgressPrinter(Callback):
         last = trial.last_result or {}
         if self.epochs and last.get("status") == "running" and self._epoch(trial) < self.epochs:
             self.stopped.add(trial.trial_id)  # a scheduler ended it before its last epoch
+        self._set_state(trials, trial, "stopped" if trial.trial_id in self.stopped else "finished")
         self._count(trials, trial, self._epoch(trial), ended=True)
         self._advance(trials)
         self._print(

@@ -128,7 +128,9 @@ def study_storage(directory: str | None):
     symlink), so `optuna.load_study`, `optuna.visualization` and optuna-dashboard open the study
     while the search runs and after. The searcher's own checkpoint holds the storage, and `starch
     resume` re-reads the file. A run in an object store (s3://, gs://) keeps the study in memory
-    (Tune's searcher checkpoint): a journal needs a file system that appends.
+    (Tune's searcher checkpoint): a journal needs a file system that appends. The driver writes it
+    through `search.journal.DriverJournal` (Optuna's file backend without a read-back and an fsync
+    per operation).
     """
     if directory is None:
         return None
@@ -137,10 +139,11 @@ def study_storage(directory: str | None):
             return None
         directory = directory.removeprefix("file://")
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+
+    from search.journal import DriverJournal
 
     Path(directory).mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(Path(directory) / OPTUNA_FILE)))
+    return JournalStorage(DriverJournal(str(Path(directory) / OPTUNA_FILE)))
 
 
 def make_scheduler(exp: Experiment):

@@ -1,7 +1,7 @@
 """One search driver of the driver-scaling benchmark (tests/benchmarks/test_driver_scaling.py).
 
     python -m tests.benchmarks.driver_overhead --variant starch|tune --trials N --address ADDR --storage DIR
-        [--profile FILE.html|FILE.txt]
+        [--profile FILE.html|FILE.txt|FILE.pyisession]
 
 Runs N trials of a trainable that reports one record and returns at once, on the Ray cluster at
 ADDR, and prints one JSON line: fit wall time, trials/s, the driver's CPU time during fit, and its resident memory before
@@ -83,11 +83,23 @@ def experiment(trials: int, storage: str, name: str):
     )
 
 
-def make(variant: str, trials: int, storage: str):
+WITHOUT = {
+    "journal": "the Optuna study in memory (as plain Tune keeps it) instead of the journal file",
+    "progress": "no ProgressPrinter",
+    "trials-file": "no TrialsFileCallback (starch_trials.json)",
+    "tensorboard": "no TensorBoard callback (logging.tensorboard: false)",
+}
+
+
+def make(variant: str, trials: int, storage: str, without: tuple[str, ...] = ()):
+    """The Tuner of one variant; `without` removes parts of starch's driver (WITHOUT) to measure
+    what each costs."""
     from ray import tune
 
     name = f"{variant}-{trials}"
     exp = experiment(trials, storage, name)
+    if "tensorboard" in without:
+        exp = exp.updated(logging=exp.logging.model_copy(update={"tensorboard": False}))
     trainable = tune.with_resources(instant_trainable, {"cpu": 1})
     if variant == "tune":
         import optuna
@@ -107,9 +119,18 @@ def make(variant: str, trials: int, storage: str):
     from search.progress import ProgressPrinter
 
     tuner_mod.make_trainable = lambda exp, indexes, directory: trainable
-    progress = ProgressPrinter.for_experiment(exp)
-    progress.file = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    return tuner_mod.make_tuner(exp, callbacks=[progress])
+    if "journal" in without:
+        tuner_mod.study_storage = lambda directory: None
+    if "trials-file" in without:
+        import search.progress
+
+        search.progress.TrialsFileCallback = lambda directory: tune.Callback()
+    callbacks = []
+    if "progress" not in without:
+        progress = ProgressPrinter.for_experiment(exp)
+        progress.file = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+        callbacks.append(progress)
+    return tuner_mod.make_tuner(exp, callbacks=callbacks)
 
 
 def main(argv=None) -> int:
@@ -118,8 +139,21 @@ def main(argv=None) -> int:
     p.add_argument("--trials", type=int, required=True)
     p.add_argument("--address", required=True)
     p.add_argument("--storage", required=True)
-    p.add_argument("--profile", help="write a pyinstrument profile of fit() here (HTML, or text for a .txt name)")
+    p.add_argument(
+        "--profile",
+        help="write a pyinstrument profile of fit() here: HTML, text for a .txt name, or the session for a "
+        ".pyisession name (`pyinstrument --load FILE -r text --show-all` renders it in full)",
+    )
+    p.add_argument(
+        "--without",
+        default="",
+        help="starch only: comma-separated parts to leave out, of "
+        + ", ".join(f"{k} ({v})" for k, v in WITHOUT.items()),
+    )
     args = p.parse_args(argv)
+    without = tuple(w for w in args.without.split(",") if w)
+    if unknown := set(without) - set(WITHOUT):
+        p.error(f"--without: unknown part(s) {sorted(unknown)}; valid: {', '.join(WITHOUT)}")
     import logging
 
     import ray
@@ -129,7 +163,7 @@ def main(argv=None) -> int:
     logging.getLogger("optuna").setLevel(logging.WARNING)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import tests/
     ray.init(address=args.address, log_to_driver=False, logging_level=logging.ERROR)
-    tuner = make(args.variant, args.trials, args.storage)
+    tuner = make(args.variant, args.trials, args.storage, without)
     before = _memory_mb()
     profiler = None
     if args.profile:
@@ -142,16 +176,19 @@ def main(argv=None) -> int:
     wall, cpu = time.perf_counter() - start, _cpu_s() - cpu0
     if profiler is not None:
         profiler.stop()
-        with open(args.profile, "w") as f:
-            text = args.profile.endswith(".txt")
-            f.write(profiler.output_text(unicode=True, color=False) if text else profiler.output_html())
+        if args.profile.endswith(".pyisession"):
+            profiler.last_session.save(args.profile)
+        else:
+            with open(args.profile, "w") as f:
+                text = args.profile.endswith(".txt")
+                f.write(profiler.output_text(unicode=True, color=False) if text else profiler.output_html())
     after = _memory_mb()
     errors = sum(r.error is not None for r in results)
     print(
         "RESULT "
         + json.dumps(
             {
-                "variant": args.variant,
+                "variant": args.variant + "".join(f" -{w}" for w in without),
                 "trials": len(results),
                 "errors": errors,
                 "fit_s": wall,

@@ -84,3 +84,61 @@ def test_epochs_done_are_counted_from_each_event_and_after_a_resume():
     done, running = trial("a", "TERMINATED", 3), trial("d", "RUNNING", 1)
     resumed.on_trial_result(0, [done, running], running, {"epoch": 2, "video@1": 0.5, "train_loss": 1.0})
     assert resumed._done == 3 + 2 and resumed._bar.n == 5
+
+
+class Watched(list):
+    """Tune's trial list, counting how often the printer walks it."""
+
+    walks = 0
+
+    def __iter__(self):
+        Watched.walks += 1
+        return super().__iter__()
+
+
+def test_counts_follow_the_events_without_walking_every_trial():
+    """The counts per state come from each event's own trial (a search of N trials pays O(1) per
+    event, not O(N)), agree with Tune's statuses after every event, and a state Tune changes without
+    an event (HyperBand's pause) is caught by the periodic recount."""
+    import random
+
+    def reference(trials, stopped):
+        out = dict.fromkeys(ProgressPrinter.STATES, 0)
+        for t in list.__iter__(trials):  # not counted as the printer's walk
+            if t.status == "ERROR":
+                out["errored"] += 1
+            elif t.status == "TERMINATED":
+                out["stopped" if t.trial_id in stopped else "finished"] += 1
+            else:
+                out["running" if t.status == "RUNNING" else "pending"] += 1
+        out["pending"] += 60 - len(trials)
+        return out
+
+    printer = ProgressPrinter("video@1", trials=60, epochs=3, file=io.StringIO())
+    rng = random.Random(0)
+    trials, Watched.walks = Watched(), 0
+    for i in range(50):
+        trials.append(trial(f"t{i}"))
+        t = trials[-1]
+        t.status = "RUNNING"
+        printer.on_trial_start(0, trials, t)
+        epochs = rng.choice([1, 2, 3])
+        for e in range(1, epochs + 1):
+            t.last_result = {"epoch": e, "status": "running" if e < 3 else "completed"}
+            printer.on_trial_result(0, trials, t, {"epoch": e, "video@1": rng.random(), "train_loss": 1.0})
+            assert printer.counts(trials) == reference(trials, printer.stopped)
+        if rng.random() < 0.2:
+            t.status = "ERROR"
+            printer.on_trial_error(0, trials, t)
+        else:
+            t.status = "TERMINATED"
+            printer.on_trial_complete(0, trials, t)
+        assert printer.counts(trials) == reference(trials, printer.stopped)
+    assert Watched.walks <= 2  # the first event's initial count (trials and epochs), then never again
+    assert 0 < len(printer.stopped) < 50
+    trials[-1].status, trials[-2].status = "PAUSED", "PENDING"  # changed by Tune, no event
+    printer.on_step_end(0, trials)
+    assert printer.counts(trials) != reference(trials, printer.stopped)  # not yet: recounts every RECOUNT_S
+    printer.RECOUNT_S = 0.0
+    printer.on_step_end(0, trials)
+    assert printer.counts(trials) == reference(trials, printer.stopped)
