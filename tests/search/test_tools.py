@@ -161,6 +161,32 @@ def test_every_trial_writes_tensorboard_events_with_readable_tags_and_hparams(ru
     assert resumed >= 1, "no trial was continued by `starch resume`"
 
 
+def test_an_event_file_is_written_without_threads_and_read_by_tensorboard(tmp_path):
+    """search.trackers.EventFile: what tensorboardX's SummaryWriter writes, without its two threads
+    per trial; each flush puts the events on disk for a reader that opens the file meanwhile."""
+    import threading
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboardX.summary import hparams
+
+    from search.trackers import EventFile
+
+    before = threading.active_count()
+    events = EventFile(str(tmp_path / "trial"))
+    events.add_scalar("accuracy/video_top1", 0.25, global_step=1)
+    events.add_scalar("accuracy/video_top1", 0.5, global_step=2)
+    assert threading.active_count() == before
+    events.flush()
+    acc = EventAccumulator(str(tmp_path / "trial"))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("accuracy/video_top1")] == [(1, 0.25), (2, 0.5)]
+    for summary in hparams(hparam_dict={"network": "mc3"}, metric_dict={"accuracy/video_top1": 0.5}):
+        events.add_summary(summary)
+    events.close()
+    acc.Reload()
+    assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
+
+
 def test_the_optuna_study_is_on_disk_during_and_after_the_search(run):
     import optuna
     from optuna.storages import JournalStorage
