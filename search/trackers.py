@@ -80,9 +80,9 @@ class EventFile:
     events.out.tfevents.*).
 
     Not tensorboardX's SummaryWriter: that one starts two threads and fsyncs three times per
-    writer, ~4.5 ms per trial on the driver's thread (tests/benchmarks/test_driver_scaling.py,
-    `--without tensorboard`); a search writes one per trial, and this file the same events in ~1 ms.
-    Each `flush()` (one per result, as Tune's logger does) puts them on disk.
+    writer, and a search makes one writer per trial on the driver's thread (what that cost is in
+    the README, "The search driver"). Each `flush()` (one per result, as Tune's logger does) puts
+    the events on disk.
     """
 
     def __init__(self, logdir: str):
