@@ -21,10 +21,13 @@ optuna-dashboard and other writers work as before — with two changes:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
 from optuna.storages.journal import JournalFileBackend
+
+log = logging.getLogger(__name__)
 
 
 class DriverJournal(JournalFileBackend):
@@ -49,7 +52,14 @@ class DriverJournal(JournalFileBackend):
             self._own_from = log_number_from + len(logs)
             self._log_number_offset[self._own_from] = self._size  # where the file read resumes if needed
             return logs
-        logs = list(super().read_logs(log_number_from))
+        try:
+            logs = list(super().read_logs(log_number_from))
+        except ValueError as exc:  # json.JSONDecodeError included
+            raise ValueError(
+                f"{self._file_path}: a line of this Optuna journal is not a log ({exc}); the study cannot be "
+                "read. Restore the file from a copy, or start the experiment again under a new name "
+                "(the trials' folders are intact)"
+            ) from None
         end = log_number_from + len(logs)
         self._own, self._size = [], self._log_number_offset.get(end)  # the end of the last whole log
         self._own_from = end if self._size is not None else None  # unknown: the file again next time
@@ -59,7 +69,9 @@ class DriverJournal(JournalFileBackend):
         data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode("utf-8")
         self._lock.acquire()
         try:
-            with open(self._file_path, "ab") as f:
+            with open(self._file_path, "r+b") as f:
+                _cut_torn_tail(f, self._file_path)
+                f.seek(0, os.SEEK_END)
                 f.write(data)
         finally:
             self._lock.release()
@@ -71,3 +83,28 @@ class DriverJournal(JournalFileBackend):
         """Force the journal to disk (fsync)."""
         with open(self._file_path, "ab") as f:
             os.fsync(f.fileno())
+
+
+def _cut_torn_tail(f, path: str) -> None:
+    """Cut a last line without its newline: every writer appends whole lines under the lock, which
+    the caller holds, so such a line is what a crash or a full disk left behind mid-write. Optuna's
+    reader skips it, but a log appended after it would join it into one line no reader can parse."""
+    end = f.seek(0, os.SEEK_END)
+    if end == 0:
+        return
+    f.seek(end - 1)
+    if f.read(1) == b"\n":
+        return
+    keep, stop = 0, end
+    while stop > 0:  # back to the last newline, a MiB at a time
+        start = max(0, stop - (1 << 20))
+        f.seek(start)
+        at = f.read(stop - start).rfind(b"\n")
+        if at >= 0:
+            keep = start + at + 1
+            break
+        stop = start
+    log.warning(
+        "%s: cut %d bytes of a log that was never finished (a crash or a full disk mid-write)", path, end - keep
+    )
+    f.truncate(keep)

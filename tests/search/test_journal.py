@@ -147,3 +147,29 @@ def test_a_half_written_foreign_log_is_read_once_it_is_whole(tmp_path, cut):
     drive(study, 1, start=2)
     assert study.user_attrs == {"k": 1}
     assert frozen(study) == frozen(JournalStorage(JournalFileBackend(path)))
+
+
+def test_a_log_a_crash_left_half_written_is_cut_before_the_next_append(tmp_path, caplog):
+    """Optuna's reader skips a torn last line, but Optuna's own backend then appends after it and
+    joins the two into a line no reader can parse (the study is lost); the driver's journal cuts it."""
+    path = str(tmp_path / "optuna_study.log")
+    study = optuna.create_study(study_name="s", storage=JournalStorage(JournalFileBackend(path)))
+    drive(study, 3)
+    with open(path, "ab") as f:
+        f.write(b'{"op_code":4,"worker_id":"crashed","study_id":0,"dat')  # the driver died mid-write
+    ours = optuna.load_study(study_name="s", storage=JournalStorage(DriverJournal(path)))
+    with caplog.at_level("WARNING", logger="search.journal"):
+        drive(ours, 2, start=3)
+    assert "never finished" in caplog.text and path in caplog.text
+    assert len(frozen(JournalStorage(JournalFileBackend(path)))) == 5
+    assert frozen(ours) == frozen(JournalStorage(JournalFileBackend(path)))
+
+
+def test_a_corrupt_journal_names_the_file(tmp_path):
+    path = tmp_path / "optuna_study.log"
+    study = optuna.create_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))))
+    drive(study, 3)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:2] + ["{not a log\n"] + lines[2:]))
+    with pytest.raises(ValueError, match=r"optuna_study\.log: a line of this Optuna journal is not a log"):
+        optuna.load_study(study_name="s", storage=JournalStorage(DriverJournal(str(path))))
