@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from analysis.runfolder import INFEASIBLE_FILE, write_text
@@ -309,6 +310,23 @@ def close_lost_trials(searcher) -> int:
         )
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     return len(lost)
+
+
+class InfeasibleFileCallback(Callback):
+    """Writes `starch_infeasible.json` once more when the experiment ends.
+
+    After `starch resume`, Tune copies the run's root .json files into its staging folder and
+    uploads them back at each experiment checkpoint, the last one just before `on_experiment_end`:
+    the file as it was when the run resumed would replace the samples the resumed driver rejected.
+    (`starch_trials.json` is rewritten at the end the same way, by TrialsFileCallback.) Tune pickles
+    this callback with the searcher in tuner.pkl, so a restored run writes the restored searcher's list.
+    """
+
+    def __init__(self, searcher: ConstrainedSearcher):
+        self.searcher = searcher
+
+    def on_experiment_end(self, trials, **info):
+        write_infeasible(self.searcher.record_dir, self.searcher.infeasible)
 
 
 def write_infeasible(record_dir: str | None, entries: list[dict[str, Any]]) -> None:

@@ -26,6 +26,7 @@ from search.config import PER_TRIAL_DATA, Experiment
 from search.constraints import (
     Candidate,
     ConstrainedSearcher,
+    InfeasibleFileCallback,
     OptunaSpace,
     check_point,
     constraints_of,
@@ -266,6 +267,7 @@ def make_tuner(
             CSVLoggerCallback(),
             *tracker_callbacks(exp),
             TrialsFileCallback(directory),
+            *([InfeasibleFileCallback(searcher)] if isinstance(searcher, ConstrainedSearcher) else []),
             *(callbacks or []),
             *scheduler_callbacks(scheduler),
         ],

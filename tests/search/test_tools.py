@@ -335,3 +335,78 @@ def test_a_trial_optuna_already_closed_is_not_told_again_after_a_resume(tmp_path
     restored.on_trial_result("t1", {"video@1": 0.5, "training_iteration": 3})
     restored.on_trial_complete("t1", {"video@1": 0.5, "training_iteration": 3})
     assert restored.suggest("t2") is not None  # the search goes on
+
+
+class InterruptAfter(Callback):
+    """Ctrl-C once `after` trials have completed; notes how many samples the study had pruned then."""
+
+    sent = False
+    pruned_then: int | None = None
+
+    def __init__(self, journal: Path, after: int):
+        self.journal, self.after, self.completed = journal, after, 0
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.completed += 1
+        if InterruptAfter.sent or self.completed < self.after:
+            return
+        import optuna
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+        from optuna.trial import TrialState
+
+        study = optuna.load_study(study_name="pruned", storage=JournalStorage(JournalFileBackend(str(self.journal))))
+        InterruptAfter.pruned_then = len(study.get_trials(states=(TrialState.PRUNED,)))
+        InterruptAfter.sent = True
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_samples_rejected_after_a_resume_stay_in_the_infeasible_file(ray_cluster, synth_root, tmp_path, monkeypatch):
+    """After `starch resume` Tune uploads the run's root .json files as they were when it resumed,
+    last just before the experiment ends: the samples the resumed driver rejected must still be in
+    starch_infeasible.json, one entry per PRUNED trial of the study. Instant trials (the trainable
+    is replaced), one at a time, so the resumed driver samples again."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+    from ray import tune
+
+    from search import run as starch_run
+    from search import tuner as tuner_mod
+    from search.config import load_experiment
+
+    def instant(config):
+        tune.report({"epoch": 1, "video@1": 0.5, "status": "completed"})
+
+    monkeypatch.setattr(
+        tuner_mod, "make_trainable", lambda exp, indexes, directory: tune.with_resources(instant, {"cpu": 1})
+    )
+    path = tmp_path / "pruned.yaml"
+    path.write_text(
+        textwrap.dedent(f"""
+        name: pruned
+        space: {{network: [f-r2d, rmc3, r3d_18, r2plus1d_18], frames: 8, sampling_rate: 2, crop: 32, width: [2, 3, 4, 5],
+                 blocks: [1, 1, 1, 1]}}
+        constraints: {{max_gflops: 0.005}}
+        data: {{format: ucf101, root: {synth_root}, resize: null, num_workers: 0, batch_size: 8}}
+        schedule: {{epochs: 1}}
+        search: {{algorithm: random, num_samples: 6, seed: 0}}
+        resources: {{cpus_per_trial: 1, max_concurrent_trials: 1}}
+        cluster: {{storage: {tmp_path / "runs"}}}
+        logging: {{tensorboard: false}}
+        """)
+    )
+    directory = tmp_path / "runs" / "pruned"
+    InterruptAfter.sent, InterruptAfter.pruned_then = False, None
+    starch_run.fit(load_experiment(path), callbacks=[InterruptAfter(directory / "optuna_study.log", after=2)])
+    assert InterruptAfter.sent
+    starch_run.resume(directory)
+    study = optuna.load_study(
+        study_name="pruned", storage=JournalStorage(JournalFileBackend(str(directory / "optuna_study.log")))
+    )
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert len(pruned) > InterruptAfter.pruned_then, "no sample was rejected after the resume: the test proves nothing"
+    infeasible = json.loads((directory / "starch_infeasible.json").read_text())
+    assert len(infeasible) == len(pruned)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) >= 6
