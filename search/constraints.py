@@ -22,7 +22,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.search import Searcher
 
-from analysis.runfolder import INFEASIBLE_FILE, write_text
+from analysis.runfolder import INFEASIBLE_FILE, read_text, write_text
 from search.config import Constraints, Experiment
 from spaces import ArchSpec, cost
 from spaces.memory import GiB, memory
@@ -268,6 +268,7 @@ class ConstrainedSearcher(Searcher):
 
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+        self.infeasible = recorded_infeasible(self.record_dir, self.infeasible)
         self._ended_before_resume = ended_trials(self.inner)
         close_lost_trials(self.inner)
 
@@ -327,6 +328,24 @@ class InfeasibleFileCallback(Callback):
 
     def on_experiment_end(self, trials, **info):
         write_infeasible(self.searcher.record_dir, self.searcher.infeasible)
+
+
+def recorded_infeasible(record_dir: str | None, snapshot: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rejected samples of a restored searcher: its checkpoint's list, or starch_infeasible.json
+    if that lists more (a driver killed after rejecting samples, before Tune's next checkpoint of
+    the searcher; the file is written at every rejection and begins with the checkpoint's list)."""
+    if record_dir is None:
+        return snapshot
+    try:
+        on_disk = json.loads(read_text(record_dir, INFEASIBLE_FILE) or "[]")
+    except ValueError:
+        log.warning(
+            "%s/%s is not valid JSON; the searcher's checkpoint lists the rejected samples", record_dir, INFEASIBLE_FILE
+        )
+        return snapshot
+    if isinstance(on_disk, list) and len(on_disk) > len(snapshot) and on_disk[: len(snapshot)] == snapshot:
+        return on_disk
+    return snapshot
 
 
 def write_infeasible(record_dir: str | None, entries: list[dict[str, Any]]) -> None:

@@ -13,9 +13,11 @@ optuna-dashboard and other writers work as before — with two changes:
 - The driver's own logs are applied from memory. A read goes to the file only when the file is
   not the size this process left it (another process appended: a dashboard note, a second
   writer), and then reads every log from where this process stopped, in the file's order.
-- No fsync per log: each append is in the operating system's page cache when it returns, so a
-  killed driver loses nothing; `sync()` (called when Tune checkpoints the searcher) forces it to
-  disk, so after a machine crash the journal is at least as new as the searcher's checkpoint.
+- An fsync per trial, not per log: when a log ends a trial (Optuna's SET_TRIAL_STATE_VALUES: tell,
+  a pruned or failed sample) and in `sync()` (called when Tune checkpoints the searcher). Every
+  append is in the operating system's page cache when it returns, so a killed driver loses
+  nothing; a machine crash can lose the logs since the last trial ended (the running trials'
+  parameters and reported values: `starch resume` runs those trials again).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from optuna.storages.journal import JournalFileBackend
 
 log = logging.getLogger(__name__)
+SET_TRIAL_STATE_VALUES = 6  # the op code of a log that ends a trial (Optuna's JournalOperation; the file format)
 
 
 class DriverJournal(JournalFileBackend):
@@ -42,15 +45,16 @@ class DriverJournal(JournalFileBackend):
         self._own_from: int | None = None  # the log number of _own[0]; None: read the file
         self._size: int | None = None  # the file's size after this process's last read or append
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._reset()  # an unpickled storage replays the file from its start
+    def __getstate__(self) -> dict[str, Any]:
+        # the byte offsets of the logs are only valid for the file as it is now: an unpickled storage
+        # (a restored searcher checkpoint) replays the file, which may have changed, from its start
+        return {**self.__dict__, "_log_number_offset": {0: 0}, "_own": [], "_own_from": None, "_size": None}
 
     def read_logs(self, log_number_from: int):
         if log_number_from == self._own_from and os.stat(self._file_path).st_size == self._size:
-            logs, self._own = self._own, []
-            self._own_from = log_number_from + len(logs)
-            self._log_number_offset[self._own_from] = self._size  # where the file read resumes if needed
+            logs, end = self._own, log_number_from + len(self._own)
+            self._log_number_offset.setdefault(end, self._size)  # where a read of the file resumes
+            self._own, self._own_from = [], end
             return logs
         try:
             logs = list(super().read_logs(log_number_from))
@@ -66,17 +70,21 @@ class DriverJournal(JournalFileBackend):
         return logs
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode("utf-8")
+        lines = [json.dumps(log, separators=(",", ":")) for log in logs]
+        data = "".join(line + "\n" for line in lines).encode("utf-8")
+        ends_a_trial = any(log.get("op_code") == SET_TRIAL_STATE_VALUES for log in logs)
         self._lock.acquire()
         try:
-            with open(self._file_path, "r+b") as f:
+            with open(self._file_path, "a+b") as f:  # writes append (O_APPEND); reads and cuts the tail
                 _cut_torn_tail(f, self._file_path)
-                f.seek(0, os.SEEK_END)
                 f.write(data)
+                if ends_a_trial:
+                    f.flush()
+                    os.fsync(f.fileno())
         finally:
             self._lock.release()
         if self._own_from is not None:  # if another process appended meanwhile, the sizes differ at the next read
-            self._own.extend(logs)
+            self._own.extend(json.loads(line) for line in lines)  # as a reader of the file sees them
             self._size += len(data)
 
     def sync(self) -> None:

@@ -142,7 +142,8 @@ class ProgressPrinter(Callback):
         return cls(exp.search.metric, trials=trials, epochs=exp.schedule.epochs, mode=exp.search.mode)
 
     def __getstate__(self):  # Tune pickles its callbacks with the run; a live bar does not pickle
-        return {**self.__dict__, "_bar": None, "file": None}
+        # the counts are taken again at the first event after a restore (monotonic times do not travel)
+        return {**self.__dict__, "_bar": None, "file": None, "_states": None, "_recounted": float("-inf")}
 
     def _out(self):
         return self.file or sys.stdout

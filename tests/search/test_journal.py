@@ -4,6 +4,7 @@ else wrote, and fsyncs only when asked (Tune's checkpoint of the searcher)."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 
@@ -107,10 +108,14 @@ def test_it_reads_the_file_only_when_someone_else_wrote(tmp_path, monkeypatch):
     assert len(reads) == first + 1
 
 
-def test_no_fsync_per_operation_and_one_when_the_searcher_is_checkpointed(tmp_path, monkeypatch):
+def test_one_fsync_per_trial_end_and_one_when_the_searcher_is_checkpointed(tmp_path, monkeypatch):
+    from optuna.storages.journal._storage import JournalOperation
+
     from search.config import load_experiment
+    from search.journal import SET_TRIAL_STATE_VALUES
     from search.tuner import make_searcher
 
+    assert SET_TRIAL_STATE_VALUES == JournalOperation.SET_TRIAL_STATE_VALUES  # the file format's op code
     synced = []
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
@@ -123,14 +128,50 @@ def test_no_fsync_per_operation_and_one_when_the_searcher_is_checkpointed(tmp_pa
         assert searcher.suggest(f"t{i}") is not None
         searcher.on_trial_result(f"t{i}", {"video@1": 0.5, "training_iteration": 1, "epoch": 1})
         searcher.on_trial_complete(f"t{i}", {"video@1": 0.5, "training_iteration": 1, "epoch": 1})
-    assert synced == []
+    journal = tmp_path / "j" / "optuna_study.log"
+    logs = journal.read_text().splitlines()
+    ends = sum(json.loads(line)["op_code"] == SET_TRIAL_STATE_VALUES for line in logs)
+    assert len(synced) == ends < len(logs)  # one per trial that ended, not one per log
     searcher.save(str(tmp_path / "searcher.pkl"))
-    assert len(synced) == 1
-    study = optuna.load_study(
-        study_name="j", storage=JournalStorage(JournalFileBackend(str(tmp_path / "j" / "optuna_study.log")))
-    )
+    assert len(synced) == ends + 1
+    study = optuna.load_study(study_name="j", storage=JournalStorage(JournalFileBackend(str(journal))))
     # 4 trials, and the repeats of a run configuration the searcher told Optuna without running them
-    assert len(study.trials) >= 4 and {t.state for t in study.trials} == {TrialState.COMPLETE}
+    assert len(study.trials) == ends >= 4 and {t.state for t in study.trials} == {TrialState.COMPLETE}
+
+
+def test_the_driver_sees_its_own_values_as_a_reader_of_the_file_does(tmp_path):
+    """Its own logs come from memory, decoded from the JSON it wrote: a tuple is a list, an int key a
+    string, and a list changed after it was stored stays as stored."""
+    path = str(tmp_path / "optuna_study.log")
+    study = optuna.create_study(study_name="s", storage=JournalStorage(DriverJournal(path)))
+    trial, history = study.ask(), [1, 2]
+    trial.set_user_attr("pair", (1, 2))
+    trial.set_user_attr("by_epoch", {1: "a"})
+    trial.set_user_attr("history", history)
+    history.append(3)
+    study.tell(trial, 0.5)
+    assert study.trials[0].user_attrs == {"pair": [1, 2], "by_epoch": {"1": "a"}, "history": [1, 2]}
+    assert frozen(study) == frozen(JournalStorage(JournalFileBackend(path)))
+
+
+def test_a_checkpointed_storage_replays_the_file_as_it_is_when_restored(tmp_path):
+    """The byte offsets of the logs are not pickled: a journal restored from a copy (shorter than
+    when the searcher was checkpointed) is read from its start."""
+    path = tmp_path / "optuna_study.log"
+    study = optuna.create_study(study_name="s", storage=JournalStorage(DriverJournal(str(path))))
+    drive(study, 3)
+    copy = path.read_bytes()
+    drive(study, 3, start=3)
+    snapshot = pickle.dumps(study._storage)
+    path.write_bytes(copy)  # the file restored from the older copy
+    restored = pickle.loads(snapshot)
+    assert len(frozen(restored)) == 3
+    other = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))))
+    other.set_user_attr("note", "x" * 500)  # someone appends (other logs than the lost ones) …
+    drive(other, 2, start=7)
+    assert restored.get_study_user_attrs(0) == {"note": "x" * 500}  # … read from where it stopped
+    assert frozen(restored) == frozen(JournalStorage(JournalFileBackend(str(path))))
+    assert len(frozen(restored)) == 5
 
 
 @pytest.mark.parametrize("cut", [1, 17])
@@ -173,3 +214,19 @@ def test_a_corrupt_journal_names_the_file(tmp_path):
     path.write_text("".join(lines[:2] + ["{not a log\n"] + lines[2:]))
     with pytest.raises(ValueError, match=r"optuna_study\.log: a line of this Optuna journal is not a log"):
         optuna.load_study(study_name="s", storage=JournalStorage(DriverJournal(str(path))))
+
+
+def test_a_restored_searcher_keeps_the_samples_rejected_after_its_checkpoint(tmp_path, caplog):
+    """A driver killed after rejecting samples but before Tune's next checkpoint of the searcher:
+    starch_infeasible.json (written at each rejection) lists more than the checkpoint, and wins."""
+    from search.constraints import recorded_infeasible
+
+    a, b = {"axes": {"network": "r3d_18"}, "reason": "x"}, {"axes": {"network": "mc3"}, "reason": "y"}
+    assert recorded_infeasible(str(tmp_path), [a]) == [a]  # no file
+    (tmp_path / "starch_infeasible.json").write_text(json.dumps([a, b]))
+    assert recorded_infeasible(str(tmp_path), [a]) == [a, b]
+    assert recorded_infeasible(str(tmp_path), [b]) == [b]  # not the same history: the checkpoint's
+    (tmp_path / "starch_infeasible.json").write_text("[{")
+    with caplog.at_level("WARNING", logger="search.constraints"):
+        assert recorded_infeasible(str(tmp_path), [a]) == [a]
+    assert "not valid JSON" in caplog.text
