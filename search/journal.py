@@ -48,7 +48,11 @@ class DriverJournal(JournalFileBackend):
     def __getstate__(self) -> dict[str, Any]:
         # the byte offsets of the logs are only valid for the file as it is now: an unpickled storage
         # (a restored searcher checkpoint) replays the file, which may have changed, from its start
-        return {**self.__dict__, "_log_number_offset": {0: 0}, "_own": [], "_own_from": None, "_size": None}
+        return {**self.__dict__, "_log_number_offset": {0: 0}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
 
     def read_logs(self, log_number_from: int):
         if log_number_from == self._own_from and os.stat(self._file_path).st_size == self._size:

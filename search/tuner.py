@@ -130,8 +130,8 @@ def study_storage(directory: str | None):
     while the search runs and after. The searcher's own checkpoint holds the storage, and `starch
     resume` re-reads the file. A run in an object store (s3://, gs://) keeps the study in memory
     (Tune's searcher checkpoint): a journal needs a file system that appends. The driver writes it
-    through `search.journal.DriverJournal` (Optuna's file backend without a read-back and an fsync
-    per operation).
+    through `search.journal.DriverJournal` (Optuna's file backend, without reading its own logs back
+    and with one fsync per trial instead of one per log).
     """
     if directory is None:
         return None
