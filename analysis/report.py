@@ -428,6 +428,68 @@ def _expansions(doc: Document, out: Path, runs: Sequence[Run], formats) -> None:
         _write_table(out, name, steps, shown, f"Expansion steps of {run.name}")
 
 
+def _proxy_trials(record: dict[str, Any], runs: Sequence[Run], trials: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
+    """(the proxy run's trials, its name) — from the runs being reported, else read from where the
+    promoted run says it is; (None, why) when it cannot be read."""
+    where = str(record["run"])
+    for run in runs:
+        if str(run.path.expanduser().resolve()) == where.rstrip("/") or str(run.path) == where:
+            return trials[trials["run"] == run.name], run.name
+    try:
+        proxy = read_runs([where])
+    except (OSError, ValueError) as exc:
+        return None, str(exc)
+    return combine(proxy)[0], proxy[0].name
+
+
+def _promotions(doc: Document, out: Path, runs: Sequence[Run], trials: pd.DataFrame, metric: str, formats) -> None:
+    """For each run `starch promote` made: its proxy's ranking beside its own (analysis.promotion)."""
+    from analysis import promotion
+
+    for run in runs:
+        record = promotion.promoted_from(run.experiment)
+        if record is None:
+            continue
+        proxy, name = _proxy_trials(record, runs, trials)
+        doc.heading(
+            f"Promotion: did the proxy's ranking hold? ({run.name})"
+            if len(runs) > 1
+            else "Promotion: did the proxy's ranking hold?"
+        )
+        if proxy is None:
+            doc.para(
+                f"{run.name} was promoted from `{record['run']}`, which cannot be read from here ({name}); "
+                f"report both: `starch report PROXY {run.path}`."
+            )
+            continue
+        table = promotion.comparison(proxy, trials[trials["run"] == run.name], metric)
+        doc.para(
+            f"`starch promote` chose {len(table)} network(s) of **{name}** ({record['selection']}, by "
+            f"{record['metric']}) and **{run.name}** trained them again. Means ± std over seeds, completed "
+            f"trials only; ranks within these networks; Kendall τ and Spearman ρ compare the two means "
+            "(— below 3 networks, or when one side is constant)."
+        )
+        doc.table(tables.display_stats(pd.DataFrame([promotion.agreement(table)])))
+        shown = promotion.display(table, metric)
+        doc.table(shown)
+        slug = _slug(run.name)
+        _write_table(out, f"promotion_{slug}", table.drop(columns="arch_key"), shown, f"{name} vs {run.name}")
+        for verdict in ("stayed on the front", "fell off the front"):
+            names = list(table.loc[table["promoted front"] == verdict, "architecture"])
+            if names:
+                doc.para(f"Of the proxy's picks, {len(names)} {verdict} of {metric} vs GFLOPs: {', '.join(names)}.")
+        _figure(
+            doc,
+            out,
+            f"proxy_vs_promoted_{slug}",
+            formats,
+            f"{metric} of each network in {name} (x) and {run.name} (y), mean ± std over seeds; dotted: y = x.",
+            lambda table=table, name=name, run=run: figures.proxy_vs_promoted(
+                table, metric, proxy=name, promoted=run.name
+            ),
+        )
+
+
 # ------------------------------------------------------------------------------------------ the report
 
 
@@ -475,6 +537,7 @@ def write_report(
     rank = tables.ranking(trials, metric)
     _demo_plan(doc, runs, metric)
     _best(doc, trials, rank, metric)
+    _promotions(doc, out, runs, trials, metric, formats)
     _accounting(doc, runs, trials)
     _memory(doc, trials)
     _efficiency(doc, trials)
