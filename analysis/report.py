@@ -31,6 +31,7 @@ from markdown.treeprocessors import Treeprocessor
 from analysis import ACCURACY_METRICS, FIGURE_FORMATS, figures, tables
 from analysis.describe import describe_command
 from analysis.results import STATUSES, Run, combine, read_runs
+from analysis.runfolder import ESTIMATE_FILE
 
 
 class Document:
@@ -226,6 +227,49 @@ def _demo_plan(doc: Document, runs: Sequence[Run], metric: str) -> None:
             doc.bullets(missing)
         elif planned:
             doc.para(f"All {len(planned)} planned trials reported {metric}.")
+
+
+def _cost(doc: Document, runs: Sequence[Run], trials: pd.DataFrame) -> None:
+    """The cost estimate printed before the first trial (starch_estimate.json) beside what the trials took."""
+    for run in runs:
+        try:
+            est = json.loads((run.path / ESTIMATE_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        mine = trials[trials["run"] == run.name]
+        done = mine[mine["status"] == "completed"]
+        rows = []
+        for n in est.get("networks", []):
+            took = done.loc[done["arch_key"] == n["key"], "wall_time_s"].dropna()
+            predicted = n.get("trial_s")
+            actual = took.median() if len(took) else float("nan")
+            rows.append(
+                {
+                    "network": n["label"],
+                    "GFLOPs/clip": f"{n['gflops']:.3g}",
+                    "trials": f"{len(took)} of {n['trials']} completed",
+                    "predicted s/trial": "—" if predicted is None else f"{predicted:.0f}",
+                    "actual s/trial (median)": "—" if pd.isna(actual) else f"{actual:.0f}",
+                    "actual / predicted": "—" if predicted is None or pd.isna(actual) else f"{actual / predicted:.2f}",
+                }
+            )
+        doc.heading(f"Cost: predicted and actual ({run.name})" if len(runs) > 1 else "Cost: predicted and actual", 3)
+        wall, hours = est.get("wall_s"), est.get("device_hours")
+        span = mine["finished_at"].max() - est["written"] if "finished_at" in mine and est.get("written") else None
+        device_s = (mine["wall_time_s"].sum() * float(est.get("devices_per_trial") or 0)) if len(mine) else None
+        said = [f"throughput: {est.get('source', '?')}"]
+        if wall is not None and hours is not None:
+            said.append(
+                f"predicted {wall / 60:.1f} min wall (writing the report included) at {est.get('concurrency')} trial(s) at a time and "
+                f"{hours:.3g} {est.get('device', 'GPU')}-hours"
+            )
+        if span is not None and pd.notna(span) and device_s is not None:
+            said.append(
+                f"actual: the last trial reported {span / 60:.1f} min after the estimate, "
+                f"{device_s / 3600:.3g} {est.get('device', 'GPU')}-hours (Σ trial time × {est.get('device', 'GPU')}s per trial)"
+            )
+        doc.para(f"Estimated before the first trial ({ESTIMATE_FILE}); " + "; ".join(said) + ".")
+        doc.table(pd.DataFrame(rows))
 
 
 def _memory(doc: Document, trials: pd.DataFrame) -> None:
@@ -539,6 +583,7 @@ def write_report(
     _best(doc, trials, rank, metric)
     _promotions(doc, out, runs, trials, metric, formats)
     _accounting(doc, runs, trials)
+    _cost(doc, runs, trials)
     _memory(doc, trials)
     _efficiency(doc, trials)
 

@@ -6,7 +6,8 @@ work takes at a throughput that was measured or given. Pure arithmetic: no torch
     throughput     = speeds per network: training and evaluation clips/s of one trial, from
                      - a measurement now (trainers.speed: a few real steps of each network),
                      - the proxy run's records, for `starch promote` (each network's achieved FLOP/s
-                       of training, divided by its FLOPs per clip), or
+                       of training, divided by its FLOPs per clip; its time outside the training
+                       epochs as each trial's set-up), or
                      - `--assume-tflops T`: every trial achieves T × 10¹² FLOP/s (2 per multiply-accumulate)
     wall time      = search.demo_plan.predict_seconds: the trials laid out on the slots that run
                      side by side (longest first), plus a worker's start-up and the report
@@ -57,15 +58,20 @@ def speeds_from_tflops(networks: list[Network], tflops: float) -> dict[str, dict
     }
 
 
-def speeds_from_achieved(networks: list[Network], achieved: dict[str, float]) -> dict[str, dict[str, float]]:
+def speeds_from_achieved(
+    networks: list[Network], achieved: dict[str, float], overhead: dict[str, float] | None = None
+) -> dict[str, dict[str, float]]:
     """Clips/s of each network from the training FLOP/s it achieved before (GFLOP/s, 2 per
     multiply-accumulate, as the trials record it): the same rate at its FLOPs per clip now;
-    evaluation (forward only) at the same rate. Networks without a record are left out."""
+    evaluation (forward only) at the same rate. `overhead`: seconds of a trial outside its training
+    epochs then (set-up, and its evaluations: an upper side), paid once per trial. Networks without
+    a record are left out."""
     out = {}
     for n in networks:
         rate = achieved.get(n.key)
         if rate is not None and rate > 0:
-            out[n.key] = _speed(rate / (FLOP_PER_MAC * FORWARD_BACKWARD * n.gflops), rate / (FLOP_PER_MAC * n.gflops))
+            speed = _speed(rate / (FLOP_PER_MAC * FORWARD_BACKWARD * n.gflops), rate / (FLOP_PER_MAC * n.gflops))
+            out[n.key] = {**speed, "setup_s": float((overhead or {}).get(n.key, 0.0))}
     return out
 
 

@@ -13,11 +13,10 @@ import json
 import os
 import time
 
-from analysis.runfolder import write_text
+from analysis.runfolder import ESTIMATE_FILE, write_text
 from search.demo_plan import Sizes
 from search.estimate import Estimate, Network, speeds_from_achieved, speeds_from_tflops
 
-ESTIMATE_FILE = "starch_estimate.json"  # the estimate printed at the top of the run's log
 MEASURE_BATCHES = 2
 
 
@@ -75,11 +74,12 @@ def estimate(
     indexes: dict | None,
     *,
     tflops: float | None = None,
-    achieved: dict[str, float] | None = None,
+    achieved: tuple[dict[str, float], dict[str, float]] | None = None,
     measure: str | None = "local",
     total: dict[str, float] | None = None,
 ) -> Estimate:
-    """The estimate of a grid plan. `achieved`: arch key → training GFLOP/s a proxy recorded;
+    """The estimate of a grid plan. `achieved`: (arch key → training GFLOP/s, arch key → seconds
+    outside the training epochs) that a proxy recorded;
     `measure`: "local" (in this process), "ray" (Ray tasks, Ray running) or None (do not);
     `total`: the cluster's resources (None: unknown, one trial at a time)."""
     networks = networks_of(candidates)
@@ -97,7 +97,7 @@ def estimate(
         speeds = speeds_from_tflops(networks, tflops)
         source = f"assumed {tflops:g} TFLOP/s per trial (--assume-tflops)"
     elif achieved is not None:
-        speeds = speeds_from_achieved(networks, achieved)
+        speeds = speeds_from_achieved(networks, *achieved)
         source = (
             f"the proxy run's records: each network's achieved training FLOP/s there ({len(speeds)} of "
             f"{len(networks)} networks recorded it), at its FLOPs per clip here"
@@ -199,7 +199,7 @@ def print_estimate(est: Estimate, note: str | None = None) -> None:
     print("\n".join(est.lines() + ([f"  ({note})"] if note else [])), flush=True)
 
 
-def dry_run(exp, indexes: dict | None, tflops: float | None, achieved: dict[str, float] | None = None) -> Estimate:
+def dry_run(exp, indexes: dict | None, tflops: float | None, achieved=None) -> Estimate:
     """The estimate a dry run prints: measured here on a local run, not on a cluster (nothing starts)."""
     candidates, note = candidates_for(exp)
     est = estimate(
@@ -215,7 +215,7 @@ def dry_run(exp, indexes: dict | None, tflops: float | None, achieved: dict[str,
     return est
 
 
-def announcer(tflops: float | None = None, achieved: dict[str, float] | None = None):
+def announcer(tflops: float | None = None, achieved=None):
     """The hook search.run.fit calls once Ray is up: estimate, print (the top of the run's log) and
     write RUN_DIR/starch_estimate.json."""
 

@@ -68,7 +68,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from analysis import load
+    from analysis.results import combine, read_runs
     from analysis.runfolder import is_uri
     from search import run as runner
     from search.config import read_yaml
@@ -79,7 +79,7 @@ def run(args) -> int:
     source = args.run_dir if is_uri(args.run_dir) else str(Path(args.run_dir).expanduser().resolve())
     proxy = read_experiment(source)
     metric = args.metric or (proxy.search.metric if proxy.search.metric in ACCURACY_METRICS else "video@1")
-    trials = load([source])
+    trials, epochs = combine(read_runs([source]))
     ids = [t.strip() for t in args.trials.split(",") if t.strip()] if args.trials is not None else None
     if ids is not None and not ids:
         raise ValueError("--trials needs trial ids, e.g. --trials 1a2b3_00004,1a2b3_00007 (see starch status RUN_DIR)")
@@ -109,7 +109,7 @@ def run(args) -> int:
     note = class_count_note(proxy, checked)
     if note:
         print(note)
-    achieved = proxy_speeds(proxy, checked, trials)
+    achieved = proxy_speeds(proxy, checked, trials, epochs)
     if args.dry_run:
         print_plan(checked)
         estimate_cli.dry_run(checked, indexes, args.assume_tflops, achieved)
@@ -152,12 +152,18 @@ def refuse_infeasible(exp, choices) -> None:
     )
 
 
-def proxy_speeds(proxy, promoted, trials) -> dict[str, float] | None:
-    """arch key → the training GFLOP/s each network achieved in the proxy (median over its completed
-    trials); None when the promoted run trains on another kind of device (then it is measured)."""
+def proxy_speeds(proxy, promoted, trials, epochs) -> tuple[dict[str, float], dict[str, float]] | None:
+    """(arch key → the training GFLOP/s each network achieved in the proxy, arch key → its trials'
+    seconds outside the training epochs), medians over its completed trials; None when the promoted
+    run trains on another kind of device (then the throughput is measured)."""
     if proxy.resources.uses_gpus != promoted.resources.uses_gpus or "achieved_gflops_per_s" not in trials:
         return None
     done = trials[(trials["status"] == "completed") & trials["achieved_gflops_per_s"].notna()]
     if done.empty:
         return None
-    return {str(k): float(v) for k, v in done.groupby("arch_key")["achieved_gflops_per_s"].median().items()}
+    trained = epochs.groupby(["run", "trial_id"])["epoch_time_s"].sum()
+    outside = done["wall_time_s"] - [trained.get((r, t), 0.0) for r, t in zip(done["run"], done["trial_id"])]
+    return (
+        {str(k): float(v) for k, v in done.groupby("arch_key")["achieved_gflops_per_s"].median().items()},
+        {str(k): max(0.0, float(v)) for k, v in outside.groupby(done["arch_key"]).median().items()},
+    )

@@ -46,8 +46,9 @@ def test_what_cannot_be_predicted_is_said():
     no_data = Estimate(nets, None, epochs=4, eval_every=2, source="-")
     assert no_data.total_gflops() is None and "work: unknown without the dataset" in "\n".join(no_data.lines())
     # the proxy recorded a speed for A only (achieved 6 GFLOP/s of training: 6 / (6 × 0.5) = 2 clips/s)
-    speeds = speeds_from_achieved(nets, {"a": 6.0})
+    speeds = speeds_from_achieved(nets, {"a": 6.0}, {"a": 5.0})
     assert list(speeds) == ["a"] and speeds["a"]["train_clips_per_s"] == pytest.approx(2.0)
+    assert speeds["a"]["setup_s"] == 5.0  # the proxy's time outside its training epochs, once per trial
     partial = Estimate(nets, SIZES, epochs=4, eval_every=2, source="proxy", speeds=speeds)
     assert partial.wall_seconds() is None and "time: not predicted (no throughput for B)" in "\n".join(partial.lines())
     with pytest.raises(ValueError, match="--assume-tflops must be > 0"):
