@@ -262,3 +262,19 @@ def test_a_dry_run_prints_the_networks_why_the_trials_and_the_cost(tmp_path, syn
     assert "cost estimate (6 trial(s) of 3 network(s), 3 epoch(s) each):" in out
     assert "assumed 0.001 TFLOP/s per trial" in out and "predicted:" in out
     assert not (tmp_path / "runs" / "proxy-promoted").exists()
+
+
+def test_a_run_in_a_bucket_is_promoted_by_its_uri(tmp_path, synth_root, capsys):
+    """file:// takes pyarrow's path, as s3:// and gs:// do: the proxy is read by its URI and recorded so."""
+    run = fake_run(tmp_path, synth_root)
+    uri = f"file://{run}"
+    assert (
+        main(
+            ["promote", uri, "--top", "2", "--dry-run", "--assume-tflops", "0.001", "--storage", f"file://{tmp_path}/b"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert f"promoting 2 network(s) of {uri} (top 2, by video@1) to proxy-promoted:" in out
+    assert "R3D-18: rank 1 of 4 by mean video@1" in out and "4 trial(s) (2 repeat(s) each)" in out
+    assert not (tmp_path / "b").exists()
