@@ -143,10 +143,11 @@ class Estimate:
         ]
         total = self.total_gflops()
         if total is None:
+            flops = sorted(n.gflops for n in self.networks)
+            span = f"{flops[0]:.3g}" if flops[0] == flops[-1] else f"{flops[0]:.3g} … {flops[-1]:.3g}"
             out.append(
-                "  work: unknown without the dataset (--data FORMAT:ROOT): the clips per epoch are counted from it; "
-                + ", ".join(f"{n.label} {n.gflops:.3g}" for n in self.networks)
-                + " GFLOPs per clip"
+                "  work: unknown without the dataset (--data FORMAT:ROOT), which the clips per epoch are counted "
+                f"from; {span} GFLOPs per clip"
             )
             return out
         out.append(

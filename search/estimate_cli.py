@@ -18,6 +18,7 @@ from search.demo_plan import Sizes
 from search.estimate import Estimate, Network, speeds_from_achieved, speeds_from_tflops
 
 MEASURE_BATCHES = 2
+MAX_MEASURED = 24  # distinct networks measured at most (a few seconds each); beyond, --assume-tflops
 
 
 def add_arguments(parser) -> None:
@@ -104,6 +105,11 @@ def estimate(
         )
     elif sizes is None:
         source = "not measured: no dataset to read clips from (--data FORMAT:ROOT), or give --assume-tflops"
+    elif measure is not None and len(networks) > MAX_MEASURED:
+        source = (
+            f"not measured: {len(networks)} distinct networks (at most {MAX_MEASURED} are measured, a few "
+            "seconds each); give --assume-tflops"
+        )
     elif measure == "local":
         speeds, took = _measure_here(exp, candidates, indexes)
         source = (

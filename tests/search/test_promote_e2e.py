@@ -55,7 +55,10 @@ def _promote_and_check(
     assert "## Promotion: did the proxy's ranking hold?" in report and "| networks | Kendall τ | p (τ) |" in report
     assert "| architecture | GFLOPs | proxy video@1 (%) | proxy rank | promoted video@1 (%) |" in report
     assert (promoted / "report" / "figures" / "proxy_vs_promoted_proxy_promoted.png").stat().st_size > 0
-    assert "### Cost: predicted and actual" in report and "| network | GFLOPs/clip | trials | predicted s/trial |" in report
+    assert (
+        "### Cost: predicted and actual" in report
+        and "| network | GFLOPs/clip | trials | predicted s/trial |" in report
+    )
     return run, promoted
 
 
