@@ -76,12 +76,13 @@ def speeds_from_achieved(
 
 
 def _speed(train_clips_per_s: float, eval_clips_per_s: float) -> dict[str, float]:
-    """A speed as trainers.speed.Speed.to_dict() has it, with no set-up time."""
+    """A speed as trainers.speed.Speed.to_dict() has it, with no set-up time; videos_read 0: not
+    measured (a set-up then already holds its first reads of the videos, see Estimate.wall_seconds)."""
     return {
         "train_clips_per_s": train_clips_per_s,
         "eval_clips_per_s": eval_clips_per_s,
         "setup_s": 0.0,
-        "videos_read": 1,
+        "videos_read": 0,
     }
 
 
@@ -126,8 +127,12 @@ class Estimate:
         if self.sizes is None or not self.networks or any(n.key not in self.speeds for n in self.networks):
             return None
         keys = [n.key for n in self.networks for _ in range(n.trials)]
+        # predict_seconds adds the slowest set-up's excess per video it read × all videos (a cold frame
+        # cache, as a measurement sees it); a proxy's set-up already spans its reads of every video
+        every = self.sizes.train_videos + self.sizes.test_videos
+        speeds = {k: {**s, "videos_read": s["videos_read"] or every} for k, s in self.speeds.items()}
         return predict_seconds(
-            keys, self.speeds, self.sizes, _Recipe(self.eval_every), self.epochs, self.concurrency, self.startup_s
+            keys, speeds, self.sizes, _Recipe(self.eval_every), self.epochs, self.concurrency, self.startup_s
         )
 
     def device_hours(self) -> float | None:

@@ -55,6 +55,14 @@ def test_what_cannot_be_predicted_is_said():
     assert speeds["a"]["setup_s"] == 5.0  # the proxy's time outside its training epochs, once per trial
     partial = Estimate(nets, SIZES, epochs=4, eval_every=2, source="proxy", speeds=speeds)
     assert partial.wall_seconds() is None and "time: not predicted (no throughput for B)" in "\n".join(partial.lines())
+    # set-ups from a proxy (5 s and 65 s) differ by more than a cold read: the excess counts once, not per video
+    both = speeds_from_achieved(nets, {"a": 6.0, "b": 12.0}, {"a": 5.0, "b": 65.0})
+    est = Estimate(nets, SIZES, epochs=4, eval_every=2, source="proxy", speeds=both, concurrency=2)
+    one = est.trial_seconds()  # each with its own set-up; the wall takes the median set-up plus the excess once
+    median = (5.0 + 65.0) / 2
+    assert est.wall_seconds() == pytest.approx(
+        max(one["a"] - 5 + median, one["b"] - 65 + median) + (65.0 - median) + REPORT_S
+    )
     with pytest.raises(ValueError, match="--assume-tflops must be > 0"):
         speeds_from_tflops(nets, 0)
 
