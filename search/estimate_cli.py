@@ -3,7 +3,7 @@ the estimate in `--dry-run` and at the top of a run's log, and RUN_DIR/starch_es
 
 The arithmetic is search.estimate's; here the throughput is obtained: given (`--assume-tflops`), from
 a proxy run's records (`starch promote`), or measured now — in this process on a local run (the
-machine the trials will use), or in Ray tasks holding one trial's CPUs and GPUs on a cluster (so on
+machine the trials will use), or in Ray tasks holding one CPU and one trial's GPUs on a cluster (so on
 one of its devices; a dry run on a cluster starts nothing, so it needs `--assume-tflops`).
 """
 
