@@ -89,3 +89,15 @@ def test_a_run_starts_with_the_measured_estimate_and_keeps_it(ray_cluster, make_
     saved = json.loads((path.parent / "runs" / "estimated" / "starch_estimate.json").read_text())
     assert saved["networks"][0]["label"] == "f-R2D" and saved["networks"][0]["train_clips_per_s"] > 0
     assert saved["wall_s"] > saved["networks"][0]["trial_s"] > 0
+
+
+def test_on_a_cluster_the_networks_are_measured_in_ray_tasks(ray_cluster, make_experiment, capsys, monkeypatch):
+    monkeypatch.delenv("STARCH_NO_ESTIMATE")
+    path = make_experiment(name="estimated-remote")
+    path.write_text(
+        path.read_text().replace("network: [r3d_18, f-r2d, mc3]", "network: [f-r2d]").replace("epochs: 2", "epochs: 1")
+    )
+    assert main(["search", str(path), "--address", ray_cluster.address, "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert "throughput: measured now on the cluster: 2 batches of each network in Ray tasks" in out
+    assert "predicted:" in out and "(2 trial(s) at a time)" not in out  # one trial: one slot
