@@ -5,8 +5,9 @@
     report/
         report.md            figures linked, tables inline
         report.html          the same document, figures embedded as base64 PNG (one file to mail)
-        figures/*.png|svg    accuracy_vs_flops, accuracy_vs_<axis> (one-axis sweeps), training_curves
-        tables/*.md|csv|tex  ranking, sweep_<dataset>, consistency, fidelity; trials.csv, epochs.csv
+        figures/*.png|svg    accuracy_vs_flops, accuracy_vs_<axis> (one-axis sweeps), training_curves,
+                             proxy_vs_promoted_<run> (a `starch promote` run against its proxy)
+        tables/*.md|csv|tex  ranking, sweep_<dataset>, consistency, fidelity, promotion_<run>; trials.csv, epochs.csv
 
 Every number comes from the run folders (the trials' records, params.json, the starch_*.json files);
 the text only names where each one came from and what was inferred or skipped.
