@@ -6,6 +6,7 @@
     accuracy_vs_axis(trials, axis)      accuracy vs one axis of a one-axis sweep (Res3D Tables 4, 5:
                                         sampling rate, resolution, clip length as line plots)
     training_curves(epochs, trial_ids)  train (thin) and test (thick) error per epoch (R(2+1)D Figure 4)
+    proxy_vs_promoted(comparison)       a proxy run's accuracy vs its promoted run's, per network
 
 Nothing is saved here: the report (or the caller) decides where figures go.
 """
@@ -25,7 +26,7 @@ from matplotlib import ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from analysis.tables import check_metric, summarize  # noqa: E402
+from analysis.tables import check_metric, pareto_front, summarize  # noqa: E402, F401 (pareto_front: re-exported)
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*")
 SWEEP_AXES = {
@@ -45,17 +46,6 @@ def family_styles(families: Iterable[str]) -> dict[str, dict[str, str]]:
         f: {"color": colours[i % 10], "marker": MARKERS[i % len(MARKERS)]}
         for i, f in enumerate(sorted({str(f) for f in families}))
     }
-
-
-def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
-    """Indices of the points no other point beats (at most the FLOPs and at least the accuracy), by x."""
-    order = sorted(range(len(x)), key=lambda i: (x[i], -y[i]))
-    front, best = [], -math.inf
-    for i in order:
-        if y[i] > best:
-            front.append(i)
-            best = y[i]
-    return front
 
 
 def _panels(n: int, *, width: float = PANEL_W, height: float = PANEL_H) -> tuple[Figure, list]:
@@ -379,5 +369,48 @@ def training_curves(
         ax.set_title(str(dataset))
         ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def proxy_vs_promoted(
+    table: pd.DataFrame, metric: str = "video@1", *, proxy: str = "proxy", promoted: str = "promoted"
+) -> Figure:
+    """Each network's accuracy in the proxy run (x) against the promoted run (y), mean ± std over seeds
+    (analysis.promotion.comparison's table); the title gives Kendall τ. A ranking that held rises
+    from left to right; the dotted line is y = x (the same accuracy at both fidelities)."""
+    from analysis.promotion import agreement
+
+    t = table[table["proxy mean"].notna() & table["promoted mean"].notna()]
+    if t.empty:
+        raise ValueError(f"no network has {metric} in both runs yet: nothing to plot")
+    fig, ax = plt.subplots(figsize=(PANEL_W, PANEL_H))
+    x, y = t["proxy mean"] * 100, t["promoted mean"] * 100
+    ax.errorbar(
+        x,
+        y,
+        xerr=(t["proxy std"] * 100).fillna(0),
+        yerr=(t["promoted std"] * 100).fillna(0),
+        fmt="o",
+        color="tab:blue",
+        ms=7,
+        capsize=3,
+        lw=1,
+        zorder=3,
+    )
+    lo = float(min(x.min(), y.min()))
+    hi = float(max(x.max(), y.max()))
+    pad = max((hi - lo) * 0.15, 2.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], ls=":", color="0.6", lw=1, zorder=1)
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
+    stats = agreement(table)
+    tau = "τ —" if stats["Kendall τ"] != stats["Kendall τ"] else f"Kendall τ {stats['Kendall τ']:.2f}"
+    ax.set_title(f"{metric}: {tau} over {stats['networks']} network(s)", fontsize=10)
+    ax.set_xlabel(f"{metric} (%) in {proxy}")
+    ax.set_ylabel(f"{metric} (%) in {promoted}")
+    ax.grid(True, alpha=0.3)
+    fig.canvas.draw()
+    _place_labels(ax, list(x), list(y), list(t["architecture"]))
     fig.tight_layout()
     return fig

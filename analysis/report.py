@@ -5,8 +5,9 @@
     report/
         report.md            figures linked, tables inline
         report.html          the same document, figures embedded as base64 PNG (one file to mail)
-        figures/*.png|svg    accuracy_vs_flops, accuracy_vs_<axis> (one-axis sweeps), training_curves
-        tables/*.md|csv|tex  ranking, sweep_<dataset>, consistency, fidelity; trials.csv, epochs.csv
+        figures/*.png|svg    accuracy_vs_flops, accuracy_vs_<axis> (one-axis sweeps), training_curves,
+                             proxy_vs_promoted_<run> (a `starch promote` run against its proxy)
+        tables/*.md|csv|tex  ranking, sweep_<dataset>, consistency, fidelity, promotion_<run>; trials.csv, epochs.csv
 
 Every number comes from the run folders (the trials' records, params.json, the starch_*.json files);
 the text only names where each one came from and what was inferred or skipped.
@@ -31,6 +32,7 @@ from markdown.treeprocessors import Treeprocessor
 from analysis import ACCURACY_METRICS, FIGURE_FORMATS, figures, tables
 from analysis.describe import describe_command
 from analysis.results import STATUSES, Run, combine, read_runs
+from analysis.runfolder import ESTIMATE_FILE
 
 
 class Document:
@@ -226,6 +228,49 @@ def _demo_plan(doc: Document, runs: Sequence[Run], metric: str) -> None:
             doc.bullets(missing)
         elif planned:
             doc.para(f"All {len(planned)} planned trials reported {metric}.")
+
+
+def _cost(doc: Document, runs: Sequence[Run], trials: pd.DataFrame) -> None:
+    """The cost estimate printed before the first trial (starch_estimate.json) beside what the trials took."""
+    for run in runs:
+        try:
+            est = json.loads((run.path / ESTIMATE_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        mine = trials[trials["run"] == run.name]
+        done = mine[mine["status"] == "completed"]
+        rows = []
+        for n in est.get("networks", []):
+            took = done.loc[done["arch_key"] == n["key"], "wall_time_s"].dropna()
+            predicted = n.get("trial_s")
+            actual = took.median() if len(took) else float("nan")
+            rows.append(
+                {
+                    "network": n["label"],
+                    "GFLOPs/clip": f"{n['gflops']:.3g}",
+                    "trials": f"{len(took)} of {n['trials']} completed",
+                    "predicted s/trial": "—" if predicted is None else f"{predicted:.0f}",
+                    "actual s/trial (median)": "—" if pd.isna(actual) else f"{actual:.0f}",
+                    "actual / predicted": "—" if predicted is None or pd.isna(actual) else f"{actual / predicted:.2f}",
+                }
+            )
+        doc.heading(f"Cost: predicted and actual ({run.name})" if len(runs) > 1 else "Cost: predicted and actual", 3)
+        wall, hours = est.get("wall_s"), est.get("device_hours")
+        span = mine["finished_at"].max() - est["written"] if "finished_at" in mine and est.get("written") else None
+        device_s = (mine["wall_time_s"].sum() * float(est.get("devices_per_trial") or 0)) if len(mine) else None
+        said = [f"throughput: {est.get('source', '?')}"]
+        if wall is not None and hours is not None:
+            said.append(
+                f"predicted {wall / 60:.1f} min wall (writing the report included) at {est.get('concurrency')} trial(s) at a time and "
+                f"{hours:.3g} {est.get('device', 'GPU')}-hours"
+            )
+        if span is not None and pd.notna(span) and device_s is not None:
+            said.append(
+                f"actual: the last trial reported {span / 60:.1f} min after the estimate, "
+                f"{device_s / 3600:.3g} {est.get('device', 'GPU')}-hours (Σ trial time × {est.get('device', 'GPU')}s per trial)"
+            )
+        doc.para(f"Estimated before the first trial ({ESTIMATE_FILE}); " + "; ".join(said) + ".")
+        doc.table(pd.DataFrame(rows))
 
 
 def _memory(doc: Document, trials: pd.DataFrame) -> None:
@@ -428,6 +473,68 @@ def _expansions(doc: Document, out: Path, runs: Sequence[Run], formats) -> None:
         _write_table(out, name, steps, shown, f"Expansion steps of {run.name}")
 
 
+def _proxy_trials(record: dict[str, Any], runs: Sequence[Run], trials: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
+    """(the proxy run's trials, its name) — from the runs being reported, else read from where the
+    promoted run says it is; (None, why) when it cannot be read."""
+    where = str(record["run"])
+    for run in runs:
+        if str(run.path.expanduser().resolve()) == where.rstrip("/") or str(run.path) == where:
+            return trials[trials["run"] == run.name], run.name
+    try:
+        proxy = read_runs([where])
+    except (OSError, ValueError) as exc:
+        return None, str(exc)
+    return combine(proxy)[0], proxy[0].name
+
+
+def _promotions(doc: Document, out: Path, runs: Sequence[Run], trials: pd.DataFrame, metric: str, formats) -> None:
+    """For each run `starch promote` made: its proxy's ranking beside its own (analysis.promotion)."""
+    from analysis import promotion
+
+    for run in runs:
+        record = promotion.promoted_from(run.experiment)
+        if record is None:
+            continue
+        proxy, name = _proxy_trials(record, runs, trials)
+        doc.heading(
+            f"Promotion: did the proxy's ranking hold? ({run.name})"
+            if len(runs) > 1
+            else "Promotion: did the proxy's ranking hold?"
+        )
+        if proxy is None:
+            doc.para(
+                f"{run.name} was promoted from `{record['run']}`, which cannot be read from here ({name}); "
+                f"report both: `starch report PROXY {run.path}`."
+            )
+            continue
+        table = promotion.comparison(proxy, trials[trials["run"] == run.name], metric)
+        doc.para(
+            f"`starch promote` chose {len(table)} network(s) of **{name}** ({record['selection']}, by "
+            f"{record['metric']}) and **{run.name}** trained them again. Means ± std over seeds, completed "
+            f"trials only; ranks within these networks; Kendall τ and Spearman ρ compare the two means "
+            "(— below 3 networks, or when one side is constant)."
+        )
+        doc.table(tables.display_stats(pd.DataFrame([promotion.agreement(table)])))
+        shown = promotion.display(table, metric)
+        doc.table(shown)
+        slug = _slug(run.name)
+        _write_table(out, f"promotion_{slug}", table.drop(columns="arch_key"), shown, f"{name} vs {run.name}")
+        for verdict in ("stayed on the front", "fell off the front"):
+            names = list(table.loc[table["promoted front"] == verdict, "architecture"])
+            if names:
+                doc.para(f"Of the proxy's picks, {len(names)} {verdict} of {metric} vs GFLOPs: {', '.join(names)}.")
+        _figure(
+            doc,
+            out,
+            f"proxy_vs_promoted_{slug}",
+            formats,
+            f"{metric} of each network in {name} (x) and {run.name} (y), mean ± std over seeds; dotted: y = x.",
+            lambda table=table, name=name, run=run: figures.proxy_vs_promoted(
+                table, metric, proxy=name, promoted=run.name
+            ),
+        )
+
+
 # ------------------------------------------------------------------------------------------ the report
 
 
@@ -475,7 +582,9 @@ def write_report(
     rank = tables.ranking(trials, metric)
     _demo_plan(doc, runs, metric)
     _best(doc, trials, rank, metric)
+    _promotions(doc, out, runs, trials, metric, formats)
     _accounting(doc, runs, trials)
+    _cost(doc, runs, trials)
     _memory(doc, trials)
     _efficiency(doc, trials)
 

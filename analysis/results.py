@@ -347,6 +347,7 @@ def read_trial(
         "data_problems": {path: problem for r in records for path, problem in (r.get("data_problems") or [])},
         "resumed": any((r.get("resumed_from_epoch") or 0) > 0 for r in records),
         "wall_time_s": wall if wall is not None else math.nan,
+        "finished_at": last.get("timestamp", math.nan),  # Unix time of the last record (Ray's timestamp)
         "gpu_hours": wall * held / 3600 if (wall is not None and held is not None) else math.nan,
         # spaces.memory's prediction for the trial's batch and precision, and torch's peak on CUDA (search.gpu_packing)
         "predicted_memory_gb": _last(records, "predicted_memory_gb") or math.nan,

@@ -18,6 +18,7 @@ from pathlib import Path
 EXPERIMENT_FILE = "starch_experiment.json"  # the validated experiment: what `starch resume` rebuilds from
 TRIALS_FILE = "starch_trials.json"  # state, epoch, error and early stop of every trial
 INFEASIBLE_FILE = "starch_infeasible.json"  # samples the constraints rejected before any training
+ESTIMATE_FILE = "starch_estimate.json"  # the cost estimate printed at the top of the run's log (search.estimate)
 OPTUNA_FILE = "optuna_study.log"  # random/TPE/NSGA-II: the Optuna study (JournalStorage), see search.tuner
 
 

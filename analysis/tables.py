@@ -4,6 +4,7 @@
     ranking(trials, metric)       rank, architecture, k, params (M), GFLOPs, metric ± std, status
     sweep_table(trials, metric)   the papers' layout: one column per network, rows k / params / FLOPs /
                                   accuracy (Res3D Tables 6 and 7)
+    pareto_front(x, y)            the networks no other beats on both accuracy and GFLOPs
     consistency(trials, metric)   Kendall τ and Spearman ρ (with p-values) of the ranking of the shared
                                   networks on every pair of datasets (Res3D §4, Figure 5)
     verdict(ranking, metric, classes)  whether a best network stands out of seed noise and chance, in words
@@ -19,6 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 from itertools import combinations
+from typing import Sequence
 
 import pandas as pd
 from scipy import stats
@@ -39,6 +41,17 @@ def _status_text(statuses: pd.Series) -> str:
     if len(counts) == 1 and counts.iloc[0] == 1:
         return str(counts.index[0])
     return ", ".join(f"{n} {s}" for s, n in counts.items())
+
+
+def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
+    """Indices of the points no other point beats (at most the FLOPs and at least the accuracy), by x."""
+    order = sorted(range(len(x)), key=lambda i: (x[i], -y[i]))
+    front, best = [], -math.inf
+    for i in order:
+        if y[i] > best:
+            front.append(i)
+            best = y[i]
+    return front
 
 
 def summarize(trials: pd.DataFrame, metric: str = "video@1") -> pd.DataFrame:
@@ -229,7 +242,7 @@ def sweep_table(trials: pd.DataFrame, metric: str = "video@1", dataset: str | No
     return pd.DataFrame(rows, index=list(s["label"])).T.rename_axis("Net").reset_index()
 
 
-def _pairs(values: pd.DataFrame) -> tuple[int, float, float, float, float]:
+def rank_correlation(values: pd.DataFrame) -> tuple[int, float, float, float, float]:
     """n, Kendall τ, its p, Spearman ρ, its p of two columns (NaN below 3 points or if constant)."""
     a, b = values.iloc[:, 0], values.iloc[:, 1]
     n = len(values)
@@ -250,7 +263,7 @@ def consistency(trials: pd.DataFrame, metric: str = "video@1") -> pd.DataFrame:
     table = table[[d for d in dict.fromkeys(s["dataset"]) if d in table]]  # the runs' order, not sorted
     rows = []
     for a, b in combinations(list(table.columns), 2):
-        n, tau, p_tau, rho, p_rho = _pairs(table[[a, b]].dropna())
+        n, tau, p_tau, rho, p_rho = rank_correlation(table[[a, b]].dropna())
         rows.append(
             {
                 "dataset A": a,
@@ -281,7 +294,7 @@ def fidelity(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str = "video@1"
         final = group.sort_values("epoch").groupby(["run", "trial_id"])[metric].last()
         for epoch in wide.columns:
             pair = pd.concat([wide[epoch], final], axis=1).dropna()
-            n, tau, p_tau, rho, p_rho = _pairs(pair)
+            n, tau, p_tau, rho, p_rho = rank_correlation(pair)
             rows.append(
                 {
                     "dataset": dataset,

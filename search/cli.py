@@ -12,7 +12,7 @@ import os
 import sys
 
 from analysis import report_cli
-from search import demo, search_cli
+from search import demo, promote_cli, search_cli
 from spaces import describe_cli
 from trainers import export_cli, train_cli
 from trainers.data import data_cli
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cli.add_parser(sub)
     demo.add_parser(sub)
     search_cli.add_parsers(sub)
+    promote_cli.add_parser(sub)
     report_cli.add_parser(sub)
     data_cli.add_parser(sub)
     export_cli.add_parser(sub)

@@ -12,6 +12,7 @@
     cluster:      {address: null, storage: runs}
     failures:     {max_failures: 2}
     logging:      {tensorboard: true, mlflow: {tracking_uri: …}, wandb: {project: …, mode: offline}}
+    promoted_from: {run: runs/proxy, selection: front, metric: video@1, networks: […]}   # starch promote
 
 Every error names the field path, the bad value and what is valid; unknown keys are errors.
 """
@@ -193,6 +194,23 @@ class LoggingConfig(_Strict):
         return ({} if v else None) if isinstance(v, bool) else v
 
 
+class PromotedNetwork(_Strict):
+    """One network of a promoted run, in the order of its space's network list."""
+
+    label: str  # the proxy report's label
+    trials: list[str]  # the proxy's trials of this network (its seeds)
+    why: str  # why it was chosen ("on the Pareto front …", "rank 2 of 6 …", "trial … listed")
+
+
+class PromotedFrom(_Strict):
+    """Where a `starch promote` run came from: the proxy run, how its networks were chosen."""
+
+    run: str  # the proxy run folder (absolute path or URI)
+    selection: str  # front | top K | trials
+    metric: str
+    networks: list[PromotedNetwork]
+
+
 class Experiment(_Strict):
     """The experiment file, validated once: `data` and `schedule` are the trainers' own typed specs
     (a trial replaces the data's clip length, sampling rate and crop with its architecture's)."""
@@ -210,6 +228,7 @@ class Experiment(_Strict):
     cluster: Cluster = Cluster()
     failures: Failures = Failures()
     logging: LoggingConfig = LoggingConfig()
+    promoted_from: PromotedFrom | None = None  # written by `starch promote` (search.promote)
 
     @model_validator(mode="before")
     @classmethod

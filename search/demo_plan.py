@@ -173,23 +173,28 @@ def fit_to_budget(
 
 
 def measure_networks(
-    candidates, data, indexes, recipe, *, concurrency: int = 1, batches: int = 2
+    candidates, data, indexes, recipe, *, concurrency: int = 1, batches: int = 2, num_gpus: float = 0, key=None
 ) -> tuple[dict[str, dict[str, float]], float]:
     """trainers.speed.measure for each network of the plan (its first seed), in `concurrency` Ray
-    tasks of 1 CPU side by side, as the trials will run: (name → Speed dict, start-up seconds).
+    tasks of 1 CPU (and `num_gpus`) side by side, as the trials will run: (key → Speed dict,
+    start-up seconds); `key(arch)` names a network (default: its name).
 
     Start-up: from submitting the tasks to the last one starting its work (a new worker process
     that has imported torch), which the search's first trials pay too. Needs a running Ray."""
     import ray
 
-    networks = list({c.arch.name: c.arch for c in candidates}.items())
+    networks = list({(key or _name)(c.arch): c.arch for c in candidates}.items())
     slots = max(1, min(concurrency, len(networks)))
-    task = ray.remote(num_cpus=1)(_measure_group)
+    task = ray.remote(num_cpus=1, num_gpus=num_gpus)(_measure_group)
     shared = ray.put(indexes)
     submitted = time.time()
     parts = ray.get([task.remote(networks[i::slots], data, shared, recipe, batches) for i in range(slots)])
     speeds = {name: speed for _, measured in parts for name, speed in measured.items()}
     return {name: speeds[name] for name, _ in networks}, max(started for started, _ in parts) - submitted
+
+
+def _name(arch) -> str:
+    return arch.name
 
 
 def _measure_group(networks, data, indexes, recipe, batches: int) -> tuple[float, dict[str, dict[str, float]]]:

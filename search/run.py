@@ -302,7 +302,10 @@ def fit(
     callbacks: list | None = None,
     p: Plan | None = None,
     time_budget_s: float | None = None,
+    announce=None,
 ):
+    """Preflight, Ray up, the run folder's starch files, Tuner.fit(). `announce(exp, indexes, run_dir)`
+    runs once Ray is up and before the first trial (the cost estimate at the top of the log)."""
     import ray
 
     exp, indexes = preflight(exp, local=not ray.is_initialized())
@@ -310,6 +313,8 @@ def fit(
     directory = run_dir(exp, storage)
     exp = check_resources(exp)
     write_experiment(exp, directory)
+    if announce is not None:
+        announce(exp, indexes, directory)
     tuner = make_tuner(exp, storage=storage, indexes=indexes, p=p, callbacks=callbacks, time_budget_s=time_budget_s)
     return _fit_tuner(tuner, directory)
 

@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from search import estimate_cli
+
 SEARCH_EXAMPLES = """examples:
   starch search --list-presets
   starch search res3d-conv-mixture --data ucf101:/data/ucf101 --dry-run
@@ -44,8 +46,11 @@ def add_parsers(subparsers) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override one field, e.g. search.num_samples=20 (value parsed as YAML)",
     )
-    p.add_argument("--dry-run", action="store_true", help="validate and print the trial list, start nothing")
+    p.add_argument(
+        "--dry-run", action="store_true", help="validate and print the trial list and the cost estimate, start nothing"
+    )
     p.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    estimate_cli.add_arguments(p)
     p.set_defaults(func=run_search)
 
     r = subparsers.add_parser(
@@ -170,10 +175,14 @@ def run_search(args) -> int:
                 "num_classes, and the data is not checked"
             )
             print_plan(exp)
+            estimate_cli.dry_run(exp, None, args.assume_tflops)
         else:
-            print_plan(run.preflight(exp)[0])
+            checked, indexes = run.preflight(exp)
+            print_plan(checked)
+            estimate_cli.dry_run(checked, indexes, args.assume_tflops)
         return 0
-    return _execute(lambda cb: run.fit(exp, callbacks=cb), exp, report=not args.no_report)
+    announce = estimate_cli.announcer(args.assume_tflops)
+    return _execute(lambda cb: run.fit(exp, callbacks=cb, announce=announce), exp, report=not args.no_report)
 
 
 def run_resume(args) -> int:

@@ -10,8 +10,11 @@ import pytest
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_cache(tmp_path_factory):
-    """Keep every process of the session (Ray workers included) out of ~/.cache/starch."""
+    """Keep every process of the session (Ray workers included) out of ~/.cache/starch; runs skip the
+    cost estimate's measurement at their start (a few seconds each; tests/search/test_estimate.py and
+    test_promote_e2e.py turn it back on)."""
     os.environ["STARCH_CACHE"] = str(tmp_path_factory.mktemp("starch-cache"))
+    os.environ["STARCH_NO_ESTIMATE"] = "1"
     yield
 
 

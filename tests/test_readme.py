@@ -23,6 +23,7 @@ def test_cli_reference_covers_every_command():
         "demo",
         "describe",
         "search",
+        "promote",
         "resume",
         "status",
         "train",
