@@ -1,8 +1,10 @@
 """The one place that decides device and precision.
 
     Runtime.select(precision="auto", device=None)
-        CUDA (or another torch accelerator) when available: autocast bf16 (fp16 + GradScaler where bf16
-        is unsupported), channels_last_3d memory format, cudnn.benchmark.
+        CUDA (or another torch accelerator) when available: autocast bf16 where the GPU computes it
+        natively (compute capability >= 8, Ampere on), fp16 + GradScaler on older GPUs (V100, T4:
+        `torch.cuda.is_bf16_supported()` is true there too, by emulation, and slow), channels_last_3d
+        memory format, cudnn.benchmark. `Runtime.reason` says why, in every trial's records.
         Otherwise the CPU in fp32 (bf16 autocast on request), channels_last_3d where oneDNN is there.
 
 channels_last_3d on the CPU is a measured rule, not a per-machine probe (a probe would make the
@@ -55,6 +57,16 @@ def cpu_channels_last() -> bool:
     return torch.backends.mkldnn.is_available()
 
 
+def native_bf16(device: torch.device) -> tuple[bool, str]:
+    """(whether `device` computes bf16 natively, its name for the records). On CUDA: compute
+    capability >= 8.0 (A100, H100, RTX 30xx on); not `torch.cuda.is_bf16_supported()`, whose
+    default `including_emulation=True` is true on a V100 or T4 too."""
+    if device.type != "cuda":
+        return True, device.type
+    major, minor = torch.cuda.get_device_capability(device)
+    return major >= 8, f"cuda compute capability {major}.{minor}"
+
+
 def training_flops(macs_per_clip: float) -> float:
     """FLOPs of one training step per clip: 3 (forward + backward) × 2 (FLOPs per MAC) × MACs."""
     return 6.0 * macs_per_clip
@@ -66,6 +78,7 @@ class Runtime:
     amp_dtype: torch.dtype | None  # None = no autocast
     channels_last: bool
     scaler: torch.amp.GradScaler | None
+    reason: str = ""  # why this precision: recorded as `precision_reason` in every trial's records
 
     @classmethod
     def select(cls, precision: str = "auto", device: torch.device | None = None) -> "Runtime":
@@ -80,18 +93,25 @@ class Runtime:
             dtype = torch.bfloat16 if precision == "bf16" else None
             if precision == "fp16":
                 raise ValueError("precision 'fp16' needs a GPU; on the CPU use 'bf16' or 'fp32'")
-            return cls(device, dtype, channels_last=cpu_channels_last(), scaler=None)
+            why = "on request" if precision != "auto" else "auto: the CPU trains in fp32"
+            return cls(device, dtype, channels_last=cpu_channels_last(), scaler=None, reason=f"cpu, {why}")
         if accel.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        bf16_ok = accel.type != "cuda" or torch.cuda.is_bf16_supported()
+        bf16_ok, gpu = native_bf16(accel)
         if precision == "fp32":
             dtype = None
         elif precision == "fp16" or (precision == "auto" and not bf16_ok):
             dtype = torch.float16
         else:
             dtype = torch.bfloat16
+        if precision != "auto":
+            why = "on request"
+        elif bf16_ok:
+            why = f"auto: bf16 is native on {gpu}"
+        else:
+            why = f"auto: fp16 + GradScaler, bf16 is not native on {gpu} (needs compute capability >= 8.0)"
         scaler = torch.amp.GradScaler(accel.type) if dtype == torch.float16 else None
-        return cls(accel, dtype, channels_last=accel.type == "cuda", scaler=scaler)
+        return cls(accel, dtype, channels_last=accel.type == "cuda", scaler=scaler, reason=f"{gpu}, {why}")
 
     @property
     def precision(self) -> str:

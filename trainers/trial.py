@@ -91,6 +91,7 @@ def run_trial(
         **(static or {}),
         **init,
         **_predicted_memory(arch, data.batch_size, runtime),
+        "precision_reason": runtime.reason,
         "hostname": socket.gethostname(),
         "started_at": time.time(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
