@@ -22,9 +22,10 @@ Efficiency: `training_flops(macs)` is the FLOPs of one training step per clip, 3
 (spaces.cost counts multiply-accumulates per clip, the papers' convention; × 2 FLOPs per MAC, × 3
 for the forward pass plus a backward pass that costs about twice the forward, as in Kaplan et al.
 2020 and nanoGPT's `estimate_mfu`). `Runtime.peak_flops()` is the machine's limit for this runtime,
-measured: the FLOP/s of a dense matmul on the same device and threads, in the dtype the trial
-computes in (fp32 on the CPU; bf16/fp16 under autocast on a GPU). A trial's efficiency is the
-ratio of the two.
+measured: the FLOP/s of a dense matmul on the same device and threads, in the dtype and math mode
+the trial computes in (fp32 on the CPU; bf16/fp16 under autocast on a GPU; TF32 for fp32 on a GPU
+whose convolutions run in TF32), the best of several short probes. A trial's efficiency is the
+ratio of the two, never above 1 (trainers.trial: a faster measured pass re-probes, then is capped).
 
 Under Ray Tune, each trial sees only its own GPUs through CUDA_VISIBLE_DEVICES, so the current
 accelerator device is the trial's. A data-parallel worker is told its device instead (Ray Train's
@@ -65,6 +66,16 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
         return True, device.type
     major, minor = torch.cuda.get_device_capability(device)
     return major >= 8, f"cuda compute capability {major}.{minor}"
+
+
+@contextlib.contextmanager
+def _matmul_tf32():
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def training_flops(macs_per_clip: float) -> float:
@@ -134,28 +145,67 @@ class Runtime:
             clips = clips.contiguous(memory_format=torch.channels_last_3d)
         return clips
 
-    def peak_flops(self, seconds: float = 0.2, size: int | None = None) -> float:
-        """The dense-matmul FLOP/s this runtime reaches on its device and threads (the best of as
-        many `size`³ matmuls as fit in about `seconds`, after one warm-up): the machine's limit."""
+    def peak_flops(self, seconds: float = 0.2, size: int | None = None, probes: int = 5) -> float:
+        """The dense-matmul FLOP/s this runtime reaches on its device and threads: the machine's limit.
+
+        The best `size`³ matmul of `probes` short probes (after one warm-up), each about
+        `seconds / probes` long with a pause of the same length before it, so that a neighbour
+        holding the cores at one moment cannot slow every probe: a preempted probe only reads
+        slower, and the best is kept. In the convolutions' math mode (`math_mode`): TF32 where
+        cuDNN runs fp32 convolutions in TF32."""
         dtype = self.amp_dtype if self.device.type != "cpu" and self.amp_dtype is not None else torch.float32
         if size is None:  # long enough to reach the GEMM's peak, short enough to fit between preemptions
             size = 8192 if self.device.type != "cpu" else 256 if torch.get_num_threads() <= 2 else 1024
         rng = torch.Generator(device=self.device).manual_seed(0)  # its own: the trial's random stream is untouched
         a = torch.randn(size, size, device=self.device, dtype=dtype, generator=rng)
         b = torch.randn(size, size, device=self.device, dtype=dtype, generator=rng)
-        best, deadline = float("inf"), None
-        for i in range(1000):
-            start = time.perf_counter()
-            torch.mm(a, b)
-            self.synchronize()
-            elapsed = time.perf_counter() - start
-            if i == 0:  # warm-up (library load, kernel selection)
-                deadline = time.perf_counter() + seconds
-                continue
-            best = min(best, elapsed)
-            if time.perf_counter() >= deadline:
-                break
+        best = float("inf")
+        with self.math_mode():
+            self._time_mm(a, b)  # warm-up (library load, kernel selection)
+            for _ in range(max(1, probes)):
+                time.sleep(seconds / max(1, probes))
+                deadline = time.perf_counter() + seconds / max(1, probes)
+                while True:
+                    best = min(best, self._time_mm(a, b))
+                    if time.perf_counter() >= deadline:
+                        break
+        del a, b
         return 2 * size**3 / best
+
+    def _time_mm(self, a: torch.Tensor, b: torch.Tensor) -> float:
+        start = time.perf_counter()
+        torch.mm(a, b)
+        self.synchronize()
+        return time.perf_counter() - start
+
+    def math_mode(self):
+        """The math mode the convolutions run in, for the peak probe's matmul: on CUDA in fp32,
+        cuDNN computes convolutions in TF32 (`torch.backends.cudnn.allow_tf32`, on by default)
+        while matmuls default to IEEE fp32 (`torch.backends.cuda.matmul.allow_tf32`, off), so an
+        IEEE probe would understate the limit about 8× on an A100/H100 and overstate efficiency."""
+        if self.device.type == "cuda" and self.amp_dtype is None and torch.backends.cudnn.allow_tf32:
+            return _matmul_tf32()
+        return contextlib.nullcontext()
+
+    def reset_memory_peaks(self) -> None:
+        """Start a new window for `memory_peaks` (after the probe, after each epoch's record)."""
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def memory_peaks(self) -> dict[str, float]:
+        """Peak allocated and reserved GiB since the last reset (CUDA only; {} elsewhere)."""
+        if self.device.type != "cuda":
+            return {}
+        return {
+            "measured_memory_gb": torch.cuda.max_memory_allocated(self.device) / 1024**3,
+            "measured_reserved_gb": torch.cuda.max_memory_reserved(self.device) / 1024**3,
+        }
+
+    def release(self) -> None:
+        """Give the allocator's cached blocks back to the GPU (the probe's buffers, a trial's end):
+        a reused actor's next trial, or a neighbour on a shared GPU, gets them."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":

@@ -49,3 +49,65 @@ def test_explicit_precisions_and_the_cpu_say_why(gpu):
     assert "on request" in select("bf16", gpu((7, 0))).reason
     cpu = Runtime.select("auto", torch.device("cpu"))
     assert cpu.precision == "fp32" and cpu.reason == "cpu, auto: the CPU trains in fp32"
+
+
+def test_a_step_faster_than_the_probe_reprobes_then_is_capped_at_100_percent(monkeypatch):
+    # the failure seen in CI: a preempted probe read a quarter of the machine's peak, so a trial
+    # reported 413 % efficiency
+    from trainers.trial import _timed
+
+    rt = Runtime.select("fp32", torch.device("cpu"))
+    probes = iter([3e9, 5e9])  # the re-probes, still slower than the measured pass
+    monkeypatch.setattr(Runtime, "peak_flops", lambda self, **kw: next(probes))
+    out = []
+    report = _timed(lambda r, s: out.append(r), rt, macs_per_clip=1e9)
+    for _ in range(2):
+        report({"train_clips_per_s": 1.0, "peak_gflops_per_s": 1.5, "workers": 1}, {})  # 6 GFLOP/s achieved
+    assert [r["achieved_gflops_per_s"] for r in out] == [6.0, 6.0]  # the measurement is kept as it is
+    assert [r["peak_gflops_per_s"] for r in out] == [3.0, 5.0]  # raised by each re-probe, never lowered
+    assert [r["efficiency"] for r in out] == [1.0, 1.0] and all(r["efficiency_capped"] for r in out)
+    report({"train_clips_per_s": 0.5, "peak_gflops_per_s": 1.5, "workers": 1}, {})  # 3 GFLOP/s: no re-probe
+    assert out[-1]["peak_gflops_per_s"] == 5.0 and out[-1]["efficiency"] == 0.6 and not out[-1]["efficiency_capped"]
+
+
+def test_the_probe_runs_in_tf32_where_fp32_convolutions_do(monkeypatch):
+    # CUDA mocked: the probe's tensors live on the CPU, torch.mm records the math mode it ran in
+    real_randn, real_generator, real_mm = torch.randn, torch.Generator, torch.mm
+    monkeypatch.setattr(torch, "Generator", lambda device=None: real_generator())
+    monkeypatch.setattr(torch, "randn", lambda *a, device=None, dtype=None, generator=None: real_randn(*a, dtype=dtype))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    modes = []
+    monkeypatch.setattr(torch, "mm", lambda a, b: modes.append(torch.backends.cuda.matmul.allow_tf32) or real_mm(a, b))
+    assert torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32  # torch's defaults
+    fp32 = Runtime(CUDA, None, channels_last=True, scaler=None)
+    fp32.peak_flops(seconds=0.01, size=8)
+    assert modes and all(modes)  # TF32, like cuDNN's fp32 convolutions
+    assert not torch.backends.cuda.matmul.allow_tf32  # restored
+    modes.clear()
+    Runtime(CUDA, torch.bfloat16, channels_last=True, scaler=None).peak_flops(seconds=0.01, size=8)
+    assert modes and not any(modes)  # bf16 has no TF32 mode to pick
+
+
+def test_memory_peaks_allocated_and_reserved_reset_per_epoch(monkeypatch):
+    from trainers.trial import _timed
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 2 * 1024**3)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda device=None: 3 * 1024**3)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: calls.append("reset"))
+    out = []
+    report = _timed(lambda r, s: out.append(r), Runtime(CUDA, torch.bfloat16, channels_last=True, scaler=None))
+    report({"epoch": 1}, {})
+    assert out[0]["measured_memory_gb"] == 2.0 and out[0]["measured_reserved_gb"] == 3.0
+    assert calls == ["reset"]  # the next epoch's peak is its own
+
+
+def test_a_trial_resets_the_peaks_after_the_probe_and_empties_the_cache_at_its_end(synth_root, monkeypatch):
+    from tests.trainers.test_trial import collect, config
+
+    log = []
+    monkeypatch.setattr(Runtime, "peak_flops", lambda self, **kw: log.append("probe") or 1e12)
+    monkeypatch.setattr(Runtime, "release", lambda self: log.append("release"))
+    monkeypatch.setattr(Runtime, "reset_memory_peaks", lambda self: log.append("reset"))
+    collect(config(synth_root, epochs=2))
+    assert log == ["probe", "release", "reset", "reset", "reset", "release"]  # probe, 2 epochs, the end
