@@ -18,6 +18,7 @@ Every error names the field path, the bad value and what is valid; unknown keys 
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -131,6 +132,13 @@ class Resources(_Strict):
                     f"trials (workers_per_trial = {self.workers_per_trial}) need whole GPUs: set 1"
                 )
             return self
+        if self.gpus_per_trial > 1:
+            raise ValueError(
+                f"gpus_per_trial = {self.gpus_per_trial:g}: each training process uses one GPU, so "
+                f"the other {self.gpus_per_trial - 1:g} would idle; for several GPUs per trial set "
+                f"gpus_per_trial: 1 and workers_per_trial: {max(2, math.ceil(self.gpus_per_trial)) * self.workers_per_trial} "
+                "(data-parallel, one GPU per worker)"
+            )
         if self.workers_per_trial > 1 and self.gpus_per_trial not in (0, int(self.gpus_per_trial)):
             raise ValueError(
                 f"gpus_per_trial = {self.gpus_per_trial} with workers_per_trial = "
