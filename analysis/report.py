@@ -172,7 +172,7 @@ def _accounting(doc: Document, runs: Sequence[Run], trials: pd.DataFrame) -> Non
             "reported them; a record lists at most 200)."
         )
         doc.table(problems)
-    failed = trials[trials["status"].isin(["errored", "diverged", "oom", "infeasible"])]
+    failed = trials[trials["status"].isin(["errored", "diverged", "oom", "oom-shared", "infeasible"])]
     if len(failed):
         doc.heading("Errored, diverged and infeasible trials", 3)
         doc.table(

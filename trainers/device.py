@@ -90,6 +90,7 @@ class Runtime:
     channels_last: bool
     scaler: torch.amp.GradScaler | None
     reason: str = ""  # why this precision: recorded as `precision_reason` in every trial's records
+    shared: bool = False  # on a share of a GPU (limit_memory): an OOM may be a neighbour's
 
     @classmethod
     def select(cls, precision: str = "auto", device: torch.device | None = None) -> "Runtime":
@@ -186,6 +187,28 @@ class Runtime:
         if self.device.type == "cuda" and self.amp_dtype is None and torch.backends.cudnn.allow_tf32:
             return _matmul_tf32()
         return contextlib.nullcontext()
+
+    def limit_memory(self, share: float, usable_gb: float | None = None) -> dict[str, float]:
+        """Hold this process to its `share` of a shared GPU (Ray's fractional GPUs do not limit
+        memory): torch's allocator may use share × usable GiB (usable: what packing divided, default
+        this GPU's total) minus the CUDA context, which lives outside the allocator
+        (spaces.memory.CUDA_CONTEXT_GB). cuDNN's autotuning workspaces come from the same
+        allocator, so the limit bounds them too: an algorithm whose workspace does not fit is
+        skipped. A whole GPU (share >= 1) or no GPU: no limit. Returns the limit for the records."""
+        if self.device.type != "cuda" or not 0 < share < 1:
+            return {}
+        from spaces.memory import CUDA_CONTEXT_GB
+
+        total = torch.cuda.get_device_properties(self.device).total_memory / 1024**3
+        limit = share * (usable_gb or total) - CUDA_CONTEXT_GB
+        if limit <= 0:
+            raise ValueError(
+                f"a GPU share of {share:g} of {usable_gb or total:.2f} GiB leaves nothing beside the "
+                f"CUDA context ({CUDA_CONTEXT_GB} GiB); lower resources.max_trials_per_gpu"
+            )
+        torch.cuda.set_per_process_memory_fraction(min(1.0, limit / total), self.device)
+        self.shared = True
+        return {"gpu_share": share, "gpu_memory_limit_gb": limit}
 
     def reset_memory_peaks(self) -> None:
         """Start a new window for `memory_peaks` (after the probe, after each epoch's record)."""

@@ -111,3 +111,69 @@ def test_a_trial_resets_the_peaks_after_the_probe_and_empties_the_cache_at_its_e
     monkeypatch.setattr(Runtime, "reset_memory_peaks", lambda self: log.append("reset"))
     collect(config(synth_root, epochs=2))
     assert log == ["probe", "release", "reset", "reset", "reset", "release"]  # probe, 2 epochs, the end
+
+
+def oom_at(monkeypatch, epochs_failing: dict[int, int], *, shared: bool):
+    """Run epochs raise CUDA's OOM `epochs_failing[epoch]` times (CPU trial, the share mocked)."""
+    import trainers.loop as loop
+    import trainers.trial as trial
+
+    monkeypatch.setattr(trial, "SHARED_OOM_WAIT_S", 0.0)
+    if shared:
+
+        def limit(self, share, usable_gb=None):
+            self.shared = True
+            return {"gpu_share": 0.25}
+
+        monkeypatch.setattr(Runtime, "limit_memory", limit)
+    real = loop.train_one_epoch
+
+    def train_one_epoch(model, loader, *args, **kw):
+        e = loader.epoch + 1
+        if epochs_failing.get(e, 0) > 0:
+            epochs_failing[e] -= 1
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(model, loader, *args, **kw)
+
+    monkeypatch.setattr(loop, "train_one_epoch", train_one_epoch)
+
+
+def test_an_oom_on_a_shared_gpu_is_retried_from_the_last_checkpoint(synth_root, monkeypatch):
+    from tests.trainers.test_trial import collect, config
+
+    cfg = config(synth_root, epochs=3, eval_every=3)
+    _, plain, _ = collect(cfg)
+    oom_at(monkeypatch, {2: 1}, shared=True)
+    result, records, _ = collect(cfg)
+    assert [r["epoch"] for r in records] == [1, 2, 3] and result["status"] == "completed"  # the OOM is not reported
+    assert [r.get("oom_retries", 0) for r in records] == [0, 1, 1]
+    # resumed from epoch 1's checkpoint as it was then, not from the weights the failed epoch changed
+    assert [r["train_loss"] for r in records] == [r["train_loss"] for r in plain]
+
+
+def test_a_repeated_oom_on_a_shared_gpu_is_reported_as_such_and_a_whole_gpus_stays_the_architectures(
+    synth_root, monkeypatch
+):
+    from tests.trainers.test_trial import collect, config
+
+    oom_at(monkeypatch, {1: 99}, shared=True)
+    result, records, _ = collect(config(synth_root, epochs=2))
+    assert [r["status"] for r in records] == ["oom-shared"] and result is records[0]
+    assert result["oom_retries"] == 2 and "shared with other trials (share 0.25), after 2 retries" in result["reason"]
+    monkeypatch.undo()
+    oom_at(monkeypatch, {1: 1}, shared=False)
+    result, records, _ = collect(config(synth_root, epochs=2))
+    assert [r["status"] for r in records] == ["oom"] and "oom_retries" not in result  # no retry
+
+
+def test_compile_starts_each_trial_with_an_empty_dynamo_cache(synth_root, monkeypatch):
+    # in a reused Ray actor every trial compiles the same forward code: without a reset each new
+    # network is a recompile, until Dynamo's recompile limit sends the trial back to eager
+    from tests.trainers.test_trial import collect, config
+
+    resets = []
+    monkeypatch.setattr(torch.compiler, "reset", lambda: resets.append(1))
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: model)  # compiling itself is not the point here
+    collect(config(synth_root, epochs=1, compile=True))
+    collect(config(synth_root, epochs=1, compile=True))
+    assert len(resets) == 2
