@@ -354,6 +354,9 @@ def read_trial(
         "measured_memory_gb": max(
             (r["measured_memory_gb"] for r in records if r.get("measured_memory_gb")), default=math.nan
         ),
+        "measured_reserved_gb": max(
+            (r["measured_reserved_gb"] for r in records if r.get("measured_reserved_gb")), default=math.nan
+        ),
         # the training pass's achieved FLOP/s (6 × MACs × clips/s) and ÷ the trial's measured matmul peak, median over epochs
         **_efficiency(records),
         "seed": seed,

@@ -158,11 +158,20 @@ class Runtime:
         if size is None:  # long enough to reach the GEMM's peak, short enough to fit between preemptions
             size = 8192 if self.device.type != "cpu" else 256 if torch.get_num_threads() <= 2 else 1024
         rng = torch.Generator(device=self.device).manual_seed(0)  # its own: the trial's random stream is untouched
-        a = torch.randn(size, size, device=self.device, dtype=dtype, generator=rng)
-        b = torch.randn(size, size, device=self.device, dtype=dtype, generator=rng)
         best = float("inf")
         with self.math_mode():
-            self._time_mm(a, b)  # warm-up (library load, kernel selection)
+            while True:  # three size² buffers; on a small share of a GPU, halve until they fit its limit
+                try:
+                    a = torch.randn(size, size, device=self.device, dtype=dtype, generator=rng)
+                    b = torch.randn(size, size, device=self.device, dtype=dtype, generator=rng)
+                    self._time_mm(a, b)  # warm-up (library load, kernel selection)
+                    break
+                except RuntimeError as exc:
+                    a = b = None
+                    if not self.is_oom(exc) or size <= 256:
+                        raise
+                    self.release()
+                    size //= 2
             for _ in range(max(1, probes)):
                 time.sleep(seconds / max(1, probes))
                 deadline = time.perf_counter() + seconds / max(1, probes)

@@ -177,3 +177,22 @@ def test_compile_starts_each_trial_with_an_empty_dynamo_cache(synth_root, monkey
     collect(config(synth_root, epochs=1, compile=True))
     collect(config(synth_root, epochs=1, compile=True))
     assert len(resets) == 2
+
+
+def test_the_probe_halves_its_matrices_until_they_fit_a_small_share(monkeypatch):
+    # the allocator limit of a small share may be below three 8192² buffers (768 MiB in fp32)
+    real_randn, real_generator = torch.randn, torch.Generator
+    sizes = []
+
+    def randn(n, m, *, device=None, dtype=None, generator=None):
+        sizes.append(n)
+        if n > 1024:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 256.00 MiB")
+        return real_randn(4, 4, dtype=dtype)
+
+    monkeypatch.setattr(torch, "randn", randn)
+    monkeypatch.setattr(torch, "Generator", lambda device=None: real_generator())
+    monkeypatch.setattr(Runtime, "release", lambda self: None)
+    monkeypatch.setattr(Runtime, "synchronize", lambda self: None)
+    peak = Runtime(CUDA, torch.bfloat16, channels_last=True, scaler=None).peak_flops(seconds=0.01)
+    assert sorted(set(sizes), reverse=True) == [8192, 4096, 2048, 1024] and peak > 0
