@@ -189,3 +189,17 @@ def test_dry_run_prints_each_trials_gpu_share(make_experiment, capsys, monkeypat
     monkeypatch.setattr(run, "local_resources", lambda exp: {"CPU": 4.0, "GPU": 2.0})
     out, lines = dry_run()  # the local Ray's 2 GPUs: 3 trials, at most 2 per GPU
     assert "at most 2 trial(s) per GPU" in out and lines["r2d"].endswith("ok, GPU 0.5 (2 share a GPU)")
+
+
+def test_every_gpu_node_is_probed_and_logical_gpus_cannot_tell(ray_cluster):
+    # one probe task per alive GPU node, pinned to it (the path a real cluster takes); logical GPUs
+    # (no CUDA behind them) answer None, and a run then asks for resources.gpu_memory_gb
+    from search.gpu_packing import detect_gpu_memory_gb
+
+    nodes = [ray_cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
+    try:
+        ray_cluster.wait_for_nodes()
+        assert detect_gpu_memory_gb(timeout_s=120) is None
+    finally:
+        for node in nodes:
+            ray_cluster.remove_node(node)
