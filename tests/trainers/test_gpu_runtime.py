@@ -196,3 +196,14 @@ def test_the_probe_halves_its_matrices_until_they_fit_a_small_share(monkeypatch)
     monkeypatch.setattr(Runtime, "synchronize", lambda self: None)
     peak = Runtime(CUDA, torch.bfloat16, channels_last=True, scaler=None).peak_flops(seconds=0.01)
     assert sorted(set(sizes), reverse=True) == [8192, 4096, 2048, 1024] and peak > 0
+
+
+def test_a_trial_limits_itself_to_the_share_it_was_given(synth_root, monkeypatch):
+    from tests.trainers.test_trial import collect, config
+
+    asked = []
+    monkeypatch.setattr(
+        Runtime, "limit_memory", lambda self, share, usable_gb=None: asked.append((share, usable_gb)) or {}
+    )
+    collect(config(synth_root, epochs=1), gpu_share=0.25, gpu_usable_gb=72.0)  # what the Ray adapter passes
+    assert asked == [(0.25, 72.0)]
