@@ -203,8 +203,12 @@ class Runtime:
         this GPU's total) minus the CUDA context, which lives outside the allocator
         (spaces.memory.CUDA_CONTEXT_GB). cuDNN's autotuning workspaces come from the same
         allocator, so the limit bounds them too: an algorithm whose workspace does not fit is
-        skipped. A whole GPU (share >= 1) or no GPU: no limit. Returns the limit for the records."""
-        if self.device.type != "cuda" or not 0 < share < 1:
+        skipped. A whole GPU (share >= 1): no limit (one an earlier trial of a reused actor set is
+        lifted). Returns the limit for the records."""
+        if self.device.type != "cuda":
+            return {}
+        if not 0 < share < 1:  # a reused actor may have held an earlier trial to a share: lift it
+            torch.cuda.set_per_process_memory_fraction(1.0, self.device)
             return {}
         from spaces.memory import CUDA_CONTEXT_GB
 
