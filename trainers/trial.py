@@ -209,6 +209,8 @@ def _timed(report: Report, runtime: Runtime | None = None, macs_per_clip: float 
 
     def stamped(record: dict[str, Any], state: dict[str, Any]) -> None:
         record["reported_at"] = time.time()
+        if runtime is not None:
+            record.update(runtime.memory_peaks())  # read before a re-probe could add its buffers
         if macs_per_clip and record.get("train_clips_per_s"):
             achieved = training_flops(macs_per_clip) * record["train_clips_per_s"] / 1e9
             record["achieved_gflops_per_s"] = achieved
@@ -217,12 +219,12 @@ def _timed(report: Report, runtime: Runtime | None = None, macs_per_clip: float 
                 peak = max([record["peak_gflops_per_s"], *peak_seen])
                 if achieved > peak * workers and runtime is not None:
                     peak = max(peak, runtime.peak_flops() / 1e9)
+                    runtime.release()
                 peak_seen[:] = [peak]
                 record["peak_gflops_per_s"] = peak
                 record["efficiency"] = min(1.0, achieved / (peak * workers))
                 record["efficiency_capped"] = achieved > peak * workers
         if runtime is not None:
-            record.update(runtime.memory_peaks())
             runtime.reset_memory_peaks()
         report(record, state)
 
