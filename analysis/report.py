@@ -174,7 +174,7 @@ def _accounting(doc: Document, runs: Sequence[Run], trials: pd.DataFrame) -> Non
             "reported them; a record lists at most 200)."
         )
         doc.table(problems)
-    failed = trials[trials["status"].isin(["errored", "diverged", "oom", "infeasible"])]
+    failed = trials[trials["status"].isin(["errored", "diverged", "oom", "oom-shared", "infeasible"])]
     if len(failed):
         doc.heading("Errored, diverged and infeasible trials", 3)
         doc.table(
@@ -279,7 +279,9 @@ def _memory(doc: Document, trials: pd.DataFrame) -> None:
         return
     t = trials[trials["predicted_memory_gb"].notna()]
     doc.heading("Memory", 3)
-    measured = t["measured_memory_gb"] if "measured_memory_gb" in t else pd.Series(float("nan"), index=t.index)
+    nan = pd.Series(float("nan"), index=t.index)
+    measured = t["measured_memory_gb"] if "measured_memory_gb" in t else nan
+    reserved = t["measured_reserved_gb"] if "measured_reserved_gb" in t else nan
     doc.table(
         pd.DataFrame(
             {
@@ -288,12 +290,15 @@ def _memory(doc: Document, trials: pd.DataFrame) -> None:
                 "architecture": t["label"],
                 "predicted peak (GiB)": t["predicted_memory_gb"].map(lambda v: f"{v:.3f}"),
                 "measured peak (GiB)": measured.map(lambda v: "—" if pd.isna(v) else f"{v:.3f}"),
+                "reserved peak (GiB)": reserved.map(lambda v: "—" if pd.isna(v) else f"{v:.3f}"),
             }
         )
     )
     doc.para(
         "Predicted: spaces.memory for the trial's batch and precision (what `gpus_per_trial: auto` packs "
-        "by). Measured: torch.cuda.max_memory_allocated over the trial (— for trials on the CPU)."
+        "by). Measured: the largest epoch's peak of torch.cuda.max_memory_allocated (the peaks are reset "
+        "after the trial's matmul probe and after each epoch), and of max_memory_reserved, what the caching "
+        "allocator held (— for trials on the CPU)."
     )
 
 

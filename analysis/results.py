@@ -48,6 +48,7 @@ STATUSES = (
     "interrupted",
     "diverged",
     "oom",
+    "oom-shared",
     "errored",
     "infeasible",
 )
@@ -269,7 +270,7 @@ def _status(records, ray_status: str | None, starch: dict[str, Any] | None, erro
     scheduler = str((starch or {}).get("status") or ray_status or "").upper() or None
     if scheduler == "ERROR":
         return "errored", False
-    if last in ("diverged", "oom", "completed"):
+    if last in ("diverged", "oom", "oom-shared", "completed"):
         return last, False
     if scheduler is None and errored:
         return "errored", True
@@ -322,7 +323,7 @@ def read_trial(
     reason = None
     if status == "errored":
         reason = (starch or {}).get("error") or _error_reason(folder) or "error (no message recorded)"
-    elif status in ("diverged", "oom"):
+    elif status in ("diverged", "oom", "oom-shared"):
         reason = last.get("reason")
     wall = last.get("time_total_s")
     held = gpus if gpus is not None else _number(_last(records, "gpus"))  # gpus_per_trial: auto records its own
@@ -353,6 +354,9 @@ def read_trial(
         "predicted_memory_gb": _last(records, "predicted_memory_gb") or math.nan,
         "measured_memory_gb": max(
             (r["measured_memory_gb"] for r in records if r.get("measured_memory_gb")), default=math.nan
+        ),
+        "measured_reserved_gb": max(
+            (r["measured_reserved_gb"] for r in records if r.get("measured_reserved_gb")), default=math.nan
         ),
         # the training pass's achieved FLOP/s (6 × MACs × clips/s) and ÷ the trial's measured matmul peak, median over epochs
         **_efficiency(records),

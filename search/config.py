@@ -19,6 +19,7 @@ Every error names the field path, the bad value and what is valid; unknown keys 
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
+from spaces.memory import PROCESS_OVERHEAD_GB
 from spaces.space import AXES, Space
 from spaces.validation import format_errors
 from trainers.data.datasets import MIN_CROP, DataSpec
@@ -110,6 +112,12 @@ class Resources(_Strict):
     )
     gpu_memory_gb: float | None = Field(None, gt=0, description="memory of each GPU (GiB) for auto; None: detected")
     gpu_memory_headroom: float = Field(0.1, ge=0, lt=1, description="fraction of a GPU auto keeps free")
+    gpu_process_overhead_gb: float = Field(
+        PROCESS_OVERHEAD_GB,
+        ge=0,
+        description="auto: GiB charged per trial process beside its predicted peak (CUDA context, workspaces)",
+    )
+    max_trials_per_gpu: int = Field(4, ge=1, le=1000, description="auto: at most this many trials share one GPU")
     cpus_per_trial: CPUs = 1
     workers_per_trial: Workers = 1
     max_concurrent_trials: int | None = Field(None, ge=1)
@@ -132,6 +140,13 @@ class Resources(_Strict):
                     f"trials (workers_per_trial = {self.workers_per_trial}) need whole GPUs: set 1"
                 )
             return self
+        if self.gpus_per_trial > 1:
+            raise ValueError(
+                f"gpus_per_trial = {self.gpus_per_trial:g}: each training process uses one GPU, so "
+                f"the other {self.gpus_per_trial - 1:g} would idle; for several GPUs per trial set "
+                f"gpus_per_trial: 1 and workers_per_trial: {max(2, math.ceil(self.gpus_per_trial)) * self.workers_per_trial} "
+                "(data-parallel, one GPU per worker)"
+            )
         if self.workers_per_trial > 1 and self.gpus_per_trial not in (0, int(self.gpus_per_trial)):
             raise ValueError(
                 f"gpus_per_trial = {self.gpus_per_trial} with workers_per_trial = "

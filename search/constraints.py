@@ -65,7 +65,7 @@ def point_violations(
         arch = space.to_arch(point)
     except ValueError as exc:  # e.g. an impossible budget for this network
         return None, {"invalid": 1.0}, str(exc)
-    from search.gpu_packing import predicted, trial_precision, usable_bytes
+    from search.gpu_packing import charged, trial_precision, usable_bytes
 
     precision = trial_precision(exp.schedule.precision, exp.resources.uses_gpus)
     v = violations(
@@ -73,7 +73,7 @@ def point_violations(
     )
     usable = usable_bytes(exp.resources) if exp.resources.auto_gpus else None
     if usable is not None:  # gpus_per_trial: auto — a trial must fit one GPU
-        v["gpu_memory"] = predicted(arch, exp).peak / usable - 1
+        v["gpu_memory"] = charged(arch, exp) / usable - 1
     return arch, v, reason(v)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import threading
@@ -83,7 +84,14 @@ def check_resources(exp: Experiment, total: dict[str, float] | None = None) -> E
                     "resources: gpus_per_trial = auto could not detect the GPUs' memory; set "
                     "resources.gpu_memory_gb (GiB per GPU, e.g. 16)"
                 )
-            exp = exp.updated(resources={**r.model_dump(), "gpu_memory_gb": round(detected, 2)})
+            exp = exp.updated(resources={**r.model_dump(), "gpu_memory_gb": math.floor(detected * 100) / 100})
+            r = exp.resources
+        from search.gpu_packing import spread
+
+        cap = spread(exp, gpus)  # Ray fills one GPU's fractions before the next: spread the trials
+        if cap < r.max_trials_per_gpu:
+            log.info("gpus_per_trial auto: at most %d trial(s) per GPU to spread them over %g GPU(s)", cap, gpus)
+            exp = exp.updated(resources={**r.model_dump(), "max_trials_per_gpu": cap})
             r = exp.resources
     need_gpu = 0.0001 if r.auto_gpus else r.gpus_per_trial * r.workers_per_trial
     need_cpu = r.cpus_per_trial * r.workers_per_trial
@@ -176,7 +184,7 @@ def mark_interrupted(directory: str) -> None:
         if (
             t["status"] in ("TERMINATED", "RUNNING", "PENDING")
             and t.get("run_status") != "completed"
-            and t.get("run_status") not in ("diverged", "oom")
+            and t.get("run_status") not in ("diverged", "oom", "oom-shared")
         ):
             t.update(status="INTERRUPTED", stopped_early=False)
     write_text(directory, TRIALS_FILE, json.dumps(trials, indent=1))

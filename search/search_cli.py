@@ -104,6 +104,29 @@ def overrides_from_args(args) -> dict:
     return out
 
 
+def gpu_share_note(exp) -> str:
+    """The line above the trial table under gpus_per_trial: auto: what the shares are made of."""
+    r = exp.resources
+    if r.gpu_memory_gb is None:
+        return "GPU shares: decided when the run starts (each GPU node's free memory is read then)"
+    return (
+        f"GPU shares: {r.gpu_memory_gb:g} GiB per GPU less {r.gpu_memory_headroom:.0%} headroom, each trial "
+        f"charged its predicted peak + {r.gpu_process_overhead_gb:g} GiB per process, at most "
+        f"{r.max_trials_per_gpu} trial(s) per GPU"
+    )
+
+
+def gpu_share_text(arch, exp) -> str:
+    """', GPU 0.25 (4 share a GPU)' for a trial of `arch` under gpus_per_trial: auto; '' otherwise."""
+    from search.gpu_packing import share_of
+
+    got = share_of(arch, exp) if exp.resources.auto_gpus and arch is not None else None
+    if got is None:
+        return ""
+    share, n = got
+    return f", GPU {share:g} ({n} share a GPU)" if n > 1 else ", GPU 1 (a GPU to itself)"
+
+
 def print_plan(exp) -> None:
     from search.tuner import plan
     from spaces import cost
@@ -133,6 +156,8 @@ def print_plan(exp) -> None:
         rows = [(pt, *check_point(exp, space, pt)) for pt in space.grid()]
     rows += [(i["axes"], None, i["reason"]) for i in p.infeasible]
     varying = space.varying()
+    if exp.resources.auto_gpus:
+        print(gpu_share_note(exp))
     print(f"{'#':>3}  {'network':12s} {'axes':28s} {'k':>5s} {'params':>9s} {'GFLOPs':>8s}  status")
     for n, (axes, arch, why) in enumerate(rows, 1):
         shown = " ".join(f"{a}={axes[a]}" for a in varying if a != "network")
@@ -142,7 +167,7 @@ def print_plan(exp) -> None:
         print(
             f"{n:>3}  {space.label(axes):12s} {shown:28s} {arch.width if arch else '-':>5} "
             f"{(f'{c.mparams:.2f}M' if c else '-'):>9s} {(f'{c.gflops:.2f}' if c else '-'):>8s}  "
-            f"{'infeasible: ' + why if why else 'ok'}"
+            f"{'infeasible: ' + why if why else 'ok' + gpu_share_text(arch, exp)}"
         )
 
 
@@ -169,7 +194,7 @@ def run_search(args) -> int:
     if args.dry_run:
         if exp.data.root == run.DATA_PLACEHOLDER:
             if not exp.cluster.address:
-                run.check_resources(exp, run.local_resources(exp))
+                exp = run.check_resources(exp, run.local_resources(exp))
             print(
                 "note: no dataset given (--data FORMAT:ROOT): widths are solved for the space's "
                 "num_classes, and the data is not checked"
@@ -178,6 +203,8 @@ def run_search(args) -> int:
             estimate_cli.dry_run(exp, None, args.assume_tflops)
         else:
             checked, indexes = run.preflight(exp)
+            if not checked.cluster.address:  # the shares this machine's GPUs give (a cluster's are known at the run)
+                checked = run.check_resources(checked, run.local_resources(checked))
             print_plan(checked)
             estimate_cli.dry_run(checked, indexes, args.assume_tflops)
         return 0

@@ -183,6 +183,8 @@ def make_trainable(exp: Experiment, indexes: dict | None, directory: str):
     (whose Train runs live in `directory`, the run folder)."""
     from ray import tune
 
+    from search.gpu_packing import usable_bytes
+    from spaces.memory import GiB
     from trainers.ray_adapter import make_trainable as adapter
 
     r = exp.resources
@@ -192,6 +194,7 @@ def make_trainable(exp: Experiment, indexes: dict | None, directory: str):
         cpus_per_worker=r.cpus_per_trial,
         gpus_per_worker=1.0 if r.auto_gpus else r.gpus_per_trial,
         run_dir=directory,
+        gpu_usable_gb=usable / GiB if (usable := usable_bytes(r)) else None,
     )
     if r.auto_gpus:  # each trial's GPU fraction from its predicted memory (search.gpu_packing)
         from search.gpu_packing import resources_fn

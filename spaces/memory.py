@@ -32,6 +32,15 @@ from spaces.cost import cost
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 GiB = 1024**3
 
+# What one training process holds on its GPU beside the step's peak, not modelled above: charged once
+# per trial process when trials share GPUs (search.gpu_packing; resources.gpu_process_overhead_gb).
+# Assumed, not measured here (no GPU has run starch): the GPU check prints the real figures
+# (tests/benchmarks/gpu_check.py).
+CUDA_CONTEXT_GB = 0.5  # the CUDA context and the kernels torch, cuBLAS and cuDNN load: outside torch's allocator
+PROCESS_OVERHEAD_GB = (
+    1.0  # the context + cuBLAS/cuDNN workspaces + allocator rounding (the peak probe is freed before training)
+)
+
 
 @dataclass(frozen=True)
 class Memory:

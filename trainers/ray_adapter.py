@@ -68,13 +68,24 @@ def _report(record: dict[str, Any], state: dict[str, Any]) -> None:
         tune.report(record, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
-def trainable(config: dict[str, Any], indexes: dict[str, VideoIndex] | None = None) -> None:
-    """The single-process trial (W = 1): the loop runs inside the Tune trial's actor."""
+def trainable(
+    config: dict[str, Any], indexes: dict[str, VideoIndex] | None = None, gpu_usable_gb: float | None = None
+) -> None:
+    """The single-process trial (W = 1): the loop runs inside the Tune trial's actor; on a share
+    of a GPU it holds itself to that share of `gpu_usable_gb` (Runtime.limit_memory)."""
     cfg = resolve(config)
     state = _load(tune.get_checkpoint())
     resumed_from = state["epoch"] if state else 0
     gpus = ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0)  # a fraction under gpus_per_trial: auto
-    run_trial(cfg, _report, state=state, indexes=indexes, static={"resumed_from_epoch": resumed_from, "gpus": gpus})
+    run_trial(
+        cfg,
+        _report,
+        state=state,
+        indexes=indexes,
+        static={"resumed_from_epoch": resumed_from, "gpus": gpus},
+        gpu_share=gpus or 1.0,
+        gpu_usable_gb=gpu_usable_gb,
+    )
 
 
 # -- data parallel (W > 1)
@@ -180,12 +191,14 @@ def make_trainable(
     cpus_per_worker: float = 1,
     gpus_per_worker: float = 0,
     run_dir: str | None = None,
+    gpu_usable_gb: float | None = None,
 ) -> Callable[..., None]:
     """A fresh function trainable `(config, indexes=None)` for trials of `workers_per_trial`
     processes, already carrying its `trial_resources` (tune.with_resources); wrap it in
     tune.with_parameters as usual. use_gpu with gpus_per_worker 0 means one GPU per worker.
     `run_dir`, the Tune run folder (storage_path/name), is where data-parallel trials keep their
-    Train runs; W > 1 needs it."""
+    Train runs; W > 1 needs it. `gpu_usable_gb`: the GPU memory that fractional shares divide
+    (default: each GPU's total)."""
     workers, cpus, gpus = _validated(workers_per_trial, use_gpu, cpus_per_worker, gpus_per_worker)
     if workers > 1 and not run_dir:
         raise ValueError(
@@ -194,7 +207,7 @@ def make_trainable(
     if workers == 1:
 
         def single(config: dict[str, Any], indexes: dict[str, VideoIndex] | None = None) -> None:
-            trainable(config, indexes)
+            trainable(config, indexes, gpu_usable_gb)
 
         single.__name__ = "trainable"
         fn = single

@@ -29,6 +29,17 @@ class WorkerResources:
     def _gpus_need_use_gpu(self) -> "WorkerResources":
         if self.gpus_per_worker > 0 and not self.use_gpu:
             raise ValueError(f"gpus_per_worker = {self.gpus_per_worker} needs use_gpu=True")
+        if self.gpus_per_worker > 1:
+            raise ValueError(
+                f"gpus_per_worker = {self.gpus_per_worker:g}: each worker process uses one GPU; "
+                "for more GPUs raise workers_per_trial (one GPU each)"
+            )
+        if self.workers_per_trial > 1 and 0 < self.gpus_per_worker < 1:
+            raise ValueError(
+                f"gpus_per_worker = {self.gpus_per_worker:g} with workers_per_trial = {self.workers_per_trial}: "
+                "data-parallel workers need whole GPUs (NCCL refuses two ranks on one GPU); use "
+                "gpus_per_worker: 1, or workers_per_trial: 1 to share a GPU"
+            )
         return self
 
     @property

@@ -224,9 +224,11 @@ def test_report_shows_each_trials_predicted_memory(report, runs):
     trained = df[df["predicted_memory_gb"].notna()]
     assert len(trained) >= 10  # every trial that started (not the one whose spec could not be built)
     text = report.read_text()
-    assert "### Memory" in text and "| predicted peak (GiB) | measured peak (GiB) |" in text
+    assert "### Memory" in text and "| predicted peak (GiB) | measured peak (GiB) | reserved peak (GiB) |" in text
     row = trained.iloc[0]
-    assert f"| {row['trial_id']} | {row['label']} | {row['predicted_memory_gb']:.3f} | — |" in text  # CPU: not measured
+    assert (
+        f"| {row['trial_id']} | {row['label']} | {row['predicted_memory_gb']:.3f} | — | — |" in text
+    )  # CPU: not measured
 
 
 def test_a_report_names_the_planned_trials_that_never_ran(runs, tmp_path):

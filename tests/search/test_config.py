@@ -1,7 +1,7 @@
 import pytest
 
 from search.cli import main
-from search.config import list_presets, load_experiment
+from search.config import Resources, list_presets, load_experiment
 
 PRESETS = [
     "res3d-sampling-rate",
@@ -198,3 +198,20 @@ def test_an_error_wrapping_a_traceback_prints_the_exception_it_ends_with():
     wrapped = RuntimeError("Traceback (most recent call last):\n  File \"x.py\", line 1, in f\nKeyError: 'epoch'\n")
     assert one_line(wrapped) == "KeyError: 'epoch'"
     assert one_line(ValueError("first line\nsecond")) == "first line" and one_line(ValueError()) == ""
+
+
+def test_gpus_a_process_cannot_use_are_refused():
+    from trainers.resources import WorkerResources
+
+    with pytest.raises(
+        ValueError, match=r"gpus_per_trial = 2: each training process uses one GPU.*workers_per_trial: 2"
+    ):
+        Resources(gpus_per_trial=2)
+    with pytest.raises(ValueError, match="gpus_per_trial = 1.5: each training process uses one GPU"):
+        Resources(gpus_per_trial=1.5, workers_per_trial=2)
+    assert Resources(gpus_per_trial=1, workers_per_trial=2).gpus_per_trial == 1
+    with pytest.raises(ValueError, match="gpus_per_worker = 0.5 with workers_per_trial = 2: .*NCCL"):
+        WorkerResources.of(workers_per_trial=2, use_gpu=True, gpus_per_worker=0.5)
+    with pytest.raises(ValueError, match="gpus_per_worker = 2: each worker process uses one GPU"):
+        WorkerResources.of(use_gpu=True, gpus_per_worker=2)
+    assert WorkerResources.of(use_gpu=True, gpus_per_worker=0.5).gpus == 0.5  # one process may share a GPU

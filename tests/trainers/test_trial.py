@@ -47,12 +47,14 @@ def test_tiny_network_learns_and_reports_every_epoch(synth_root):
     assert first["arch"]["num_classes"] == 4 and first["width"] == 8 and first["gflops"] > 0
     assert first["train_clips"] == 48 and first["train_clips_per_s"] > 0 and first["bad_videos"] == 0
     assert all({"model", "optimizer", "rng", "epoch"} <= s.keys() for s in states)
-    # efficiency: the training pass's FLOP/s (6 × MACs per clip × clips/s) against the trial's matmul peak
+    # efficiency: the training pass's FLOP/s (6 × MACs per clip × clips/s) against the trial's matmul
+    # peak, which a re-probe may only raise; never above 1, however busy the machine (no timing bound)
+    peaks = [r["peak_gflops_per_s"] for r in records]
+    assert peaks[0] > 0 and peaks == sorted(peaks)
     for r in records:
         assert r["achieved_gflops_per_s"] == pytest.approx(6 * r["gflops"] * r["train_clips_per_s"])
-        assert r["peak_gflops_per_s"] == first["peak_gflops_per_s"] > 0  # measured once per trial
-        assert r["efficiency"] == pytest.approx(r["achieved_gflops_per_s"] / r["peak_gflops_per_s"])
-        assert 0 < r["efficiency"] < 2  # a matmul is the upper limit; the slack is timer noise on a busy machine
+        assert r["efficiency"] == pytest.approx(min(1, r["achieved_gflops_per_s"] / r["peak_gflops_per_s"]))
+        assert 0 < r["efficiency"] <= 1 and r["efficiency_capped"] == (r["efficiency"] == 1)
 
 
 def test_resume_from_epoch_checkpoint_equals_uninterrupted(synth_root, tmp_path):
