@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from trainers import checkpoint
+from trainers.data.datasets import not_a_video_file
 from trainers.device import Runtime
 from trainers.recipe import Recipe
 
@@ -382,7 +383,9 @@ def _data_stats(train_loader, eval_loaders: dict[str, Any]) -> dict[str, Any]:
     list of [path, problem], at most DATA_PROBLEMS_SHOWN), so they reach the run, not only logs."""
     problems: dict[str, str] = {}
     for loader in (train_loader, *eval_loaders.values()):
-        problems.update({p: "missing: listed, not on disk" for p in getattr(loader, "missing", ())})
+        problems.update(
+            {p: f"missing: listed, {not_a_video_file(p) or 'not on disk'}" for p in getattr(loader, "missing", ())}
+        )
         problems.update({p: f"short: {n} frames, dropped" for p, n in loader.short_videos.items()})
         problems.update({p: f"bad: {reason}" for p, reason in loader.bad_videos.items()})
     bad = sum(v.startswith("bad") for v in problems.values())
