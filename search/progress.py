@@ -130,20 +130,44 @@ class ProgressPrinter(Callback):
         self._states: dict[str, str] | None = None  # None until the first event
         self._tally: dict[str, int] = {}
         self._recounted = float("-inf")
+        # the searcher, when it can say how many more trials it can create (`points_left()`): a
+        # model-based search of a small space ends before num_samples (make_tuner sets it)
+        self.searcher = None
 
     @classmethod
     def for_experiment(cls, exp) -> "ProgressPrinter":
-        """Sized by the experiment: its planned trials (grid: the feasible points × passes) × epochs."""
+        """Sized by the experiment: its planned trials (grid: the feasible points × passes; random,
+        TPE, NSGA-II: num_samples, at most the space's points, as they never run one twice) × epochs."""
         trials = exp.search.num_samples
         if exp.search.algorithm == "grid":
             from search.tuner import plan
 
             trials *= max(1, plan(exp).feasible)
+        elif exp.search.algorithm in ("random", "tpe", "nsga2"):
+            trials = min(trials, exp.to_space().size)
         return cls(exp.search.metric, trials=trials, epochs=exp.schedule.epochs, mode=exp.search.mode)
 
     def __getstate__(self):  # Tune pickles its callbacks with the run; a live bar does not pickle
-        # the counts are taken again at the first event after a restore (monotonic times do not travel)
-        return {**self.__dict__, "_bar": None, "file": None, "_states": None, "_recounted": float("-inf")}
+        # the counts are taken again at the first event after a restore (monotonic times do not travel);
+        # the searcher is pickled by Tune itself, apart
+        return {
+            **self.__dict__,
+            "_bar": None,
+            "file": None,
+            "_states": None,
+            "_recounted": float("-inf"),
+            "searcher": None,
+        }
+
+    def __setstate__(self, state):
+        self.__dict__.update({"searcher": None, **state})  # a printer pickled before `searcher` existed
+
+    def to_come(self, trials) -> int:
+        """Trials the searcher has not created yet and still can: the plan's rest, at most the
+        points the searcher has left."""
+        left = max(0, (self.planned or 0) - len(trials))
+        points_left = getattr(self.searcher, "points_left", None)
+        return min(left, points_left()) if points_left is not None else left
 
     def _out(self):
         return self.file or sys.stdout
@@ -152,7 +176,7 @@ class ProgressPrinter(Callback):
         """A tqdm over all epochs of the search: its rate gives the estimate of the time left."""
         from tqdm import tqdm
 
-        total = (max(self.planned or 0, len(trials)) * self.epochs) if self.epochs else None
+        total = ((len(trials) + self.to_come(trials)) * self.epochs) if self.epochs else None
         if self._bar is None:
             tty = hasattr(self._out(), "isatty") and self._out().isatty()
             self._bar = tqdm(
@@ -218,8 +242,7 @@ class ProgressPrinter(Callback):
             self._recount(trials)
         out = dict(self._tally)
         out["pending"] += max(0, len(trials) - len(self._states))  # created by Tune since: no event yet
-        if self.planned:  # trials the searcher has not created yet
-            out["pending"] += max(0, self.planned - len(trials))
+        out["pending"] += self.to_come(trials)
         return out
 
     def summary(self, trials) -> str:
