@@ -10,7 +10,7 @@
     scheduler:    {type: asha, grace_period: 1, reduction_factor: 3}
     resources:    {gpus_per_trial: 1, cpus_per_trial: 4, workers_per_trial: 1, max_concurrent_trials: null}
     cluster:      {address: null, storage: runs}
-    failures:     {max_failures: 2}
+    failures:     {max_failures: 2, max_preemptions: 10}
     logging:      {tensorboard: true, mlflow: {tracking_uri: …}, wandb: {project: …, mode: offline}}
 
 Every error names the field path, the bad value and what is valid; unknown keys are errors.
@@ -155,6 +155,12 @@ class Cluster(_Strict):
 
 class Failures(_Strict):
     max_failures: int = Field(2, ge=-1, description="retries per trial from its last checkpoint (-1: forever)")
+    # a lost node (spot preemption, node death) is not the trial's fault: it is retried from the
+    # last checkpoint without using a max_failures attempt, this many times (bounded: a node that
+    # the trial itself brings down would otherwise retry forever)
+    max_preemptions: int = Field(
+        10, ge=-1, description="lost nodes a trial survives beside max_failures (-1: any number; 0: they count)"
+    )
 
 
 class MLflowLogging(_Strict):

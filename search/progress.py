@@ -9,11 +9,12 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from analysis.runfolder import TRIALS_FILE, write_text
+from analysis.runfolder import TRIALS_FILE, read_text, write_text
 
 
 class TrialsFileCallback(Callback):
-    """Keeps `starch_trials.json` current: status, epoch, error and early stop of every trial.
+    """Keeps `starch_trials.json` current: status, epoch, error and early stop of every trial, the
+    errors counted against max_failures (`failures`) and, apart, the lost nodes (`preemptions`).
 
     The file lists every trial, so rewriting it on every event would cost O(trials) per event and
     O(trials²) per search (1,000 trials: ~3,000 rewrites of a 300 kB file). It is rewritten at most
@@ -23,15 +24,41 @@ class TrialsFileCallback(Callback):
     experiment snapshot is older still).
     """
 
-    def __init__(self, directory: str | None, min_interval_s: float = 1.0):
+    def __init__(self, directory: str | None, min_interval_s: float = 1.0, *, max_preemptions: int = 0):
         self.directory = directory
         self.trials: dict[str, dict] = {}
         self.min_interval_s = min_interval_s
+        self.max_preemptions = max_preemptions  # failures.max_preemptions
         self._dirty = False
         self._written = float("-inf")
 
+    def setup(self, **info):
+        """At the start of a run, and of `starch resume`: the preemptions counted so far (the file
+        is the only record of them; Tune's experiment state does not know them)."""
+        text = read_text(self.directory, TRIALS_FILE) if self.directory is not None else None
+        try:
+            listed = json.loads(text) if text else []
+        except ValueError:  # torn by a full disk: Tune's own state decides the rest
+            listed = []
+        for t in listed if isinstance(listed, list) else []:
+            if isinstance(t, dict) and t.get("preemptions") and "trial_id" in t:
+                self.trials.setdefault(t["trial_id"], {"trial_id": t["trial_id"]})["preemptions"] = t["preemptions"]
+
+    def node_lost(self, trial, why: str) -> bool:
+        """Trial `trial` lost its node or worker (`why`); True if that is a preemption to retry
+        without using a max_failures attempt (within failures.max_preemptions), recorded here."""
+        entry = self.trials.setdefault(trial.trial_id, {"trial_id": trial.trial_id})
+        done = entry.get("preemptions", 0)
+        if 0 <= self.max_preemptions <= done:
+            return False
+        entry.update(preemptions=done + 1, preempted_by=why)
+        self._dirty = True
+        self._flush(force=True)
+        return True
+
     def _update(self, trial, status: str | None = None, error: str | None = None, *, reported: bool = True) -> None:
         entry = self.trials.setdefault(trial.trial_id, {"trial_id": trial.trial_id})
+        entry.setdefault("preemptions", 0)
         if not reported:  # a trial start: Tune's last_result would wait on the new actor for defaults
             entry.update(status=status, path=trial.path)
             entry.setdefault("stopped_early", False)
@@ -53,7 +80,9 @@ class TrialsFileCallback(Callback):
                 and (last.get("epoch") or 0) < epochs
             ),
             path=trial.path,
+            failures=getattr(trial, "num_failures", 0),  # errors counted against max_failures
         )
+
         self._dirty = True
         self._flush()
 

@@ -277,7 +277,15 @@ def run_status(args) -> int:
             print(json.dumps({k: (None if v != v else v) for k, v in row.items()}, default=str))
         return 0
     counts = table["state"].value_counts().to_dict() if len(table) else {}
-    print(f"{args.run_dir}: {len(table)} trial(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    restarts = [
+        f"{int((df[col] > 0).sum())} {what} ({int(df[col].sum())} restart(s){note})"
+        for col, what, note in (
+            ("preemptions", "preempted", ", not counted as failures"),
+            ("retried_errors", "retried after an error", ""),
+        )
+        if col in df and df[col].sum()
+    ]
+    print(f"{args.run_dir}: {len(table)} trial(s): " + ", ".join([*(f"{n} {s}" for s, n in counts.items()), *restarts]))
     if len(table):
         print(_as_percent(table, metric).to_string(index=False, na_rep=""))
     for note in df.attrs.get("notes", []):

@@ -269,7 +269,7 @@ def make_tuner(
             JsonLoggerCallback(),
             CSVLoggerCallback(),
             *tracker_callbacks(exp),
-            TrialsFileCallback(directory),
+            TrialsFileCallback(directory, max_preemptions=exp.failures.max_preemptions),
             *([InfeasibleFileCallback(searcher)] if isinstance(searcher, ConstrainedSearcher) else []),
             *(callbacks or []),
             *scheduler_callbacks(scheduler),

@@ -105,11 +105,14 @@ def epochs_done(run: Path) -> list[int]:
     return [len(r) for r in records(run).values()] if run.exists() else []
 
 
-def test_worker_node_removed_mid_run_trials_resume_from_checkpoints(ray_cluster, make_experiment):
+def test_worker_node_removed_mid_run_trials_resume_from_checkpoints(ray_cluster, make_experiment, capsys):
+    """A lost node is a preemption, not a failure: with max_failures 0 every trial still completes,
+    from its checkpoint, and the records count the preemptions apart (issue 27: before, each lost
+    node used a max_failures attempt, so these trials errored)."""
     # Trials need a logical GPU, which only the worker node has; it dies after the first epochs.
     node = ray_cluster.add_node(num_cpus=3, num_gpus=3)
     path = make_experiment(
-        name="node", body="resources:\n  gpus_per_trial: 1\n  cpus_per_trial: 1\nfailures:\n  max_failures: 3\n"
+        name="node", body="resources:\n  gpus_per_trial: 1\n  cpus_per_trial: 1\nfailures:\n  max_failures: 0\n"
     )
     path.write_text(
         path.read_text()
@@ -141,6 +144,16 @@ def test_worker_node_removed_mid_run_trials_resume_from_checkpoints(ray_cluster,
     for r in resumed:  # continued, not restarted: epoch numbers only go forward
         restart = next(x for x in r if x["resumed_from_epoch"] > 0)
         assert restart["epoch"] == restart["resumed_from_epoch"] + 1
+    trials = json.loads((run / "starch_trials.json").read_text())
+    assert all(t["failures"] == 0 and t["status"] == "TERMINATED" for t in trials)
+    preempted = [t for t in trials if t["preemptions"]]
+    assert len(preempted) >= len(resumed) and all(t["preempted_by"] == "node died" for t in preempted)
+    assert "node died; restarting from its last checkpoint, not counted against failures.max_failures" in (
+        capsys.readouterr().out
+    )
+    assert main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(preempted)} preempted" in out.splitlines()[0]
 
 
 def test_killed_driver_resumes_without_losing_or_duplicating_trials(ray_cluster, make_experiment):
@@ -256,3 +269,75 @@ def test_bad_videos_are_named_in_the_records_and_the_report(ray_cluster, synth_r
     report = (run / "report" / "report.md").read_text()
     assert "### Unusable videos" in report and f"| {broken} | bad: " in report and "| 2 |" in report
     assert "every run file and video was read" not in report
+
+
+def _task_error(exc: Exception):
+    """`exc` raised in a trial, as Tune receives it (a RayTaskError with the exception as cause)."""
+    import traceback
+
+    from ray.exceptions import RayTaskError
+
+    try:
+        raise exc
+    except Exception as raised:
+        return RayTaskError("train", traceback.format_exc(), raised)
+
+
+def test_a_lost_node_is_told_apart_from_the_trials_own_error():
+    from ray.exceptions import ActorUnavailableError, NodeDiedError, RayActorError
+
+    from search.run import lost_node
+
+    # the message Ray gives when an actor's node died (checked against a real one in the test above)
+    died = (
+        "The actor died unexpectedly before finishing this task.\nThe actor died because its node has died. Node Id: 5e"
+    )
+    assert lost_node(RayActorError(None, died, False, False)) == "node died"
+    assert lost_node(RayActorError(None, "drained", False, True)) == "node preempted"  # Ray's spot notice
+    assert lost_node(ActorUnavailableError("connection lost", None)) == "worker unreachable"
+    assert lost_node(NodeDiedError("node 5e is dead")) == "node died"
+    # a worker process killed on a live node (OOM, a segfault) may be the trial's own doing: it counts
+    worker = "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR"
+    assert lost_node(RayActorError(None, worker, False, False)) is None
+    assert lost_node(_task_error(ValueError("the trial's own bug"))) is None
+    assert lost_node(_task_error(RuntimeError(died))) is None  # the text alone, raised by the trial's code
+    assert lost_node(None) is None
+
+
+def test_preemptions_use_no_max_failures_attempt_up_to_their_own_limit(ray_cluster, tmp_path):
+    """Tune's own Trial.handle_error and should_recover, with the hook of search.run around them."""
+    from types import SimpleNamespace
+
+    from ray.exceptions import RayActorError
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial
+
+    from search.progress import TrialsFileCallback
+    from search.run import preemptions_apart
+
+    def trial():
+        storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="run", trial_dir_name="t")
+        t = Trial("__fake", stub=True, max_failures=0, storage=storage)
+        Path(t.local_path).mkdir(parents=True, exist_ok=True)
+        return t
+
+    died = RayActorError(None, "The actor died because its node has died. Node Id: 5e", False, False)
+    record = TrialsFileCallback(str(tmp_path), max_preemptions=2)
+    tuner = SimpleNamespace(_local_tuner=SimpleNamespace(get_run_config=lambda: SimpleNamespace(callbacks=[record])))
+    original = Trial.handle_error
+    with preemptions_apart(tuner):
+        lost, buggy = trial(), trial()
+        for _ in range(2):
+            lost.handle_error(died)
+            assert lost.num_failures == 0 and lost.should_recover()
+        lost.handle_error(died)  # the third lost node is over failures.max_preemptions: it counts
+        assert lost.num_failures == 1 and not lost.should_recover()
+        buggy.handle_error(_task_error(ValueError("the trial's own bug")))
+        assert buggy.num_failures == 1 and not buggy.should_recover()
+    assert Trial.handle_error is original
+    assert record.trials[lost.trial_id]["preemptions"] == 2 and buggy.trial_id not in record.trials
+    saved = json.loads((tmp_path / "starch_trials.json").read_text())
+    assert [(t["trial_id"], t["preemptions"], t["preempted_by"]) for t in saved] == [(lost.trial_id, 2, "node died")]
+    resumed = TrialsFileCallback(str(tmp_path), max_preemptions=2)
+    resumed.setup()  # `starch resume`: the count goes on from the file
+    assert not resumed.node_lost(lost, "node died")
