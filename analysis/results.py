@@ -347,9 +347,9 @@ def read_trial(
         "missing_videos": max((r.get("missing_videos", 0) or 0 for r in records), default=0),
         "data_problems": {path: problem for r in records for path, problem in (r.get("data_problems") or [])},
         "resumed": any((r.get("resumed_from_epoch") or 0) > 0 for r in records),
-        # restarts: after a lost node (not counted against max_failures), after an error of its own
+        # restarts after a lost node (not counted against max_failures); failures of its own code (counted)
         "preemptions": int((starch or {}).get("preemptions") or 0),
-        "retried_errors": int((starch or {}).get("failures") or 0),
+        "errors": int((starch or {}).get("failures") or 0),
         "wall_time_s": wall if wall is not None else math.nan,
         "gpu_hours": wall * held / 3600 if (wall is not None and held is not None) else math.nan,
         # spaces.memory's prediction for the trial's batch and precision, and torch's peak on CUDA (search.gpu_packing)
@@ -482,7 +482,7 @@ def _infeasible_rows(path: Path, skipped: list[str]) -> list[dict[str, Any]]:
                 "missing_videos": 0,
                 "data_problems": {},
                 "preemptions": 0,
-                "retried_errors": 0,
+                "errors": 0,
                 "arch_key": arch_key(arch),
             }
         )

@@ -121,8 +121,9 @@ class TrialsFileCallback(Callback):
     @staticmethod
     def _error(trial) -> str:
         """The last line of the trial's traceback (the exception and its message)."""
-        if trial.error_file and Path(trial.error_file).is_file():
-            lines = [l for l in Path(trial.error_file).read_text().splitlines() if l.strip()]
+        error_file = getattr(trial, "error_file", None)
+        if error_file and Path(error_file).is_file():
+            lines = [l for l in Path(error_file).read_text().splitlines() if l.strip()]
             if lines:
                 return lines[-1]
         return "error (no error file)"
@@ -330,7 +331,7 @@ class ProgressPrinter(Callback):
         self._set_state(trials, trial, "errored")
         self._count(trials, trial, self._epoch(trial), ended=True)
         self._advance(trials)
-        self._print(f"{trial.trial_id} ERROR (see {trial.path}/error.txt)", trials)
+        self._print(f"{trial.trial_id} ERROR: {TrialsFileCallback._error(trial)} (see {trial.path}/error.txt)", trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}

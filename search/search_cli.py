@@ -232,7 +232,11 @@ def _failure_summary(trials: list[dict]) -> str:
 
 
 def quiet_ray_logs() -> None:
-    """Our ProgressPrinter says what happens; Ray's INFO lines would drown it."""
+    """Our ProgressPrinter says what happens; Ray's INFO lines would drown it, and so would Tune's
+    traceback of every failed trial (the printer names the error and its error.txt instead)."""
+    import os
+
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("ray", "ray.tune", "ray.train"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -277,15 +281,11 @@ def run_status(args) -> int:
             print(json.dumps({k: (None if v != v else v) for k, v in row.items()}, default=str))
         return 0
     counts = table["state"].value_counts().to_dict() if len(table) else {}
-    restarts = [
-        f"{int((df[col] > 0).sum())} {what} ({int(df[col].sum())} restart(s){note})"
-        for col, what, note in (
-            ("preemptions", "preempted", ", not counted as failures"),
-            ("retried_errors", "retried after an error", ""),
-        )
-        if col in df and df[col].sum()
-    ]
-    print(f"{args.run_dir}: {len(table)} trial(s): " + ", ".join([*(f"{n} {s}" for s, n in counts.items()), *restarts]))
+    shown = [f"{n} {s}" for s, n in counts.items()]
+    lost = int(df["preemptions"].sum()) if "preemptions" in df else 0
+    if lost:
+        shown.append(f"{int((df['preemptions'] > 0).sum())} preempted ({lost} lost node(s), not counted as failures)")
+    print(f"{args.run_dir}: {len(table)} trial(s): " + ", ".join(shown))
     if len(table):
         print(_as_percent(table, metric).to_string(index=False, na_rep=""))
     for note in df.attrs.get("notes", []):

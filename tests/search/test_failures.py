@@ -236,11 +236,13 @@ def test_a_search_in_which_every_trial_failed_exits_1_and_still_writes_the_repor
     assert main(["search", str(path)]) == 1
     captured = capsys.readouterr()
     assert (
-        "starch: error: no trial completed (2 errored; first error: RuntimeError: the training loader" in captured.err
+        "starch: error: no trial completed (2 errored; first error: trainers.loop.NoUsableVideo: the training loader"
+        in captured.err
         and len(captured.err.strip().splitlines()) == 1
     )
-    report = (run / "report" / "report.md").read_text()  # no epoch was reported: the report says why
-    assert "no trial reported an epoch" in report and "2 errored" in report
+    # the failed epoch is recorded with the videos it could not use: the report counts them
+    report = (run / "report" / "report.md").read_text()
+    assert "No trial has reported video@1" in report and "| allfail | synthetic-motion | 2 | 2 | 0 | 48 |" in report
     assert main(["report", str(run), "--out", str(path.parent / "again")]) == 0
 
 
@@ -341,3 +343,35 @@ def test_preemptions_use_no_max_failures_attempt_up_to_their_own_limit(ray_clust
     resumed = TrialsFileCallback(str(tmp_path), max_preemptions=2)
     resumed.setup()  # `starch resume`: the count goes on from the file
     assert not resumed.node_lost(lost, "node died")
+
+
+def test_when_every_training_video_is_unusable_the_error_names_them_and_the_report_counts_them(
+    ray_cluster, synth_root, tmp_path, capsys
+):
+    """Issue 27: "yielded no clip this epoch (every video was skipped?)", no file named, and the
+    report said "bad videos 0" though every video was bad."""
+    import shutil
+
+    from tests.search.conftest import tiny_experiment
+    from tests.videos import write_random_bytes
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_root, root)
+    train = (root / "ucfTrainTestlist" / "trainlist01.txt").read_text().split()[::2]  # (path, label) pairs
+    for rel in train:
+        write_random_bytes(root / "UCF-101" / rel)
+    path = tiny_experiment(tmp_path, root, name="allbad", body="failures:\n  max_failures: 0\n")
+    path.write_text(path.read_text().replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18]"))
+    run = tmp_path / "runs" / "allbad"
+    assert main(["search", str(path)]) == 1
+    err = capsys.readouterr().err
+    first = sorted(str(root / "UCF-101" / rel) for rel in train)[0]
+    assert f"the training loader yielded no clip: {len(train)} of its {len(train)} videos are unusable" in err
+    assert f"({len(train)} bad, 0 shorter than one clip); first: {first} (bad: " in err
+    assert f"list them all with `starch data check ucf101 {root} --frames 8 --sampling-rate 2`" in err
+    (recs,) = records(run).values()  # the failed epoch's record names every file the report counts
+    assert recs[-1]["bad_videos"] == len(train) == len(recs[-1]["data_problems"])
+    report = (run / "report" / "report.md").read_text()
+    header, _, values = report.split("## Trials", 1)[1].strip().splitlines()[:3]
+    counts = dict(zip([c.strip() for c in header.split("|")], [v.strip() for v in values.split("|")]))
+    assert counts["bad videos"] == str(len(train)) and counts["errored"] == "1"
