@@ -35,9 +35,10 @@ def _fs(directory: str):
 
 def check_storage(storage: str) -> None:
     """Raise ValueError naming `storage` when a URI cannot be reached (unknown scheme, missing bucket,
-    bad credentials or endpoint): before Ray starts, not after it. Reads only, so a dry run writes
-    nothing; a local path is left to the first write (its errors already name it)."""
+    bad credentials or endpoint), or a local path is a file, lies under one, or cannot be written:
+    before Ray starts, not after it. Reads only, so a dry run writes nothing."""
     if not is_uri(storage):
+        _check_local_storage(storage)
         return
     import pyarrow.fs as pafs
 
@@ -59,6 +60,25 @@ def check_storage(storage: str) -> None:
             "server (MinIO, Ceph) needs AWS_ENDPOINT_URL, and every node of the cluster needs the same settings"
         )
     raise ValueError(f"cluster.storage {storage!r} cannot be used: {problem}{hint}")
+
+
+def _check_local_storage(storage: str) -> None:
+    """The folder, or the nearest part of its path that exists, must be a folder we may write in
+    (os.access: root passes a read-only folder's check, and then meets the first write's error)."""
+    import os
+
+    path = Path(storage).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under {str(existing)!r}, which is a file"
+        raise ValueError(
+            f"cluster.storage {storage!r} {where}, not a folder; give --storage a folder (created if missing)"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"cluster.storage {storage!r}: {str(existing)!r} is not writable by this user; give --storage "
+            "a folder you can write, or fix its permissions"
+        )
 
 
 def write_text(directory: str | Path, name: str, text: str) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -165,6 +167,7 @@ def run_search(args) -> int:
         if exp.data.root == run.DATA_PLACEHOLDER:
             if not exp.cluster.address:
                 run.check_resources(exp, run.local_resources(exp))
+            run.check_storage(exp.cluster.storage)
             print(
                 "note: no dataset given (--data FORMAT:ROOT): widths are solved for the space's "
                 "num_classes, and the data is not checked"
@@ -173,7 +176,10 @@ def run_search(args) -> int:
         else:
             print_plan(run.preflight(exp)[0])
         return 0
-    return _execute(lambda cb: run.fit(exp, callbacks=cb), exp, report=not args.no_report)
+    from search.tuner import run_dir
+
+    start = lambda cb: run.fit(exp, callbacks=cb)  # noqa: E731
+    return _execute(start, exp, run_dir(exp), report=not args.no_report)
 
 
 def run_resume(args) -> int:
@@ -182,16 +188,56 @@ def run_resume(args) -> int:
 
     exp = read_experiment(args.run_dir)
     exp = exp.updated(cluster={**exp.cluster.model_dump(), "address": args.address})
-    return _execute(lambda cb: run.resume(args.run_dir, callbacks=cb, exp=exp), exp, report=not args.no_report)
+    start = lambda cb: run.resume(args.run_dir, callbacks=cb, exp=exp)  # noqa: E731
+    return _execute(start, exp, args.run_dir, report=not args.no_report)
 
 
-def _execute(start, exp, *, report: bool) -> int:
+# what the storage's own errors ask of the user; then `starch resume RUN` finishes the run
+STORAGE_ERRORS = {
+    errno.ENOSPC: "free space there",
+    errno.EDQUOT: "free space there or raise the quota",
+    errno.EROFS: "make it writable (it is mounted read-only)",
+    errno.EACCES: "make it writable by this user",
+    errno.EPERM: "make it writable by this user",
+    errno.ENOENT: "restore it (the run folder or a part of it disappeared)",
+    errno.ENOTDIR: "restore it (a part of the path is a file, not a folder)",
+}
+
+
+def storage_error(exc: BaseException) -> tuple[int, str | None, str] | None:
+    """(errno, path, message) of the storage error behind `exc`, or None: an OSError in its cause or
+    context chain, or one that Ray Tune passed on as the text of a TuneError (`[Errno 28] …: 'path'`)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRORS:
+            return exc.errno, exc.filename, exc.strerror or str(exc)
+        match = re.search(r"\[Errno (\d+)\] ([^:'\n]+)(?:: '([^'\n]+)')?", str(exc))
+        if match and int(match.group(1)) in STORAGE_ERRORS:
+            return int(match.group(1)), match.group(3), match.group(2).strip()
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _execute(start, exp, directory: str, *, report: bool) -> int:
     """Run (start Ray, fit or restore), print the outcome, write the report; the exit code says
     how it went: 0 some trial completed, 1 none did, 130 interrupted (resume to continue)."""
     from search.progress import ProgressPrinter
 
     quiet_ray_logs()
-    directory, results = start([ProgressPrinter.for_experiment(exp)])
+    try:
+        directory, results = start([ProgressPrinter.for_experiment(exp)])
+    except Exception as exc:
+        found = storage_error(exc)
+        if found is None:
+            raise
+        number, path, message = found
+        print(
+            f"starch: error: {path or directory}: {message}; {STORAGE_ERRORS[number]}, then continue with "
+            f"`starch resume {directory}` (finished trials and their checkpoints are kept)",
+            file=sys.stderr,
+        )
+        return 1
     errored = [r for r in results if r.error is not None]
     trials = _trials(directory)
     unfinished = sum(t["status"] not in ("TERMINATED", "ERROR") for t in trials)

@@ -375,3 +375,37 @@ def test_when_every_training_video_is_unusable_the_error_names_them_and_the_repo
     header, _, values = report.split("## Trials", 1)[1].strip().splitlines()[:3]
     counts = dict(zip([c.strip() for c in header.split("|")], [v.strip() for v in values.split("|")]))
     assert counts["bad videos"] == str(len(train)) and counts["errored"] == "1"
+
+
+def test_a_full_disk_stops_the_search_with_the_path_and_resume_loses_nothing(
+    ray_cluster, make_experiment, capsys, monkeypatch
+):
+    """Issue 27: a full disk ended the search with `OSError: [Errno 28] No space left on device` and
+    Ray's tracebacks, no path and no resume hint. Played in the driver: once the first epoch is
+    recorded, every write it makes under the run folder fails as a full disk fails."""
+    import builtins
+    import errno
+    import io
+
+    path = make_experiment(name="full")
+    path.write_text(path.read_text().replace("schedule:\n  epochs: 2", "schedule:\n  epochs: 3"))
+    run = path.parent / "runs" / "full"
+    real_open = builtins.open
+
+    def full_open(file, mode="r", *args, **kwargs):
+        writing = any(c in mode for c in "wax+")
+        if writing and str(file).startswith(str(run)) and any(p.stat().st_size for p in run.glob("*/result.json")):
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    monkeypatch.setattr(io, "open", full_open)
+    assert main(["search", str(path), "--no-report"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"starch: error: {run}/") and ": No space left on device; free space there, then " in err
+    assert err.endswith(f"`starch resume {run}` (finished trials and their checkpoints are kept)")
+    assert "\n" not in err and "Traceback" not in err
+    monkeypatch.undo()  # space freed
+    assert main(["resume", str(run), "--no-report"]) == 0
+    recs = records(run)
+    assert len(recs) == 3 and all(r[-1]["epoch"] == 3 and r[-1]["status"] == "completed" for r in recs.values())
