@@ -303,8 +303,11 @@ def read_trial(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
     """(trial row, epoch records, status was inferred) of one trial folder."""
     params = _read_json(folder / "params.json", skipped) or {}
+    torn = False
     if (folder / "result.json").exists():
+        before = len(skipped)
         records = read_records(folder / "result.json", skipped)
+        torn = len(skipped) > before
     else:
         records = []
         skipped.append(f"{folder}: no result.json (trial never reported); shown without metrics")
@@ -325,6 +328,8 @@ def read_trial(
         reason = (starch or {}).get("error") or _error_reason(folder) or "error (no message recorded)"
     elif status in ("diverged", "oom"):
         reason = last.get("reason")
+    elif torn and status == "stopped early":  # the epoch that says "completed" may be the torn one
+        reason = "result.json has a torn line (a full disk or a killed driver?): its last epoch is unknown"
     wall = last.get("time_total_s")
     held = gpus if gpus is not None else _number(_last(records, "gpus"))  # gpus_per_trial: auto records its own
     repeat, seed = _repeat_and_seed(params, records)
@@ -457,6 +462,38 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _unwritten_rows(starch_trials: dict[str, dict[str, Any]], listed: set[str]) -> list[dict[str, Any]]:
+    """Trials the driver listed in starch_trials.json whose folder is not there (a full disk, or a
+    storage lost before Tune wrote it): shown with the driver's word for them, not left out."""
+    rows = []
+    for tid, entry in sorted(starch_trials.items()):
+        if tid in listed:
+            continue
+        status, _ = _status([], None, entry, bool(entry.get("error")))
+        rows.append(
+            {
+                "trial_id": tid,
+                "trial_dir": None,
+                "family": entry.get("arch_name"),
+                **flatten_arch({}),
+                "params": math.nan,
+                "gflops": math.nan,
+                **_metrics([]),
+                "epochs": entry.get("epoch") or 0,
+                "status": status,
+                "reason": entry.get("error") or "no trial folder on the storage (not written: full disk?)",
+                "bad_videos": 0,
+                "short_videos_dropped": 0,
+                "missing_videos": 0,
+                "data_problems": {},
+                "preemptions": int(entry.get("preemptions") or 0),
+                "errors": int(entry.get("failures") or 0),
+                "arch_key": arch_key({}),
+            }
+        )
+    return rows
+
+
 def _infeasible_rows(path: Path, skipped: list[str]) -> list[dict[str, Any]]:
     entries = _read_json(path / INFEASIBLE_FILE, skipped) or []
     rows = []
@@ -515,6 +552,7 @@ def read_run(run_dir: str | Path, *, dataset: str | None = None) -> Run:
         epoch_rows.extend(_epoch_rows(row, records))
         if was_inferred:
             inferred.append(row["trial_id"])
+    rows.extend(_unwritten_rows(starch_trials, {row["trial_id"] for row in rows}))
     rows.extend(_infeasible_rows(path, skipped))
     _source_notes(path, experiment, starch_trials, state_file, inferred, gpus, folders, notes)
     name = (experiment or {}).get("name") or path.name
@@ -545,8 +583,10 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _source_notes(path, experiment, starch_trials, state_file, inferred, gpus, folders, notes) -> None:
-    if not folders:
+    if not folders and not starch_trials:
         notes.append(f"{path.name}: no trial folder yet (the run has not started a trial)")
+    elif not folders:
+        notes.append(f"{path.name}: no trial folder, though starch_trials.json lists {len(starch_trials)} trial(s)")
     if experiment is None:
         notes.append(f"{path.name}: no starch_experiment.json; dataset label taken from the trials' data format")
     if not starch_trials:

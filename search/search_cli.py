@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import sys
+import time
 from pathlib import Path
 
 SEARCH_EXAMPLES = """examples:
@@ -304,13 +305,17 @@ def run_status(args) -> int:
     """Trials of a run, read from its folder (works while it runs, after a crash, without Ray)."""
     from analysis import load
     from analysis.remote import fetch
-    from analysis.runfolder import EXPERIMENT_FILE, is_uri, read_text
+    from analysis.runfolder import EXPERIMENT_FILE, TRIALS_FILE, is_uri, read_text
 
     directory = fetch(args.run_dir) if is_uri(args.run_dir) else Path(args.run_dir)
     if not directory.is_dir():
         raise FileNotFoundError(f"run folder {str(directory)!r} does not exist")
+    notes, metric = [], "video@1"
     text = read_text(directory, EXPERIMENT_FILE)
-    metric = (json.loads(text).get("search") or {}).get("metric", "video@1") if text is not None else "video@1"
+    try:
+        metric = (json.loads(text).get("search") or {}).get("metric", "video@1") if text is not None else metric
+    except (ValueError, AttributeError):
+        notes.append(f"{directory / EXPERIMENT_FILE} is not valid JSON (torn by a full disk?); metric shown: {metric}")
     df = load([directory])
     cols = {
         "trial_id": "trial",
@@ -334,7 +339,16 @@ def run_status(args) -> int:
     print(f"{args.run_dir}: {len(table)} trial(s): " + ", ".join(shown))
     if len(table):
         print(_as_percent(table, metric).to_string(index=False, na_rep=""))
-    for note in df.attrs.get("notes", []):
+    notes += [*df.attrs.get("notes", []), *df.attrs.get("skipped", [])]
+    running = int((table["state"] == "running").sum()) if len(table) else 0
+    if running:  # the file says what the driver last wrote; a driver that died wrote no more
+        age = time.time() - (directory / TRIALS_FILE).stat().st_mtime if (directory / TRIALS_FILE).is_file() else None
+        notes.append(
+            f"{running} trial(s) running as of the driver's last write"
+            f"{f' {age:.0f} s ago' if age is not None else ''}; if its driver is no longer running (killed, "
+            f"or its disk filled) they are not: continue them with `starch resume {args.run_dir}`"
+        )
+    for note in notes:
         print(f"note: {note}")
     return 0
 

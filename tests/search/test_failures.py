@@ -409,3 +409,51 @@ def test_a_full_disk_stops_the_search_with_the_path_and_resume_loses_nothing(
     assert main(["resume", str(run), "--no-report"]) == 0
     recs = records(run)
     assert len(recs) == 3 and all(r[-1]["epoch"] == 3 and r[-1]["status"] == "completed" for r in recs.values())
+
+
+def _hand_made_run(run: Path, epochs: int = 3) -> Path:
+    """A run folder as the driver leaves it: the experiment, the trials file, one trial's records."""
+    run.mkdir(parents=True)
+    (run / "starch_experiment.json").write_text(json.dumps({"name": "torn", "search": {"metric": "video@1"}}))
+    trial = run / "00000000_R3D-18"
+    trial.mkdir()
+    (trial / "params.json").write_text(json.dumps({"recipe": {"epochs": epochs}}))
+    lines = [{"trial_id": "00000000", "epoch": e, "status": "running", "video@1": 0.5} for e in range(1, epochs)]
+    lines.append({"trial_id": "00000000", "epoch": epochs, "status": "completed", "video@1": 0.6})
+    (trial / "result.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    entry = {"trial_id": "00000000", "status": "TERMINATED", "epoch": epochs, "stopped_early": False}
+    (run / "starch_trials.json").write_text(json.dumps([entry]))
+    return run
+
+
+def test_status_names_torn_run_files_and_says_what_it_cannot_know(tmp_path, capsys):
+    """Issue 27: a torn starch_experiment.json made `starch status` print the JSON parser's message
+    without the file's name; a torn last line of result.json showed the trial "stopped early"."""
+    run = _hand_made_run(tmp_path / "torn")
+    (run / "starch_experiment.json").write_text('{"name": "torn", "sea')  # cut mid-write
+    result = run / "00000000_R3D-18" / "result.json"
+    result.write_text(result.read_text()[:-20])  # the last epoch's line, cut mid-write
+    assert main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {run}/starch_experiment.json is not valid JSON (torn by a full disk?)" in out
+    assert f"note: {result} line 3: not valid JSON (truncated write?); line skipped" in out
+    assert "result.json has a torn line (a full disk or a killed driver?): its last epoch is unknown" in out
+
+
+def test_status_tells_the_truth_about_trials_a_dead_driver_left_running(tmp_path, capsys):
+    """Issue 27: after a full disk killed the driver, status said the run "has not started a trial"
+    while starch_trials.json listed its trials as RUNNING (their folders were never written)."""
+    run = tmp_path / "full"
+    run.mkdir()
+    (run / "starch_experiment.json").write_text(json.dumps({"name": "full"}))
+    listed = [{"trial_id": t, "status": "RUNNING", "epoch": None, "stopped_early": False} for t in ("aaaa", "bbbb")]
+    (run / "starch_trials.json").write_text(json.dumps(listed))
+    assert main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"{run}: 2 trial(s): 2 running"
+    assert "has not started a trial" not in out and "no trial folder on the storage (not written: full disk?)" in out
+    assert "2 trial(s) running as of the driver's last write" in out
+    assert (
+        f"if its driver is no longer running (killed, or its disk filled) they are not: continue them with `starch resume {run}`"
+        in out
+    )
