@@ -13,12 +13,42 @@ Local writes are atomic (a temporary file renamed over the old one): a reader ne
 
 from __future__ import annotations
 
+import errno
+import re
 from pathlib import Path
 
 EXPERIMENT_FILE = "starch_experiment.json"  # the validated experiment: what `starch resume` rebuilds from
 TRIALS_FILE = "starch_trials.json"  # state, epoch, error and early stop of every trial
 INFEASIBLE_FILE = "starch_infeasible.json"  # samples the constraints rejected before any training
 OPTUNA_FILE = "optuna_study.log"  # random/TPE/NSGA-II: the Optuna study (JournalStorage), see search.tuner
+
+
+# What a storage or output path's own errors ask of the user (the commands print `PATH: error; this`)
+PATH_ERRORS = {
+    errno.ENOSPC: "free space there",
+    errno.EDQUOT: "free space there or raise the quota",
+    errno.EROFS: "it is mounted read-only: make it writable or use another place",
+    errno.EACCES: "make it writable by this user or use another place",
+    errno.EPERM: "make it writable by this user or use another place",
+    errno.ENOENT: "it is not there (any more): restore it or use another place",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: use another place",
+    errno.EEXIST: "a file is where a folder should be: move it or use another place",
+}
+
+
+def path_error(exc: BaseException) -> tuple[str | None, str, str] | None:
+    """(path, what went wrong, what to do) of the file-system error behind `exc`, or None: an OSError
+    in its cause or context chain, or one that Ray Tune passed on as text (`[Errno 28] …: 'path'`)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in PATH_ERRORS:
+            return exc.filename, exc.strerror or str(exc), PATH_ERRORS[exc.errno]
+        match = re.search(r"\[Errno (\d+)\] ([^:'\n]+)(?:: '([^'\n]+)')?", str(exc))
+        if match and int(match.group(1)) in PATH_ERRORS:
+            return match.group(3), match.group(2).strip(), PATH_ERRORS[int(match.group(1))]
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def is_uri(path: str | Path) -> bool:

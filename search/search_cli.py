@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import logging
-import re
 import sys
 import time
 from pathlib import Path
@@ -193,33 +191,6 @@ def run_resume(args) -> int:
     return _execute(start, exp, args.run_dir, report=not args.no_report)
 
 
-# what the storage's own errors ask of the user; then `starch resume RUN` finishes the run
-STORAGE_ERRORS = {
-    errno.ENOSPC: "free space there",
-    errno.EDQUOT: "free space there or raise the quota",
-    errno.EROFS: "make it writable (it is mounted read-only)",
-    errno.EACCES: "make it writable by this user",
-    errno.EPERM: "make it writable by this user",
-    errno.ENOENT: "restore it (the run folder or a part of it disappeared)",
-    errno.ENOTDIR: "restore it (a part of the path is a file, not a folder)",
-}
-
-
-def storage_error(exc: BaseException) -> tuple[int, str | None, str] | None:
-    """(errno, path, message) of the storage error behind `exc`, or None: an OSError in its cause or
-    context chain, or one that Ray Tune passed on as the text of a TuneError (`[Errno 28] …: 'path'`)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRORS:
-            return exc.errno, exc.filename, exc.strerror or str(exc)
-        match = re.search(r"\[Errno (\d+)\] ([^:'\n]+)(?:: '([^'\n]+)')?", str(exc))
-        if match and int(match.group(1)) in STORAGE_ERRORS:
-            return int(match.group(1)), match.group(3), match.group(2).strip()
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
 def _execute(start, exp, directory: str, *, report: bool) -> int:
     """Run (start Ray, fit or restore), print the outcome, write the report; the exit code says
     how it went: 0 some trial completed, 1 none did, 130 interrupted (resume to continue)."""
@@ -229,12 +200,14 @@ def _execute(start, exp, directory: str, *, report: bool) -> int:
     try:
         directory, results = start([ProgressPrinter.for_experiment(exp)])
     except Exception as exc:
-        found = storage_error(exc)
+        from analysis.runfolder import path_error
+
+        found = path_error(exc)
         if found is None:
             raise
-        number, path, message = found
+        path, message, hint = found
         print(
-            f"starch: error: {path or directory}: {message}; {STORAGE_ERRORS[number]}, then continue with "
+            f"starch: error: {path or directory}: {message}; {hint}, then continue with "
             f"`starch resume {directory}` (finished trials and their checkpoints are kept)",
             file=sys.stderr,
         )

@@ -402,7 +402,10 @@ def test_a_full_disk_stops_the_search_with_the_path_and_resume_loses_nothing(
     monkeypatch.setattr(io, "open", full_open)
     assert main(["search", str(path), "--no-report"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"starch: error: {run}/") and ": No space left on device; free space there, then " in err
+    assert (
+        err.startswith(f"starch: error: {run}/")
+        and ": No space left on device; free space there, then continue with " in err
+    )
     assert err.endswith(f"`starch resume {run}` (finished trials and their checkpoints are kept)")
     assert "\n" not in err and "Traceback" not in err
     monkeypatch.undo()  # space freed
@@ -417,7 +420,10 @@ def _hand_made_run(run: Path, epochs: int = 3) -> Path:
     (run / "starch_experiment.json").write_text(json.dumps({"name": "torn", "search": {"metric": "video@1"}}))
     trial = run / "00000000_R3D-18"
     trial.mkdir()
-    (trial / "params.json").write_text(json.dumps({"recipe": {"epochs": epochs}}))
+    from spaces import named
+
+    arch = named("r3d_18", width=4, frames=8, crop=32, sampling_rate=2, blocks=(1, 1, 1, 1), num_classes=4)
+    (trial / "params.json").write_text(json.dumps({"arch": arch.to_dict(), "recipe": {"epochs": epochs}}))
     lines = [{"trial_id": "00000000", "epoch": e, "status": "running", "video@1": 0.5} for e in range(1, epochs)]
     lines.append({"trial_id": "00000000", "epoch": epochs, "status": "completed", "video@1": 0.6})
     (trial / "result.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
@@ -457,3 +463,32 @@ def test_status_tells_the_truth_about_trials_a_dead_driver_left_running(tmp_path
         f"if its driver is no longer running (killed, or its disk filled) they are not: continue them with `starch resume {run}`"
         in out
     )
+
+
+def test_report_meets_a_full_disk_or_a_file_in_the_way_with_one_line(tmp_path, capsys, monkeypatch):
+    import builtins
+    import errno
+    import io
+
+    run = _hand_made_run(tmp_path / "done")
+    (tmp_path / "afile").write_text("")
+    assert main(["report", str(run), "--out", str(tmp_path / "afile")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"starch: error: {tmp_path / 'afile'}: File exists; a file is where a folder should be: move it or use another place"
+    )
+    out = tmp_path / "report"
+    real_open = builtins.open
+
+    def full_open(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+") and str(file).startswith(str(out)):
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    monkeypatch.setattr(io, "open", full_open)
+    assert main(["report", str(run), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"starch: error: {out}/") and err.endswith(": No space left on device; free space there")
+    assert "\n" not in err
