@@ -47,7 +47,7 @@ def path_error(exc: BaseException) -> tuple[str | None, str, str] | None:
         match = re.search(r"\[Errno (\d+)\] ([^:'\n]+)(?:: '([^'\n]+)')?", str(exc))
         if match and int(match.group(1)) in PATH_ERRORS:
             return match.group(3), match.group(2).strip(), PATH_ERRORS[int(match.group(1))]
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     return None
 
 

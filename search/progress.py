@@ -82,7 +82,6 @@ class TrialsFileCallback(Callback):
             path=trial.path,
             failures=getattr(trial, "num_failures", 0),  # errors counted against max_failures
         )
-
         self._dirty = True
         self._flush()
 

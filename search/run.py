@@ -316,7 +316,7 @@ def preemptions_apart(tuner):
     from search.progress import TrialsFileCallback
 
     local = getattr(tuner, "_local_tuner", None)
-    callbacks = local.get_run_config().callbacks or [] if local is not None else []
+    callbacks = (local.get_run_config().callbacks or []) if local is not None else []
     record = next((c for c in callbacks if isinstance(c, TrialsFileCallback)), None)
     if record is None:
         yield

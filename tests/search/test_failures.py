@@ -492,3 +492,30 @@ def test_report_meets_a_full_disk_or_a_file_in_the_way_with_one_line(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"starch: error: {out}/") and err.endswith(": No space left on device; free space there")
     assert "\n" not in err
+
+
+def test_path_error_finds_the_file_system_error_behind_a_failure():
+    import errno
+
+    from analysis.runfolder import path_error
+
+    def chained(outer, *, suppress: bool):
+        try:
+            try:
+                raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/a.json")
+            except OSError:
+                if suppress:
+                    raise outer from None
+                raise outer  # noqa: B904 (the implicit context is what is tested)
+        except Exception as exc:
+            return exc
+
+    assert path_error(chained(RuntimeError("Tune wrapped it"), suppress=False)) == (
+        "/runs/x/a.json",
+        "No space left on device",
+        "free space there",
+    )
+    assert path_error(chained(ValueError("a user error raised from None"), suppress=True)) is None
+    told = RuntimeError("TuneError: Traceback …\nOSError: [Errno 30] Read-only file system: '/runs/x/b.json'")
+    assert path_error(told)[:2] == ("/runs/x/b.json", "Read-only file system")
+    assert path_error(OSError(errno.EIO, "Input/output error")) is None  # not the storage's to fix by a hint
