@@ -138,6 +138,8 @@ def _counts(run: Run) -> dict[str, Any]:
             "bad videos": int(t["bad_videos"].max()) if len(t) else 0,
             "short videos dropped": int(t["short_videos_dropped"].max()) if len(t) else 0,
             "missing videos": int(t["missing_videos"].max()) if len(t) and "missing_videos" in t else 0,
+            "preemptions": int(t["preemptions"].sum()) if "preemptions" in t else 0,
+            "errors": int(t["errors"].sum()) if "errors" in t else 0,
             "wall time (h)": f"{wall:.3f}",
             "GPU-hours": "—" if pd.isna(gpu) else f"{gpu:.3f}",
         }
@@ -163,6 +165,9 @@ def _accounting(doc: Document, runs: Sequence[Run], trials: pd.DataFrame) -> Non
     doc.para(
         "Bad, short (dropped) and missing videos are the largest counts any one trial reported (every "
         "trial reads the same files; missing: listed but not on disk, skipped with `missing_videos: skip`). "
+        "Preemptions: restarts after a trial lost its node (not counted against `failures.max_failures`); "
+        "errors: failures of the trials' own code, counted against `failures.max_failures` (an errored "
+        "trial's last one included). "
         "Wall time sums the trials' `time_total_s`; GPU-hours multiply it by the "
         "GPUs per trial in starch_experiment.json (— when the run does not record them)."
     )

@@ -2,7 +2,8 @@
 
     STORAGE/NAME/                       a run (one Ray Tune experiment)
         starch_experiment.json          the validated experiment config       (optional, search layer)
-        starch_trials.json              [{trial_id, status, error, stopped_early}]        (optional)
+        starch_trials.json              [{trial_id, status, error, stopped_early,         (optional)
+                                          failures, preemptions}]
         starch_infeasible.json          [{arch, reason}] rejected before training         (optional)
         experiment_state-<time>.json    Ray's own trial table (read as JSON for the status only)
         <trial folder>/params.json      the trial config: the search's {"candidate": {"arch", "seed",
@@ -303,8 +304,11 @@ def read_trial(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
     """(trial row, epoch records, status was inferred) of one trial folder."""
     params = _read_json(folder / "params.json", skipped) or {}
+    torn = False
     if (folder / "result.json").exists():
+        before = len(skipped)
         records = read_records(folder / "result.json", skipped)
+        torn = len(skipped) > before
     else:
         records = []
         skipped.append(f"{folder}: no result.json (trial never reported); shown without metrics")
@@ -325,6 +329,8 @@ def read_trial(
         reason = (starch or {}).get("error") or _error_reason(folder) or "error (no message recorded)"
     elif status in ("diverged", "oom", "oom-shared"):
         reason = last.get("reason")
+    elif torn and status == "stopped early":  # the epoch that says "completed" may be the torn one
+        reason = "result.json has a torn line (a full disk or a killed driver?): its last epoch is unknown"
     wall = last.get("time_total_s")
     held = gpus if gpus is not None else _number(_last(records, "gpus"))  # gpus_per_trial: auto records its own
     repeat, seed = _repeat_and_seed(params, records)
@@ -347,6 +353,9 @@ def read_trial(
         "missing_videos": max((r.get("missing_videos", 0) or 0 for r in records), default=0),
         "data_problems": {path: problem for r in records for path, problem in (r.get("data_problems") or [])},
         "resumed": any((r.get("resumed_from_epoch") or 0) > 0 for r in records),
+        # restarts after a lost node (not counted against max_failures); failures of its own code (counted)
+        "preemptions": int((starch or {}).get("preemptions") or 0),
+        "errors": int((starch or {}).get("failures") or 0),
         "wall_time_s": wall if wall is not None else math.nan,
         "finished_at": last.get("timestamp", math.nan),  # Unix time of the last record (Ray's timestamp)
         "gpu_hours": wall * held / 3600 if (wall is not None and held is not None) else math.nan,
@@ -458,6 +467,38 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _unwritten_rows(starch_trials: dict[str, dict[str, Any]], listed: set[str]) -> list[dict[str, Any]]:
+    """Trials the driver listed in starch_trials.json whose folder is not there (a full disk, or a
+    storage lost before Tune wrote it): shown with the driver's word for them, not left out."""
+    rows = []
+    for tid, entry in sorted(starch_trials.items()):
+        if tid in listed:
+            continue
+        status, _ = _status([], None, entry, bool(entry.get("error")))
+        rows.append(
+            {
+                "trial_id": tid,
+                "trial_dir": None,
+                "family": entry.get("arch_name"),
+                **flatten_arch({}),
+                "params": math.nan,
+                "gflops": math.nan,
+                **_metrics([]),
+                "epochs": entry.get("epoch") or 0,
+                "status": status,
+                "reason": entry.get("error") or "no trial folder on the storage (not written: full disk?)",
+                "bad_videos": 0,
+                "short_videos_dropped": 0,
+                "missing_videos": 0,
+                "data_problems": {},
+                "preemptions": int(entry.get("preemptions") or 0),
+                "errors": int(entry.get("failures") or 0),
+                "arch_key": arch_key({}),
+            }
+        )
+    return rows
+
+
 def _infeasible_rows(path: Path, skipped: list[str]) -> list[dict[str, Any]]:
     entries = _read_json(path / INFEASIBLE_FILE, skipped) or []
     rows = []
@@ -482,6 +523,8 @@ def _infeasible_rows(path: Path, skipped: list[str]) -> list[dict[str, Any]]:
                 "short_videos_dropped": 0,
                 "missing_videos": 0,
                 "data_problems": {},
+                "preemptions": 0,
+                "errors": 0,
                 "arch_key": arch_key(arch),
             }
         )
@@ -514,6 +557,7 @@ def read_run(run_dir: str | Path, *, dataset: str | None = None) -> Run:
         epoch_rows.extend(_epoch_rows(row, records))
         if was_inferred:
             inferred.append(row["trial_id"])
+    rows.extend(_unwritten_rows(starch_trials, {row["trial_id"] for row in rows}))
     rows.extend(_infeasible_rows(path, skipped))
     _source_notes(path, experiment, starch_trials, state_file, inferred, gpus, folders, notes)
     name = (experiment or {}).get("name") or path.name
@@ -544,8 +588,10 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _source_notes(path, experiment, starch_trials, state_file, inferred, gpus, folders, notes) -> None:
-    if not folders:
+    if not folders and not starch_trials:
         notes.append(f"{path.name}: no trial folder yet (the run has not started a trial)")
+    elif not folders:
+        notes.append(f"{path.name}: no trial folder, though starch_trials.json lists {len(starch_trials)} trial(s)")
     if experiment is None:
         notes.append(f"{path.name}: no starch_experiment.json; dataset label taken from the trials' data format")
     if not starch_trials:

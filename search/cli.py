@@ -61,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # anything else: still one line, the traceback on request
         if args.debug:
             raise
+        from analysis.runfolder import path_error
+
+        found = path_error(exc)  # a full disk, a read-only folder, a file in the way: the path and what to do
+        if found is not None and found[0]:
+            print(f"starch: error: {found[0]}: {found[1]}; {found[2]}", file=sys.stderr)
+            return 1
         first = one_line(exc)
         print(
             f"starch: error: {type(exc).__name__}: {first} (run `starch --debug …` for the traceback)", file=sys.stderr

@@ -10,7 +10,7 @@
     scheduler:    {type: asha, grace_period: 1, reduction_factor: 3}
     resources:    {gpus_per_trial: 1, cpus_per_trial: 4, workers_per_trial: 1, max_concurrent_trials: null}
     cluster:      {address: null, storage: runs}
-    failures:     {max_failures: 2}
+    failures:     {max_failures: 2, max_preemptions: 10}
     logging:      {tensorboard: true, mlflow: {tracking_uri: …}, wandb: {project: …, mode: offline}}
     promoted_from: {run: runs/proxy, selection: front, metric: video@1, networks: […]}   # starch promote
 
@@ -171,6 +171,12 @@ class Cluster(_Strict):
 
 class Failures(_Strict):
     max_failures: int = Field(2, ge=-1, description="retries per trial from its last checkpoint (-1: forever)")
+    # a lost node (spot preemption, node death) is not the trial's fault: it is retried from the
+    # last checkpoint without using a max_failures attempt, this many times (bounded: a node that
+    # the trial itself brings down would otherwise retry forever)
+    max_preemptions: int = Field(
+        10, ge=-1, description="lost nodes a trial survives beside max_failures (-1: any number; 0: they count)"
+    )
 
 
 class MLflowLogging(_Strict):
@@ -323,9 +329,19 @@ def _choices(axis: str, value: Any) -> list[Any]:
     return [value]
 
 
+# An experiment file has hundreds of values; aliases (`*name`) that expand past this many are refused
+# before anything walks the expansion (a 300-byte "billion laughs" file expands to 10^9 strings)
+MAX_YAML_VALUES = 100_000
+
+
 class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader with two YAML 1.2 habits users expect: `1e-3` is a float (YAML 1.1 wants
-    `1.0e-3`) and a key given twice in one mapping is an error (PyYAML keeps the last silently)."""
+    `1.0e-3`) and a key given twice in one mapping is an error (PyYAML keeps the last silently).
+    A document whose aliases expand to more than MAX_YAML_VALUES values is refused (see below)."""
+
+    def construct_document(self, node):
+        _refuse_alias_bombs(node)
+        return super().construct_document(node)
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
@@ -341,6 +357,37 @@ class _Loader(yaml.SafeLoader):
                 )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
+
+
+def _refuse_alias_bombs(root: yaml.Node) -> None:
+    """Count the values the composed document stands for with every alias expanded (each node's
+    count is computed once: time and memory linear in the file), and refuse it past MAX_YAML_VALUES,
+    naming the first node that crosses the limit. PyYAML shares an anchored object between its
+    aliases, but validation, merges (`<<`) and error messages walk the expansion."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = 1  # a node that contains itself (`&a [*a]`) counts once
+        if isinstance(node, yaml.SequenceNode):
+            n = 1 + sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            n = 1 + sum(size(k) + size(v) for k, v in node.value)
+        else:
+            n = 1
+        if n > MAX_YAML_VALUES:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"its aliases expand to more than {MAX_YAML_VALUES:,} values (an alias bomb?); an "
+                "experiment file needs a few hundred: write the values out or alias less",
+                node.start_mark,
+            )
+        sizes[id(node)] = n
+        return n
+
+    size(root)
 
 
 _Loader.add_implicit_resolver(  # YAML 1.2's float, e.g. 1e-3, 5E+2, .5
@@ -361,6 +408,8 @@ def parse_yaml(text: str, source: str):
         raise ValueError(f"{where}: not valid YAML: {what}") from None
     except yaml.YAMLError as exc:
         raise ValueError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{source}: not valid YAML: nested deeper than the parser can follow") from None
 
 
 def read_yaml(path: Path):

@@ -212,6 +212,11 @@ class ConstrainedSearcher(Searcher):
             "loosen the constraints or lower search.num_samples"
         )
 
+    def points_left(self) -> int:
+        """How many more trials this searcher can create: the space's points that have neither
+        run (or started) nor been found infeasible (what `suggest` ends the search on)."""
+        return max(0, self.exp.to_space().size - len(self._results) - len(self._infeasible_keys))
+
     def _check(self, space: Space, point: dict[str, Any]) -> tuple[ArchSpec | None, str | None]:
         """check_point, unless the OptunaSpace just checked this very point (k is solved once)."""
         last = getattr(self, "space", None) and self.space.last

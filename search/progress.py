@@ -9,11 +9,12 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from analysis.runfolder import TRIALS_FILE, write_text
+from analysis.runfolder import TRIALS_FILE, read_text, write_text
 
 
 class TrialsFileCallback(Callback):
-    """Keeps `starch_trials.json` current: status, epoch, error and early stop of every trial.
+    """Keeps `starch_trials.json` current: status, epoch, error and early stop of every trial, the
+    errors counted against max_failures (`failures`) and, apart, the lost nodes (`preemptions`).
 
     The file lists every trial, so rewriting it on every event would cost O(trials) per event and
     O(trials²) per search (1,000 trials: ~3,000 rewrites of a 300 kB file). It is rewritten at most
@@ -23,15 +24,41 @@ class TrialsFileCallback(Callback):
     experiment snapshot is older still).
     """
 
-    def __init__(self, directory: str | None, min_interval_s: float = 1.0):
+    def __init__(self, directory: str | None, min_interval_s: float = 1.0, *, max_preemptions: int = 0):
         self.directory = directory
         self.trials: dict[str, dict] = {}
         self.min_interval_s = min_interval_s
+        self.max_preemptions = max_preemptions  # failures.max_preemptions
         self._dirty = False
         self._written = float("-inf")
 
+    def setup(self, **info):
+        """At the start of a run, and of `starch resume`: the preemptions counted so far (the file
+        is the only record of them; Tune's experiment state does not know them)."""
+        text = read_text(self.directory, TRIALS_FILE) if self.directory is not None else None
+        try:
+            listed = json.loads(text) if text else []
+        except ValueError:  # torn by a full disk: Tune's own state decides the rest
+            listed = []
+        for t in listed if isinstance(listed, list) else []:
+            if isinstance(t, dict) and t.get("preemptions") and "trial_id" in t:
+                self.trials.setdefault(t["trial_id"], {"trial_id": t["trial_id"]})["preemptions"] = t["preemptions"]
+
+    def node_lost(self, trial, why: str) -> bool:
+        """Trial `trial` lost its node or worker (`why`); True if that is a preemption to retry
+        without using a max_failures attempt (within failures.max_preemptions), recorded here."""
+        entry = self.trials.setdefault(trial.trial_id, {"trial_id": trial.trial_id})
+        done = entry.get("preemptions", 0)
+        if 0 <= self.max_preemptions <= done:
+            return False
+        entry.update(preemptions=done + 1, preempted_by=why)
+        self._dirty = True
+        self._flush(force=True)
+        return True
+
     def _update(self, trial, status: str | None = None, error: str | None = None, *, reported: bool = True) -> None:
         entry = self.trials.setdefault(trial.trial_id, {"trial_id": trial.trial_id})
+        entry.setdefault("preemptions", 0)
         if not reported:  # a trial start: Tune's last_result would wait on the new actor for defaults
             entry.update(status=status, path=trial.path)
             entry.setdefault("stopped_early", False)
@@ -53,6 +80,7 @@ class TrialsFileCallback(Callback):
                 and (last.get("epoch") or 0) < epochs
             ),
             path=trial.path,
+            failures=getattr(trial, "num_failures", 0),  # errors counted against max_failures
         )
         self._dirty = True
         self._flush()
@@ -92,8 +120,9 @@ class TrialsFileCallback(Callback):
     @staticmethod
     def _error(trial) -> str:
         """The last line of the trial's traceback (the exception and its message)."""
-        if trial.error_file and Path(trial.error_file).is_file():
-            lines = [l for l in Path(trial.error_file).read_text().splitlines() if l.strip()]
+        error_file = getattr(trial, "error_file", None)
+        if error_file and Path(error_file).is_file():
+            lines = [l for l in Path(error_file).read_text().splitlines() if l.strip()]
             if lines:
                 return lines[-1]
         return "error (no error file)"
@@ -130,20 +159,44 @@ class ProgressPrinter(Callback):
         self._states: dict[str, str] | None = None  # None until the first event
         self._tally: dict[str, int] = {}
         self._recounted = float("-inf")
+        # the searcher, when it can say how many more trials it can create (`points_left()`): a
+        # model-based search of a small space ends before num_samples (make_tuner sets it)
+        self.searcher = None
 
     @classmethod
     def for_experiment(cls, exp) -> "ProgressPrinter":
-        """Sized by the experiment: its planned trials (grid: the feasible points × passes) × epochs."""
+        """Sized by the experiment: its planned trials (grid: the feasible points × passes; random,
+        TPE, NSGA-II: num_samples, at most the space's points, as they never run one twice) × epochs."""
         trials = exp.search.num_samples
         if exp.search.algorithm == "grid":
             from search.tuner import plan
 
             trials *= max(1, plan(exp).feasible)
+        elif exp.search.algorithm in ("random", "tpe", "nsga2"):
+            trials = min(trials, exp.to_space().size)
         return cls(exp.search.metric, trials=trials, epochs=exp.schedule.epochs, mode=exp.search.mode)
 
     def __getstate__(self):  # Tune pickles its callbacks with the run; a live bar does not pickle
-        # the counts are taken again at the first event after a restore (monotonic times do not travel)
-        return {**self.__dict__, "_bar": None, "file": None, "_states": None, "_recounted": float("-inf")}
+        # the counts are taken again at the first event after a restore (monotonic times do not travel);
+        # the searcher is pickled by Tune itself, apart
+        return {
+            **self.__dict__,
+            "_bar": None,
+            "file": None,
+            "_states": None,
+            "_recounted": float("-inf"),
+            "searcher": None,
+        }
+
+    def __setstate__(self, state):
+        self.__dict__.update({"searcher": None, **state})  # a printer pickled before `searcher` existed
+
+    def to_come(self, trials) -> int:
+        """Trials the searcher has not created yet and still can: the plan's rest, at most the
+        points the searcher has left."""
+        left = max(0, (self.planned or 0) - len(trials))
+        points_left = getattr(self.searcher, "points_left", None)
+        return min(left, points_left()) if points_left is not None else left
 
     def _out(self):
         return self.file or sys.stdout
@@ -152,7 +205,7 @@ class ProgressPrinter(Callback):
         """A tqdm over all epochs of the search: its rate gives the estimate of the time left."""
         from tqdm import tqdm
 
-        total = (max(self.planned or 0, len(trials)) * self.epochs) if self.epochs else None
+        total = ((len(trials) + self.to_come(trials)) * self.epochs) if self.epochs else None
         if self._bar is None:
             tty = hasattr(self._out(), "isatty") and self._out().isatty()
             self._bar = tqdm(
@@ -218,8 +271,7 @@ class ProgressPrinter(Callback):
             self._recount(trials)
         out = dict(self._tally)
         out["pending"] += max(0, len(trials) - len(self._states))  # created by Tune since: no event yet
-        if self.planned:  # trials the searcher has not created yet
-            out["pending"] += max(0, self.planned - len(trials))
+        out["pending"] += self.to_come(trials)
         return out
 
     def summary(self, trials) -> str:
@@ -278,7 +330,7 @@ class ProgressPrinter(Callback):
         self._set_state(trials, trial, "errored")
         self._count(trials, trial, self._epoch(trial), ended=True)
         self._advance(trials)
-        self._print(f"{trial.trial_id} ERROR (see {trial.path}/error.txt)", trials)
+        self._print(f"{trial.trial_id} ERROR: {TrialsFileCallback._error(trial)} (see {trial.path}/error.txt)", trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = trial.last_result or {}

@@ -115,7 +115,10 @@ def run(args) -> int:
         estimate_cli.dry_run(checked, indexes, args.assume_tflops, achieved)
         return 0
     announce = estimate_cli.announcer(args.assume_tflops, achieved)
-    return _execute(lambda cb: runner.fit(exp, callbacks=cb, announce=announce), exp, report=not args.no_report)
+    from search.tuner import run_dir
+
+    start = lambda cb: runner.fit(exp, callbacks=cb, announce=announce)  # noqa: E731
+    return _execute(start, exp, run_dir(exp), report=not args.no_report)
 
 
 CONSTRAINT_FIELDS = {

@@ -284,8 +284,75 @@ def catch_up_search_counter(directory: str) -> int:
     return behind
 
 
+# What Ray says when an actor's node died (ActorDiedError keeps its cause only as text); tested
+# against the real message with a node removed from a ray.cluster_utils.Cluster (test_failures.py)
+NODE_DIED = "because its node has died"
+
+
+def lost_node(exc: BaseException | None) -> str | None:
+    """Why a trial's failure is its node's, not its own: the node died or was preempted (a spot
+    notice: Ray drains the node and marks the error `preempted`), or the worker became unreachable.
+    None for an exception of the trial's own code, and for a worker process that died on a live
+    node (killed for memory, a crash in native code: possibly the trial's own doing)."""
+    from ray.exceptions import ActorUnavailableError, NodeDiedError, RayActorError, RayTaskError
+
+    if isinstance(exc, RayTaskError):  # raised in the trial; a Ray Train worker's death arrives so
+        exc = exc.as_instanceof_cause()
+    if isinstance(exc, NodeDiedError):
+        return "node died"
+    if not isinstance(exc, RayActorError):
+        return None
+    if exc.preempted:
+        return "node preempted"
+    if isinstance(exc, ActorUnavailableError):
+        return "worker unreachable"
+    return "node died" if NODE_DIED in str(exc) else None
+
+
+@contextlib.contextmanager
+def preemptions_apart(tuner):
+    """While `tuner` runs: a trial that lost its node is retried from its last checkpoint without
+    using a `failures.max_failures` attempt (up to `failures.max_preemptions`), and the trials file
+    counts it as a preemption; an exception of the trial's own code still counts (ray #50187).
+
+    Tune counts every failure in Trial.handle_error before it decides to retry (Ray 2.x excuses only
+    errors Ray itself marks `preempted`, i.e. drained nodes); wrapping that one method, for the
+    run's duration, is the smallest hook. Ray Client runs Tune on the cluster: no hook there.
+    """
+    from ray.tune.experiment.trial import Trial
+
+    from search.progress import TrialsFileCallback
+
+    local = getattr(tuner, "_local_tuner", None)
+    callbacks = (local.get_run_config().callbacks or []) if local is not None else []
+    record = next((c for c in callbacks if isinstance(c, TrialsFileCallback)), None)
+    if record is None:
+        yield
+        return
+    original = Trial.handle_error
+
+    def handle_error(trial, exc=None):
+        counted = trial.run_metadata.num_failures
+        original(trial, exc)
+        why = lost_node(exc)
+        if why and record.node_lost(trial, why):
+            trial.run_metadata.num_failures = counted
+            trial.run_metadata.invalidate_cache()
+            print(
+                f"trial {trial.trial_id}: {why}; restarting from its last checkpoint, not counted against "
+                f"failures.max_failures (preemption {record.trials[trial.trial_id]['preemptions']})",
+                flush=True,
+            )
+
+    Trial.handle_error = handle_error
+    try:
+        yield
+    finally:
+        Trial.handle_error = original
+
+
 def _fit_tuner(tuner, directory: str):
-    with GracefulInterrupt() as guard:
+    with GracefulInterrupt() as guard, preemptions_apart(tuner):
         results = tuner.fit()
     if guard.interrupted:
         mark_interrupted(directory)

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from search import estimate_cli
@@ -195,6 +196,7 @@ def run_search(args) -> int:
         if exp.data.root == run.DATA_PLACEHOLDER:
             if not exp.cluster.address:
                 exp = run.check_resources(exp, run.local_resources(exp))
+            run.check_storage(exp.cluster.storage)
             print(
                 "note: no dataset given (--data FORMAT:ROOT): widths are solved for the space's "
                 "num_classes, and the data is not checked"
@@ -208,8 +210,11 @@ def run_search(args) -> int:
             print_plan(checked)
             estimate_cli.dry_run(checked, indexes, args.assume_tflops)
         return 0
+    from search.tuner import run_dir
+
     announce = estimate_cli.announcer(args.assume_tflops)
-    return _execute(lambda cb: run.fit(exp, callbacks=cb, announce=announce), exp, report=not args.no_report)
+    start = lambda cb: run.fit(exp, callbacks=cb, announce=announce)  # noqa: E731
+    return _execute(start, exp, run_dir(exp), report=not args.no_report)
 
 
 def run_resume(args) -> int:
@@ -218,16 +223,31 @@ def run_resume(args) -> int:
 
     exp = read_experiment(args.run_dir)
     exp = exp.updated(cluster={**exp.cluster.model_dump(), "address": args.address})
-    return _execute(lambda cb: run.resume(args.run_dir, callbacks=cb, exp=exp), exp, report=not args.no_report)
+    start = lambda cb: run.resume(args.run_dir, callbacks=cb, exp=exp)  # noqa: E731
+    return _execute(start, exp, args.run_dir, report=not args.no_report)
 
 
-def _execute(start, exp, *, report: bool) -> int:
+def _execute(start, exp, directory: str, *, report: bool) -> int:
     """Run (start Ray, fit or restore), print the outcome, write the report; the exit code says
     how it went: 0 some trial completed, 1 none did, 130 interrupted (resume to continue)."""
     from search.progress import ProgressPrinter
 
     quiet_ray_logs()
-    directory, results = start([ProgressPrinter.for_experiment(exp)])
+    try:
+        directory, results = start([ProgressPrinter.for_experiment(exp)])
+    except Exception as exc:
+        from analysis.runfolder import path_error
+
+        found = path_error(exc)
+        if found is None:
+            raise
+        path, message, hint = found
+        print(
+            f"starch: error: {path or directory}: {message}; {hint}, then continue with "
+            f"`starch resume {directory}` (finished trials and their checkpoints are kept)",
+            file=sys.stderr,
+        )
+        return 1
     errored = [r for r in results if r.error is not None]
     trials = _trials(directory)
     unfinished = sum(t["status"] not in ("TERMINATED", "ERROR") for t in trials)
@@ -268,7 +288,11 @@ def _failure_summary(trials: list[dict]) -> str:
 
 
 def quiet_ray_logs() -> None:
-    """Our ProgressPrinter says what happens; Ray's INFO lines would drown it."""
+    """Our ProgressPrinter says what happens; Ray's INFO lines would drown it, and so would Tune's
+    traceback of every failed trial (the printer names the error and its error.txt instead)."""
+    import os
+
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("ray", "ray.tune", "ray.train"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -290,13 +314,17 @@ def run_status(args) -> int:
     """Trials of a run, read from its folder (works while it runs, after a crash, without Ray)."""
     from analysis import load
     from analysis.remote import fetch
-    from analysis.runfolder import EXPERIMENT_FILE, is_uri, read_text
+    from analysis.runfolder import EXPERIMENT_FILE, TRIALS_FILE, is_uri, read_text
 
     directory = fetch(args.run_dir) if is_uri(args.run_dir) else Path(args.run_dir)
     if not directory.is_dir():
         raise FileNotFoundError(f"run folder {str(directory)!r} does not exist")
+    notes, metric = [], "video@1"
     text = read_text(directory, EXPERIMENT_FILE)
-    metric = (json.loads(text).get("search") or {}).get("metric", "video@1") if text is not None else "video@1"
+    try:
+        metric = (json.loads(text).get("search") or {}).get("metric", "video@1") if text is not None else metric
+    except (ValueError, AttributeError):
+        notes.append(f"{directory / EXPERIMENT_FILE} is not valid JSON (torn by a full disk?); metric shown: {metric}")
     df = load([directory])
     cols = {
         "trial_id": "trial",
@@ -313,10 +341,23 @@ def run_status(args) -> int:
             print(json.dumps({k: (None if v != v else v) for k, v in row.items()}, default=str))
         return 0
     counts = table["state"].value_counts().to_dict() if len(table) else {}
-    print(f"{args.run_dir}: {len(table)} trial(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    shown = [f"{n} {s}" for s, n in counts.items()]
+    lost = int(df["preemptions"].sum()) if "preemptions" in df else 0
+    if lost:
+        shown.append(f"{int((df['preemptions'] > 0).sum())} preempted ({lost} lost node(s), not counted as failures)")
+    print(f"{args.run_dir}: {len(table)} trial(s): " + ", ".join(shown))
     if len(table):
         print(_as_percent(table, metric).to_string(index=False, na_rep=""))
-    for note in df.attrs.get("notes", []):
+    notes += [*df.attrs.get("notes", []), *df.attrs.get("skipped", [])]
+    running = int((table["state"] == "running").sum()) if len(table) else 0
+    if running:  # the file says what the driver last wrote; a driver that died wrote no more
+        age = time.time() - (directory / TRIALS_FILE).stat().st_mtime if (directory / TRIALS_FILE).is_file() else None
+        notes.append(
+            f"{running} trial(s) running as of the driver's last write"
+            f"{f' {age:.0f} s ago' if age is not None else ''}; if its driver is no longer running (killed, "
+            f"or its disk filled) they are not: continue them with `starch resume {args.run_dir}`"
+        )
+    for note in notes:
         print(f"note: {note}")
     return 0
 

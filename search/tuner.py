@@ -235,7 +235,7 @@ def make_tuner(
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from search.progress import TrialsFileCallback
+    from search.progress import ProgressPrinter, TrialsFileCallback
     from search.trackers import tracker_callbacks
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # ours below: JSON, CSV, the logging: section
@@ -247,6 +247,9 @@ def make_tuner(
     directory = run_dir(exp, storage)
     write_infeasible(directory, p.infeasible)
     searcher = make_searcher(exp, directory)
+    for callback in callbacks or []:
+        if isinstance(callback, ProgressPrinter) and isinstance(searcher, ConstrainedSearcher):
+            callback.searcher = searcher  # pending trials: at most the points it has left
     scheduler = make_scheduler(exp)
     grid = exp.search.algorithm == "grid"
     tune_config = tune.TuneConfig(
@@ -269,7 +272,7 @@ def make_tuner(
             JsonLoggerCallback(),
             CSVLoggerCallback(),
             *tracker_callbacks(exp),
-            TrialsFileCallback(directory),
+            TrialsFileCallback(directory, max_preemptions=exp.failures.max_preemptions),
             *([InfeasibleFileCallback(searcher)] if isinstance(searcher, ConstrainedSearcher) else []),
             *(callbacks or []),
             *scheduler_callbacks(scheduler),

@@ -18,6 +18,7 @@ Pure Python (pydantic only): spaces, trainers and search all use it.
 from __future__ import annotations
 
 import functools
+import reprlib
 from typing import Annotated, Any, TypeVar
 
 import pydantic.dataclasses
@@ -53,14 +54,25 @@ def spec(cls: type[T]) -> type[T]:
     return cls
 
 
+# The bad value as an error shows it: a few levels, items and characters (an input of a million
+# values, e.g. a YAML alias bomb, would otherwise be repr()'d whole into a message nobody reads)
+_SHOWN = reprlib.Repr()  # Python 3.11's takes no keyword arguments
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 3, 120, 120
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 6
+
+
 def format_errors(exc: ValidationError, source: str) -> str:
-    """One line per error: `source: field.path: what is wrong (got value)`."""
+    """One line per error: `source: field.path: what is wrong (got value)`, the value's repr bounded."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         shown = err.get("input")
-        value = "" if isinstance(shown, dict) or err["type"] in ("missing", "value_error") else f" (got {shown!r})"
+        value = (
+            ""
+            if isinstance(shown, dict) or err["type"] in ("missing", "value_error")
+            else f" (got {_SHOWN.repr(shown)})"
+        )
         if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             msg, value = "unknown key (typo?)", ""
         lines.append(f"{source}: {loc + ': ' if loc else ''}{msg}{value}")

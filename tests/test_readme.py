@@ -52,3 +52,13 @@ def test_ci_runs_the_readme_test_command():
     blocks = re.findall(r"```bash\n(.*?)\n```", README, flags=re.S)
     assert blocks[1] == command  # the second of the two commands
     assert "starch demo" in blocks[0]
+
+
+def test_every_test_the_failures_table_names_exists():
+    section = README.split("#### What survives what", 1)[1].split("\n## ", 1)[0]
+    files = {"F": "tests/search/test_failures.py", "P": "tests/search/test_preflight.py"}
+    named = re.findall(r"`((?:[FP]|tests/[\w/]+\.py))::(test_\w+)`", section)
+    assert len(named) >= 15
+    for where, test in named:
+        source = (ROOT / files.get(where, where)).read_text()
+        assert f"def {test}(" in source, f"README names {where}::{test}, which does not exist"

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from trainers import checkpoint
+from trainers.data.datasets import not_a_video_file
 from trainers.device import Runtime
 from trainers.recipe import Recipe
 
@@ -48,6 +49,15 @@ Report = Callable[[dict[str, Any], dict[str, Any]], None]
 
 class Diverged(Exception):
     pass
+
+
+class NoUsableVideo(RuntimeError):
+    """A pass over a subset yielded no clip: every video was unusable (the message names them)."""
+
+
+def _no_clip(loader, what: str) -> NoUsableVideo:
+    why_empty = getattr(loader, "why_empty", None)  # a ClipLoader; tests pass plain lists of batches
+    return NoUsableVideo(why_empty(what) if why_empty else f"{what} yielded no clip (every video was skipped?)")
 
 
 @dataclass(frozen=True)
@@ -190,7 +200,7 @@ def train_one_epoch(
     total_loss, correct, seen = distributed.reduce([total_loss, correct, seen], "sum", runtime.device)
     elapsed = distributed.reduce([time.perf_counter() - start], "max", runtime.device)[0]
     if seen == 0:
-        raise RuntimeError("the training loader yielded no clip this epoch (every video was skipped?)")
+        raise _no_clip(loader, "the training loader")
     return {
         "train_loss": total_loss / seen,
         "train_acc": correct / seen,
@@ -216,7 +226,7 @@ def evaluate_clips(
         seen += len(labels)
     loss, correct, seen = distributed.reduce([loss, correct, seen], "sum", runtime.device)
     if seen == 0:
-        raise RuntimeError("the clip@1 loader yielded no clip (every test video was skipped?)")
+        raise _no_clip(loader, "the clip@1 loader")
     return {"clip@1": correct / seen, "test_loss": loss / seen, "test_videos_clip": int(seen)}
 
 
@@ -246,7 +256,7 @@ def evaluate_videos(
         hits1, hits5 = (top[:, 0] == target).sum().item(), (top == target[:, None]).any(1).sum().item()
     hits1, hits5, videos = distributed.reduce([hits1, hits5, len(prob_sum)], "sum", runtime.device)
     if videos == 0:
-        raise RuntimeError("the video@1 loader yielded no clip (every test video was skipped?)")
+        raise _no_clip(loader, "the video@1 loader")
     return {"video@1": hits1 / videos, "video@5": hits5 / videos, "test_videos": int(videos)}
 
 
@@ -317,6 +327,10 @@ def fit(
             report(record, {})
             log.warning("epoch %d diverged: %s", epoch + 1, exc)
             return record
+        except NoUsableVideo as exc:  # the record names the videos (and the report counts them), then it fails
+            _share_data_stats(loaders, distributed)
+            report({**base, "status": "error", "reason": str(exc), **_data_stats(train_loader, eval_loaders)}, {})
+            raise
         except RuntimeError as exc:
             # an OOM on one of W ranks would leave the others waiting in a collective: let the
             # worker fail instead; Ray Train ends the whole group and the trial's driver reports
@@ -382,7 +396,9 @@ def _data_stats(train_loader, eval_loaders: dict[str, Any]) -> dict[str, Any]:
     list of [path, problem], at most DATA_PROBLEMS_SHOWN), so they reach the run, not only logs."""
     problems: dict[str, str] = {}
     for loader in (train_loader, *eval_loaders.values()):
-        problems.update({p: "missing: listed, not on disk" for p in getattr(loader, "missing", ())})
+        problems.update(
+            {p: f"missing: listed, {not_a_video_file(p) or 'not on disk'}" for p in getattr(loader, "missing", ())}
+        )
         problems.update({p: f"short: {n} frames, dropped" for p, n in loader.short_videos.items()})
         problems.update({p: f"bad: {reason}" for p, reason in loader.bad_videos.items()})
     bad = sum(v.startswith("bad") for v in problems.values())

@@ -215,3 +215,54 @@ def test_gpus_a_process_cannot_use_are_refused():
     with pytest.raises(ValueError, match="gpus_per_worker = 2: each worker process uses one GPU"):
         WorkerResources.of(use_gpu=True, gpus_per_worker=2)
     assert WorkerResources.of(use_gpu=True, gpus_per_worker=0.5).gpus == 0.5  # one process may share a GPU
+
+
+def _alias_bomb(levels: int) -> str:
+    """The 'billion laughs' in YAML: each level's anchor is a list of nine aliases of the one before,
+    so `levels` lines stand for 9**levels strings."""
+    lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"l{i}: &l{i} [{','.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nname: *l{levels - 1}\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_while_parsing_with_bounded_memory():
+    """Issue 27: 9**9 (387 million) strings in 600 bytes; the old loader returned them (shared) and the
+    validation error then repr()'d the expansion (53 s, 5.5 GB for a 741-byte file)."""
+    import tracemalloc
+
+    from search.config import MAX_YAML_VALUES, parse_yaml
+
+    text = _alias_bomb(9)
+    assert len(text) < 1000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"bomb.yaml:\d+:\d+: not valid YAML: its aliases expand to more than"):
+            parse_yaml(text, "bomb.yaml")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20
+    # a file of many values that are not aliased is not a bomb
+    many = "name: x\nvalues: [" + ",".join(["1"] * (MAX_YAML_VALUES // 2)) + "]\n"
+    assert len(parse_yaml(many, "many.yaml")["values"]) == MAX_YAML_VALUES // 2
+
+
+def test_the_cli_refuses_an_alias_bomb_in_one_short_line(tmp_path, capsys):
+    # 9**7 strings: the old error message was the 30-MB repr() of all of them
+    assert main(["search", str(write(tmp_path, _alias_bomb(7))), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "alias bomb" in err and len(err) < 400 and err.count("\n") == 1
+
+
+def test_a_validation_error_shows_a_bounded_repr_of_a_huge_value():
+    from pydantic import ValidationError
+
+    from search.config import Experiment, format_errors
+
+    huge = [[str(i)] * 1000 for i in range(1000)]
+    with pytest.raises(ValidationError) as exc:
+        Experiment.model_validate(
+            {"name": huge, "space": {"network": "sr18"}, "data": {"format": "ucf101", "root": "/d"}}
+        )
+    text = format_errors(exc.value, "x.yaml")
+    assert text.startswith("x.yaml: name: Input should be a valid string (got [['0', '0',") and len(text) < 300

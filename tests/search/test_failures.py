@@ -105,11 +105,14 @@ def epochs_done(run: Path) -> list[int]:
     return [len(r) for r in records(run).values()] if run.exists() else []
 
 
-def test_worker_node_removed_mid_run_trials_resume_from_checkpoints(ray_cluster, make_experiment):
+def test_worker_node_removed_mid_run_trials_resume_from_checkpoints(ray_cluster, make_experiment, capsys):
+    """A lost node is a preemption, not a failure: with max_failures 0 every trial still completes,
+    from its checkpoint, and the records count the preemptions apart (issue 27: before, each lost
+    node used a max_failures attempt, so these trials errored)."""
     # Trials need a logical GPU, which only the worker node has; it dies after the first epochs.
     node = ray_cluster.add_node(num_cpus=3, num_gpus=3)
     path = make_experiment(
-        name="node", body="resources:\n  gpus_per_trial: 1\n  cpus_per_trial: 1\nfailures:\n  max_failures: 3\n"
+        name="node", body="resources:\n  gpus_per_trial: 1\n  cpus_per_trial: 1\nfailures:\n  max_failures: 0\n"
     )
     path.write_text(
         path.read_text()
@@ -141,6 +144,16 @@ def test_worker_node_removed_mid_run_trials_resume_from_checkpoints(ray_cluster,
     for r in resumed:  # continued, not restarted: epoch numbers only go forward
         restart = next(x for x in r if x["resumed_from_epoch"] > 0)
         assert restart["epoch"] == restart["resumed_from_epoch"] + 1
+    trials = json.loads((run / "starch_trials.json").read_text())
+    assert all(t["failures"] == 0 and t["status"] == "TERMINATED" for t in trials)
+    preempted = [t for t in trials if t["preemptions"]]
+    assert len(preempted) >= len(resumed) and all(t["preempted_by"] == "node died" for t in preempted)
+    assert "node died; restarting from its last checkpoint, not counted against failures.max_failures" in (
+        capsys.readouterr().out
+    )
+    assert main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(preempted)} preempted" in out.splitlines()[0]
 
 
 def test_killed_driver_resumes_without_losing_or_duplicating_trials(ray_cluster, make_experiment):
@@ -223,11 +236,13 @@ def test_a_search_in_which_every_trial_failed_exits_1_and_still_writes_the_repor
     assert main(["search", str(path)]) == 1
     captured = capsys.readouterr()
     assert (
-        "starch: error: no trial completed (2 errored; first error: RuntimeError: the training loader" in captured.err
+        "starch: error: no trial completed (2 errored; first error: trainers.loop.NoUsableVideo: the training loader"
+        in captured.err
         and len(captured.err.strip().splitlines()) == 1
     )
-    report = (run / "report" / "report.md").read_text()  # no epoch was reported: the report says why
-    assert "no trial reported an epoch" in report and "2 errored" in report
+    # the failed epoch is recorded with the videos it could not use: the report counts them
+    report = (run / "report" / "report.md").read_text()
+    assert "No trial has reported video@1" in report and "| allfail | synthetic-motion | 2 | 2 | 0 | 48 |" in report
     assert main(["report", str(run), "--out", str(path.parent / "again")]) == 0
 
 
@@ -256,3 +271,251 @@ def test_bad_videos_are_named_in_the_records_and_the_report(ray_cluster, synth_r
     report = (run / "report" / "report.md").read_text()
     assert "### Unusable videos" in report and f"| {broken} | bad: " in report and "| 2 |" in report
     assert "every run file and video was read" not in report
+
+
+def _task_error(exc: Exception):
+    """`exc` raised in a trial, as Tune receives it (a RayTaskError with the exception as cause)."""
+    import traceback
+
+    from ray.exceptions import RayTaskError
+
+    try:
+        raise exc
+    except Exception as raised:
+        return RayTaskError("train", traceback.format_exc(), raised)
+
+
+def test_a_lost_node_is_told_apart_from_the_trials_own_error():
+    from ray.exceptions import ActorUnavailableError, NodeDiedError, RayActorError
+
+    from search.run import lost_node
+
+    # the message Ray gives when an actor's node died (checked against a real one in the test above)
+    died = (
+        "The actor died unexpectedly before finishing this task.\nThe actor died because its node has died. Node Id: 5e"
+    )
+    assert lost_node(RayActorError(None, died, False, False)) == "node died"
+    assert lost_node(RayActorError(None, "drained", False, True)) == "node preempted"  # Ray's spot notice
+    assert lost_node(ActorUnavailableError("connection lost", None)) == "worker unreachable"
+    assert lost_node(NodeDiedError("node 5e is dead")) == "node died"
+    # a worker process killed on a live node (OOM, a segfault) may be the trial's own doing: it counts
+    worker = "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR"
+    assert lost_node(RayActorError(None, worker, False, False)) is None
+    assert lost_node(_task_error(ValueError("the trial's own bug"))) is None
+    assert lost_node(_task_error(RuntimeError(died))) is None  # the text alone, raised by the trial's code
+    assert lost_node(None) is None
+
+
+def test_preemptions_use_no_max_failures_attempt_up_to_their_own_limit(ray_cluster, tmp_path):
+    """Tune's own Trial.handle_error and should_recover, with the hook of search.run around them."""
+    from types import SimpleNamespace
+
+    from ray.exceptions import RayActorError
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial
+
+    from search.progress import TrialsFileCallback
+    from search.run import preemptions_apart
+
+    def trial():
+        storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="run", trial_dir_name="t")
+        t = Trial("__fake", stub=True, max_failures=0, storage=storage)
+        Path(t.local_path).mkdir(parents=True, exist_ok=True)
+        return t
+
+    died = RayActorError(None, "The actor died because its node has died. Node Id: 5e", False, False)
+    record = TrialsFileCallback(str(tmp_path), max_preemptions=2)
+    tuner = SimpleNamespace(_local_tuner=SimpleNamespace(get_run_config=lambda: SimpleNamespace(callbacks=[record])))
+    original = Trial.handle_error
+    with preemptions_apart(tuner):
+        lost, buggy = trial(), trial()
+        for _ in range(2):
+            lost.handle_error(died)
+            assert lost.num_failures == 0 and lost.should_recover()
+        lost.handle_error(died)  # the third lost node is over failures.max_preemptions: it counts
+        assert lost.num_failures == 1 and not lost.should_recover()
+        buggy.handle_error(_task_error(ValueError("the trial's own bug")))
+        assert buggy.num_failures == 1 and not buggy.should_recover()
+    assert Trial.handle_error is original
+    assert record.trials[lost.trial_id]["preemptions"] == 2 and buggy.trial_id not in record.trials
+    saved = json.loads((tmp_path / "starch_trials.json").read_text())
+    assert [(t["trial_id"], t["preemptions"], t["preempted_by"]) for t in saved] == [(lost.trial_id, 2, "node died")]
+    resumed = TrialsFileCallback(str(tmp_path), max_preemptions=2)
+    resumed.setup()  # `starch resume`: the count goes on from the file
+    assert not resumed.node_lost(lost, "node died")
+
+
+def test_when_every_training_video_is_unusable_the_error_names_them_and_the_report_counts_them(
+    ray_cluster, synth_root, tmp_path, capsys
+):
+    """Issue 27: "yielded no clip this epoch (every video was skipped?)", no file named, and the
+    report said "bad videos 0" though every video was bad."""
+    import shutil
+
+    from tests.search.conftest import tiny_experiment
+    from tests.videos import write_random_bytes
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_root, root)
+    train = (root / "ucfTrainTestlist" / "trainlist01.txt").read_text().split()[::2]  # (path, label) pairs
+    for rel in train:
+        write_random_bytes(root / "UCF-101" / rel)
+    path = tiny_experiment(tmp_path, root, name="allbad", body="failures:\n  max_failures: 0\n")
+    path.write_text(path.read_text().replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18]"))
+    run = tmp_path / "runs" / "allbad"
+    assert main(["search", str(path)]) == 1
+    err = capsys.readouterr().err
+    first = sorted(str(root / "UCF-101" / rel) for rel in train)[0]
+    assert f"the training loader yielded no clip: {len(train)} of its {len(train)} videos are unusable" in err
+    assert f"({len(train)} bad, 0 shorter than one clip); first: {first} (bad: " in err
+    assert f"list them all with `starch data check ucf101 {root} --frames 8 --sampling-rate 2`" in err
+    (recs,) = records(run).values()  # the failed epoch's record names every file the report counts
+    assert recs[-1]["bad_videos"] == len(train) == len(recs[-1]["data_problems"])
+    report = (run / "report" / "report.md").read_text()
+    header, _, values = report.split("## Trials", 1)[1].strip().splitlines()[:3]
+    counts = dict(zip([c.strip() for c in header.split("|")], [v.strip() for v in values.split("|")]))
+    assert counts["bad videos"] == str(len(train)) and counts["errored"] == "1"
+
+
+def test_a_full_disk_stops_the_search_with_the_path_and_resume_loses_nothing(
+    ray_cluster, make_experiment, capsys, monkeypatch
+):
+    """Issue 27: a full disk ended the search with `OSError: [Errno 28] No space left on device` and
+    Ray's tracebacks, no path and no resume hint. Played in the driver: once the first epoch is
+    recorded, every write it makes under the run folder fails as a full disk fails."""
+    import builtins
+    import errno
+    import io
+
+    path = make_experiment(name="full")
+    path.write_text(path.read_text().replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18, f-r2d]"))
+    run = path.parent / "runs" / "full"
+    real_open = builtins.open
+
+    def full_open(file, mode="r", *args, **kwargs):
+        writing = any(c in mode for c in "wax+")
+        if writing and str(file).startswith(str(run)) and any(p.stat().st_size for p in run.glob("*/result.json")):
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    monkeypatch.setattr(io, "open", full_open)
+    assert main(["search", str(path), "--no-report"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith(f"starch: error: {run}/")
+        and ": No space left on device; free space there, then continue with " in err
+    )
+    assert err.endswith(f"`starch resume {run}` (finished trials and their checkpoints are kept)")
+    assert "\n" not in err and "Traceback" not in err
+    monkeypatch.undo()  # space freed
+    assert main(["resume", str(run), "--no-report"]) == 0
+    recs = records(run)
+    assert len(recs) == 2 and all(r[-1]["epoch"] == 2 and r[-1]["status"] == "completed" for r in recs.values())
+
+
+def _hand_made_run(run: Path, epochs: int = 3) -> Path:
+    """A run folder as the driver leaves it: the experiment, the trials file, one trial's records."""
+    run.mkdir(parents=True)
+    (run / "starch_experiment.json").write_text(json.dumps({"name": "torn", "search": {"metric": "video@1"}}))
+    trial = run / "00000000_R3D-18"
+    trial.mkdir()
+    from spaces import named
+
+    arch = named("r3d_18", width=4, frames=8, crop=32, sampling_rate=2, blocks=(1, 1, 1, 1), num_classes=4)
+    (trial / "params.json").write_text(json.dumps({"arch": arch.to_dict(), "recipe": {"epochs": epochs}}))
+    lines = [{"trial_id": "00000000", "epoch": e, "status": "running", "video@1": 0.5} for e in range(1, epochs)]
+    lines.append({"trial_id": "00000000", "epoch": epochs, "status": "completed", "video@1": 0.6})
+    (trial / "result.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    entry = {"trial_id": "00000000", "status": "TERMINATED", "epoch": epochs, "stopped_early": False}
+    (run / "starch_trials.json").write_text(json.dumps([entry]))
+    return run
+
+
+def test_status_names_torn_run_files_and_says_what_it_cannot_know(tmp_path, capsys):
+    """Issue 27: a torn starch_experiment.json made `starch status` print the JSON parser's message
+    without the file's name; a torn last line of result.json showed the trial "stopped early"."""
+    run = _hand_made_run(tmp_path / "torn")
+    (run / "starch_experiment.json").write_text('{"name": "torn", "sea')  # cut mid-write
+    result = run / "00000000_R3D-18" / "result.json"
+    result.write_text(result.read_text()[:-20])  # the last epoch's line, cut mid-write
+    assert main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {run}/starch_experiment.json is not valid JSON (torn by a full disk?)" in out
+    assert f"note: {result} line 3: not valid JSON (truncated write?); line skipped" in out
+    assert "result.json has a torn line (a full disk or a killed driver?): its last epoch is unknown" in out
+
+
+def test_status_tells_the_truth_about_trials_a_dead_driver_left_running(tmp_path, capsys):
+    """Issue 27: after a full disk killed the driver, status said the run "has not started a trial"
+    while starch_trials.json listed its trials as RUNNING (their folders were never written)."""
+    run = tmp_path / "full"
+    run.mkdir()
+    (run / "starch_experiment.json").write_text(json.dumps({"name": "full"}))
+    listed = [{"trial_id": t, "status": "RUNNING", "epoch": None, "stopped_early": False} for t in ("aaaa", "bbbb")]
+    (run / "starch_trials.json").write_text(json.dumps(listed))
+    assert main(["status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"{run}: 2 trial(s): 2 running"
+    assert "has not started a trial" not in out and "no trial folder on the storage (not written: full disk?)" in out
+    assert "2 trial(s) running as of the driver's last write" in out
+    assert (
+        f"if its driver is no longer running (killed, or its disk filled) they are not: continue them with `starch resume {run}`"
+        in out
+    )
+
+
+def test_report_meets_a_full_disk_or_a_file_in_the_way_with_one_line(tmp_path, capsys, monkeypatch):
+    import builtins
+    import errno
+    import io
+
+    run = _hand_made_run(tmp_path / "done")
+    (tmp_path / "afile").write_text("")
+    assert main(["report", str(run), "--out", str(tmp_path / "afile")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"starch: error: {tmp_path / 'afile'}: File exists; a file is where a folder should be: move it or use another place"
+    )
+    out = tmp_path / "report"
+    real_open = builtins.open
+
+    def full_open(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+") and str(file).startswith(str(out)):
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    monkeypatch.setattr(io, "open", full_open)
+    assert main(["report", str(run), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"starch: error: {out}/") and err.endswith(": No space left on device; free space there")
+    assert "\n" not in err
+
+
+def test_path_error_finds_the_file_system_error_behind_a_failure():
+    import errno
+
+    from analysis.runfolder import path_error
+
+    def chained(outer, *, suppress: bool):
+        try:
+            try:
+                raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/a.json")
+            except OSError:
+                if suppress:
+                    raise outer from None
+                raise outer  # noqa: B904 (the implicit context is what is tested)
+        except Exception as exc:
+            return exc
+
+    assert path_error(chained(RuntimeError("Tune wrapped it"), suppress=False)) == (
+        "/runs/x/a.json",
+        "No space left on device",
+        "free space there",
+    )
+    assert path_error(chained(ValueError("a user error raised from None"), suppress=True)) is None
+    told = RuntimeError("TuneError: Traceback …\nOSError: [Errno 30] Read-only file system: '/runs/x/b.json'")
+    assert path_error(told)[:2] == ("/runs/x/b.json", "Read-only file system")
+    assert path_error(OSError(errno.EIO, "Input/output error")) is None  # not the storage's to fix by a hint

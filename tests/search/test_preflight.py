@@ -222,6 +222,54 @@ def test_data_check_flags_short_videos_and_symlink_loops(ucf_copy, capsys):
     assert "short:" not in capsys.readouterr().out  # 15 frames fit
 
 
+def test_a_storage_that_is_a_file_or_not_writable_is_refused_before_ray(tmp_path, capsys, synth_root, monkeypatch):
+    """Issue 27: the dry run accepted a storage path that is a file; the run started Ray and died
+    with NotADirectoryError."""
+    import os
+
+    path = write(tmp_path, MINIMAL.replace("root: /d", f"root: {synth_root}, resize: null"))
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for storage, said in [
+        (afile, f"cluster.storage '{afile}' is a file, not a folder; give --storage a folder (created if missing)"),
+        (afile / "runs", f"cluster.storage '{afile}/runs' lies under '{afile}', which is a file, not a folder"),
+    ]:
+        for extra in (["--dry-run"], []):
+            code, err = error_of(capsys, ["search", str(path), "--storage", str(storage), *extra])
+            assert code == 2 and said in err and "\n" not in err
+    # root may write anywhere, so the permission is asked of os.access (a read-only folder for a user)
+    monkeypatch.setattr(os, "access", lambda p, mode: False)
+    code, err = error_of(capsys, ["search", str(path), "--storage", str(tmp_path / "ro" / "runs"), "--dry-run"])
+    assert code == 2 and f"'{tmp_path}' is not writable by this user" in err
+
+
+def test_devices_fifos_and_sockets_listed_as_videos_are_refused_with_what_they_are(ucf_copy, tmp_path, capsys):
+    """Issue 27: /dev/zero or a named pipe in a split list was "missing: not on disk" though it exists."""
+    import os
+    import socket
+
+    listed = [line.split()[0] for line in (ucf_copy / "ucfTrainTestlist" / "trainlist01.txt").read_text().splitlines()]
+    fifo, device, sock = (ucf_copy / "UCF-101" / rel for rel in listed[:3])
+    for path in (fifo, device, sock):
+        path.unlink()
+    os.mkfifo(fifo)
+    device.symlink_to("/dev/zero")
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(sock))
+        assert main(["data", "check", "ucf101", str(ucf_copy)]) == 1
+        out = capsys.readouterr().out
+        assert f"{fifo}: a FIFO (named pipe), not a video file" in out
+        assert f"{device}: a character device, not a video file" in out
+        assert f"{sock}: a socket, not a video file" in out and "not on disk" not in out
+        path = write(tmp_path, MINIMAL.replace("root: /d", f"root: {ucf_copy}, resize: null"))
+        code, err = error_of(capsys, ["search", str(path), "--dry-run"])
+        assert code == 2 and f"{fifo} (a FIFO (named pipe), not a video file)" in err
+        assert f"{device} (a character device, not a video file)" in err and "not on disk" not in err
+    finally:
+        server.close()
+
+
 @pytest.mark.parametrize("ray_address", ["session", "127.0.0.1:1"])
 def test_without_address_starch_starts_its_own_ray(ray_cluster, ray_address):
     """Another Ray on the machine (the session's), or the address of a dead `ray start` head, used

@@ -142,3 +142,33 @@ def test_counts_follow_the_events_without_walking_every_trial():
     printer.RECOUNT_S = 0.0
     printer.on_step_end(0, trials)
     assert printer.counts(trials) == reference(trials, printer.stopped)
+
+
+def test_pending_trials_are_bounded_by_what_the_space_can_still_give(tmp_path, synth_root):
+    """Issue 27: num_samples 1,000,000,000 over a 3-point space showed "999999997 pending, ~235954h left"."""
+    from ray.tune.search import Searcher
+
+    from search.config import load_experiment
+    from search.tuner import make_searcher
+    from tests.search.conftest import tiny_experiment
+
+    body = "search:\n  algorithm: tpe\n  num_samples: 1000000000\n  seed: 1\nconstraints:\n  max_gflops: 0.0070\n"
+    path = tiny_experiment(tmp_path, synth_root, body=body)
+    path.write_text(
+        path.read_text().replace("network: [r3d_18, f-r2d, mc3]", "network: [r3d_18, f-r2d, mc3, r2plus1d_18]")
+    )
+    exp = load_experiment(path)
+    printer = ProgressPrinter.for_experiment(exp)
+    printer.file = io.StringIO()
+    assert printer.counts([])["pending"] == 4  # the space's points, not num_samples
+    # the searcher knows more: points that ran, and points found infeasible (r2plus1d is over the limit)
+    printer.searcher = searcher = make_searcher(exp, None)
+    trials = []
+    while (config := searcher.suggest(f"t{len(trials)}")) != Searcher.FINISHED:
+        trials.append(trial(f"t{len(trials)}"))
+        assert config is not None
+        assert printer.counts(trials)["pending"] == len(trials) + searcher.points_left()
+    assert len(trials) == 3 and searcher.infeasible and printer.counts(trials)["pending"] == 3
+    printer.on_trial_start(0, trials, trials[0])
+    assert printer.counts(trials)["pending"] == 2 and printer._tracker(trials).total == 3 * 2
+    assert pickle.loads(pickle.dumps(printer)).searcher is None  # Tune pickles the searcher itself

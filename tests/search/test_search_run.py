@@ -36,7 +36,7 @@ def test_grid_search_end_to_end(ray_cluster, make_experiment, capsys):
 
 
 @pytest.mark.parametrize("algorithm, scheduler", [("random", "asha"), ("tpe", "asha"), ("nsga2", "fifo")])
-def test_model_based_search_with_constraints(ray_cluster, make_experiment, algorithm, scheduler):
+def test_model_based_search_with_constraints(ray_cluster, make_experiment, algorithm, scheduler, capsys):
     # r2plus1d at k = 4 is over the GFLOPs limit: it must never become a trial, but be recorded.
     body = f"""
         constraints:
@@ -65,6 +65,9 @@ def test_model_based_search_with_constraints(ray_cluster, make_experiment, algor
     )
     if scheduler == "asha":  # ASHA stops some trials before the last epoch
         assert any(t["stopped_early"] for t in ts) or all(t["epoch"] == 3 for t in ts)
+    # the progress line counts no trial the searcher could not create (4 points, 1 infeasible, 3 ran)
+    last = [line for line in capsys.readouterr().out.splitlines() if " pending, " in line][-1]
+    assert "(0 pending, 0 running, " in last
 
 
 def test_grid_dry_run_lists_infeasible_points(make_experiment, capsys):

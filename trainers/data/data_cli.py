@@ -11,8 +11,6 @@ only marks that file unusable (see trainers.data.decode_process).
 from __future__ import annotations
 
 import argparse
-import errno
-import os
 import statistics
 import sys
 import threading
@@ -20,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from trainers.data.clips import clip_span
-from trainers.data.datasets import FORMATS, DataSpec, build_index
+from trainers.data.datasets import FORMATS, DataSpec, build_index, not_a_video_file
 from trainers.data.video import DECODERS, DEFAULT_DECODER
 
 CHECK_EPILOG = """\
@@ -172,15 +170,10 @@ def run_check(args) -> int:
 
 
 def why_missing(path: str) -> str:
-    """Why a listed file cannot be opened: absent, a broken symlink, or a symlink loop."""
-    if os.path.islink(path):
-        try:
-            os.stat(path)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return "symlink loop: the link points back at itself"
-            return f"broken symlink to {os.readlink(path)!r}"
-    return "missing: listed in the annotations, not on disk"
+    """Why a listed file cannot be opened: absent, a broken symlink, a symlink loop, or not a file
+    at all (a device, a FIFO, a socket, a folder: what it is)."""
+    why = not_a_video_file(path) or "not a video file"
+    return "missing: listed in the annotations, not on disk" if why == "not on disk" else why
 
 
 def scan(

@@ -35,10 +35,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import json
 import logging
 import os
 import re
+import stat
 import zlib
 from dataclasses import asdict
 from pathlib import Path
@@ -200,6 +202,34 @@ class MissingVideosError(FileNotFoundError):
     """Annotations list videos that are not on disk."""
 
 
+# what a listed path that is not a regular file is (os.stat's file types), so that /dev/zero or a
+# named pipe is not called "not on disk"; opening either would block or never end
+_SPECIAL_FILES = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def not_a_video_file(path: str) -> str | None:
+    """Why a listed path is not a video file, or None when it is a regular file (symlinks followed):
+    not on disk, a broken symlink or a symlink loop, or what it is instead (device, FIFO, socket, folder)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if os.path.islink(path):
+            if exc.errno == errno.ELOOP:
+                return "symlink loop: the link points back at itself"
+            return f"broken symlink to {os.readlink(path)!r}"
+        return "not on disk"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _SPECIAL_FILES if test(mode)), "not a regular file")
+    return f"{kind}, not a video file"
+
+
 def build_index(spec: DataSpec, subset: str | None = None, *, allow_missing: bool = False) -> VideoIndex:
     """List the videos of `subset` (default spec.subset). Raises FileNotFoundError if annotation
     files or listed videos are missing (unless allow_missing, used by `starch data check`), and
@@ -220,7 +250,7 @@ def build_index(spec: DataSpec, subset: str | None = None, *, allow_missing: boo
     present = [(p, y) for p, y in listed if os.path.isfile(p)]
     missing = tuple(p for p, _ in listed if not os.path.isfile(p))
     if missing and not allow_missing:
-        first = "\n  ".join(missing[:5])
+        first = "\n  ".join(f"{p} ({not_a_video_file(p)})" for p in missing[:5])
         what = f"{spec.format} {subset} split {spec.split}: {len(missing)} of {len(listed)} listed videos are missing"
         if spec.missing_videos == "error":
             raise MissingVideosError(

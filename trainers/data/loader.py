@@ -261,6 +261,9 @@ def shard_order(order: list[int], *, per_video: int, rank: int, world_size: int,
     return [i for i in order if i // per_video in mine]
 
 
+SHOWN_UNUSABLE = 3  # files named in the error of a pass with no usable video
+
+
 class ClipLoader:
     """Iterable of batches over a ClipDataset: one DataLoader with persistent workers (each keeps
     its decode child across epochs), an epoch-aware sampler, and the record of skipped samples.
@@ -363,6 +366,27 @@ class ClipLoader:
                 self.short_videos[s.path] = s.num_frames
                 new_short += 1
         return new_short
+
+    def why_empty(self, what: str) -> str:
+        """The error of a pass that yielded no clip: how many of the subset's videos could not be
+        used, the first few with their reasons, and the command that lists them all."""
+        span = clip_span(self.dataset.clip_len, self.dataset.sampling_rate)
+        problems = {
+            **{p: f"bad: {reason}" for p, reason in self.bad_videos.items()},
+            **{p: f"short: {n} frames, one clip needs {span}" for p, n in self.short_videos.items()},
+        }
+        index = self.dataset.index
+        first = "; ".join(f"{p} ({why})" for p, why in sorted(problems.items())[:SHOWN_UNUSABLE])
+        check = (
+            f"starch data check {index.format} {index.root} --frames {self.dataset.clip_len} "
+            f"--sampling-rate {self.dataset.sampling_rate}"
+        )
+        return (
+            f"{what} yielded no clip: {len(problems)} of its {len(index)} videos are unusable "
+            f"({len(self.bad_videos)} bad, {len(self.short_videos)} shorter than one clip"
+            f"{f', {len(index.missing)} listed but missing' if index.missing else ''})"
+            f"{f'; first: {first}' if first else ''}; list them all with `{check}`"
+        )
 
     def stats(self) -> dict:
         """What the trainer reports: counts plus the file names (bad ones with the reason)."""
