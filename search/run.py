@@ -13,7 +13,7 @@ from pathlib import Path
 
 from analysis.runfolder import TRIALS_FILE, check_storage, is_uri, read_text, write_text
 from search.config import Experiment
-from search.tuner import Plan, make_tuner, read_experiment, restore_tuner, run_dir, write_experiment
+from search.tuner import Plan, make_tuner, read_experiment, restore_tuner, run_dir, tune_settings, write_experiment
 
 log = logging.getLogger(__name__)
 DATA_PLACEHOLDER = "<--data>"
@@ -352,7 +352,7 @@ def preemptions_apart(tuner):
 
 
 def _fit_tuner(tuner, directory: str):
-    with GracefulInterrupt() as guard, preemptions_apart(tuner):
+    with GracefulInterrupt() as guard, preemptions_apart(tuner), tune_settings():
         results = tuner.fit()
     if guard.interrupted:
         mark_interrupted(directory)

@@ -12,6 +12,7 @@ The run folder (STORAGE/NAME) holds Ray Tune's experiment state and one folder p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -222,6 +223,27 @@ def trial_dirname(trial) -> str:
     return f"{trial.trial_id}_{safe}" if safe else trial.trial_id
 
 
+# Tune reads these from the environment while it runs (Tuner.fit): set for starch's runs only, so that
+# a user's own Tune run later in the same process keeps Tune's defaults (its JSON/CSV result files)
+TUNE_SETTINGS = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # make_tuner passes ours: JSON, CSV, the logging: section
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",  # non-eval epochs lack the metric
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # per-epoch checkpoints are by design
+}
+
+
+@contextlib.contextmanager
+def tune_settings():
+    """TUNE_SETTINGS in the environment for the block (a value the user set is kept), then as before."""
+    added = [key for key in TUNE_SETTINGS if key not in os.environ]
+    os.environ.update({key: TUNE_SETTINGS[key] for key in added})
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
 def make_tuner(
     exp: Experiment,
     *,
@@ -238,11 +260,6 @@ def make_tuner(
     from search.progress import ProgressPrinter, TrialsFileCallback
     from search.trackers import tracker_callbacks
 
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # ours below: JSON, CSV, the logging: section
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")  # non-eval epochs lack the metric
-    os.environ.setdefault(
-        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"
-    )  # per-epoch checkpoints are by design
     p = p or plan(exp)
     directory = run_dir(exp, storage)
     write_infeasible(directory, p.infeasible)
@@ -316,8 +333,6 @@ def read_experiment(directory: str | Path) -> Experiment:
 def restore_tuner(directory: str, exp: Experiment, *, indexes: dict | None = None):
     from ray import tune
 
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     if not tune.Tuner.can_restore(directory):
         raise FileNotFoundError(f"{directory!r} holds no Ray Tune experiment state to resume")
     return tune.Tuner.restore(

@@ -22,6 +22,7 @@ A separate process per run, so each driver's memory is its own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -172,7 +173,13 @@ def main(argv=None) -> int:
         profiler = Profiler(interval=0.005)
         profiler.start()
     cpu0, start = _cpu_s(), time.perf_counter()
-    results = tuner.fit()
+    settings = contextlib.nullcontext()
+    if args.variant == "starch":
+        from search.tuner import tune_settings
+
+        settings = tune_settings()  # as search.run fits starch's tuner
+    with settings:
+        results = tuner.fit()
     wall, cpu = time.perf_counter() - start, _cpu_s() - cpu0
     if profiler is not None:
         profiler.stop()

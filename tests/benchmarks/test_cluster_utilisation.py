@@ -74,7 +74,8 @@ def run_once(tmp_path, name, monkeypatch, reuse_actors):
     )
     t = tuner_mod.make_tuner(exp, reuse_actors=reuse_actors)
     start = time.time()
-    results = t.fit()
+    with tuner_mod.tune_settings():
+        results = t.fit()
     wall = time.time() - start
     assert len(results) == TRIALS and all(r.error is None for r in results)
     starts = sorted(r.metrics["started_at"] for r in results)

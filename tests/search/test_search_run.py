@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,16 @@ def trials(run):
     return json.loads((run / "starch_trials.json").read_text())
 
 
-def test_grid_search_end_to_end(ray_cluster, make_experiment, capsys):
+def test_grid_search_end_to_end(ray_cluster, make_experiment, capsys, monkeypatch):
+    from search.tuner import TUNE_SETTINGS
+
+    for key in TUNE_SETTINGS:
+        monkeypatch.delenv(key, raising=False)
     path = make_experiment(name="grid")
     assert main(["search", str(path), "--no-report"]) == 0
+    # Tune's settings for starch's run are not left behind: a plain Tune run later in this process
+    # (the analysis tests' fixture, a user's notebook) writes its result.json as Tune's defaults do
+    assert not set(TUNE_SETTINGS) & set(os.environ)
     run = path.parent / "runs" / "grid"
     ts = trials(run)
     assert len(ts) == 3 and all(t["status"] == "TERMINATED" and t["epoch"] == 2 for t in ts)
