@@ -72,6 +72,7 @@ def run_trial(
     distributed: Distributed | None = None,  # None: from torch.distributed, else one process
     device: torch.device | None = None,  # None: Runtime.select picks
 ) -> dict[str, Any]:
+    setup_started = time.perf_counter()
     distributed = distributed or Distributed.current()
     indexes = indexes or {}
     train_index = indexes.get("train") or build_index(cfg.data, "train")
@@ -103,7 +104,11 @@ def run_trial(
         "arch": arch.to_dict(),
         "missing_videos": len(train_index.missing) + len(test_index.missing),
     }
-    shard = {"rank": distributed.rank, "world_size": distributed.world_size}
+    shard = {
+        "rank": distributed.rank,
+        "world_size": distributed.world_size,
+        "pin_memory": runtime.device.type == "cuda",
+    }
     loaders = {
         "train": make_loader(data, "train", seed=seed, index=train_index, **shard),
         "clip": make_loader(data, "test", seed=seed, index=test_index, eval_mode="clip", **shard),
@@ -122,6 +127,7 @@ def run_trial(
             protocol=protocol_text(data),
             progress=progress,
             distributed=distributed,
+            setup_started=setup_started,
         )
     finally:
         for loader in loaders.values():
