@@ -39,6 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from trainers import checkpoint
 from trainers.device import Runtime
 from trainers.phases import PHASES, PhaseTimer, record_key
+from trainers.prefetch import prefetch
 from trainers.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ def train_one_epoch(
     hits = torch.zeros((), dtype=torch.long, device=runtime.device)
     seen = checked = steps = 0
     start = time.perf_counter()
-    batches = iter(progress(loader) if progress else loader)
+    batches = iter(prefetch(progress(loader) if progress else loader, runtime))
     timer.restart()
     while True:
         batch = next(batches, None)
@@ -235,7 +236,7 @@ def evaluate_clips(
     model.eval()
     sums = torch.zeros(2, dtype=torch.float64, device=runtime.device)  # loss, hits
     seen = 0
-    for batch in loader:
+    for batch in prefetch(loader, runtime):
         labels = batch["label"].to(runtime.device, non_blocking=True)
         with runtime.autocast():
             logits = model(runtime.to_device(batch["video"])).float()
@@ -261,7 +262,7 @@ def evaluate_videos(
     model.eval()
     device = runtime.device
     sums = counts = targets = None  # (videos, classes), (videos,), (videos,), grown as ids appear
-    for batch in loader:
+    for batch in prefetch(loader, runtime):
         vids = batch["video_id"].to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
         with runtime.autocast():

@@ -17,7 +17,9 @@ the epoch's report and checkpoint) are timed on the host with `host()`.
 The phases a trial records (`PHASES`, in this order in every epoch's record as `phase_<name>_s`):
     setup      model, loaders, the peak-FLOP probe: from the trial's start to its first epoch (epoch 1 only)
     data       waiting for the next batch from the loader (reading, cropping, normalising)
-    h2d        the batch and its labels onto the device, in the model's memory format
+    h2d        the batch and its labels onto the device, in the model's memory format (on CUDA the
+               copy runs on a side stream during the previous step, trainers.prefetch, so this is
+               ~0 and a copy the step had to wait for shows in data)
     forward    the model's forward pass and the loss
     backward   loss.backward()
     optimizer  gradient clipping, the optimiser's step, zero_grad; the periodic loss check

@@ -185,3 +185,37 @@ def test_video_accuracy_sums_clips_of_videos_in_any_order_and_batching():
         hits5 += int(label in mean.topk(5).indices)
     assert got["test_videos"] == 5 and len(vids) == 5 * clips_per_video
     assert got["video@1"] == hits1 / 5 and got["video@5"] == hits5 / 5
+
+
+def _fake_batches(n: int = 3) -> list[dict]:
+    g = torch.Generator().manual_seed(0)
+    return [
+        {
+            "video": torch.randn(2, 3, 2, 4, 4, generator=g),
+            "label": torch.tensor([i, i + 1]),
+            "video_id": torch.tensor([i, i]),
+        }
+        for i in range(n)
+    ]
+
+
+def test_prefetch_passes_cpu_batches_through():
+    from trainers.prefetch import prefetch
+
+    batches = _fake_batches()
+    runtime = Runtime(torch.device("cpu"), None, channels_last=True, scaler=None)
+    assert prefetch(batches, runtime) is batches
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the side-stream copy needs CUDA")
+def test_prefetch_puts_each_batch_on_the_gpu_in_the_model_layout_before_its_step():
+    from trainers.prefetch import prefetch
+
+    batches = _fake_batches()
+    runtime = Runtime(torch.device("cuda"), None, channels_last=True, scaler=None)
+    got = list(prefetch([{**b, "video": b["video"].pin_memory()} for b in batches], runtime))
+    assert len(got) == len(batches)
+    for want, batch in zip(batches, got):
+        assert batch["video"].is_cuda and batch["video"].is_contiguous(memory_format=torch.channels_last_3d)
+        assert torch.equal(batch["video"].cpu(), want["video"]) and torch.equal(batch["label"].cpu(), want["label"])
+        assert torch.equal(batch["video_id"], want["video_id"])  # stays on the host (evaluate_videos sizes by it)
