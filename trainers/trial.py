@@ -93,6 +93,7 @@ def run_trial(
         **init,
         **_predicted_memory(arch, data.batch_size, runtime),
         "hostname": socket.gethostname(),
+        "torch_threads": torch.get_num_threads(),  # intra-op threads (a Ray trial: its CPUs, ray_adapter)
         "started_at": time.time(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "arch_name": arch.name,

@@ -111,6 +111,7 @@ def test_trial_numbers_equal_the_loop_before_issue_25_and_every_record_has_its_p
     run_trial(cfg, lambda r, s: (records.append(r), states.append(s)), indexes=indexes)
     expected, weights = _reference_trial(cfg, indexes)
     assert len(records) == len(expected) == 2
+    assert all(r["torch_threads"] == torch.get_num_threads() for r in records)
     for got, want in zip(records, expected):
         for key, value in want.items():
             assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
@@ -219,3 +220,24 @@ def test_prefetch_puts_each_batch_on_the_gpu_in_the_model_layout_before_its_step
         assert batch["video"].is_cuda and batch["video"].is_contiguous(memory_format=torch.channels_last_3d)
         assert torch.equal(batch["video"].cpu(), want["video"]) and torch.equal(batch["label"].cpu(), want["label"])
         assert torch.equal(batch["video_id"], want["video_id"])  # stays on the host (evaluate_videos sizes by it)
+
+
+def test_a_ray_trial_computes_on_the_cpus_it_was_assigned(monkeypatch):
+    import ray
+
+    from trainers import ray_adapter
+
+    class Context:
+        def __init__(self, cpus):
+            self.cpus = cpus
+
+        def get_assigned_resources(self):
+            return {"CPU": self.cpus}
+
+    before = torch.get_num_threads()
+    try:
+        for cpus, threads in ((1.0, 1), (2.5, 2), (0.5, 1)):
+            monkeypatch.setattr(ray, "get_runtime_context", lambda: Context(cpus))
+            assert ray_adapter.use_assigned_cpus() == threads == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
