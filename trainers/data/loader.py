@@ -5,7 +5,7 @@ bad videos.
     make_loader(spec, "test")            spec.eval_clips evenly spaced clips per video (video@1)
     make_loader(spec, "test", eval_mode="clip")   the centre clip of each video (clip@1)
 
-    for batch in loader:                 batch["video"]    float (B, C, T, H, W)
+    for batch in loader:                 batch["video"]    float (B, C, T, H, W), channels-last in memory
         ...                              batch["label"], batch["video_id"], batch["clip_id"]  (B,)
     loader.stats()                       bad videos (file → decoder's reason), dropped short videos
 
@@ -32,7 +32,7 @@ Bad-data design (decord's failure modes: #25 a corrupt H.264 stream aborts the p
 - Videos shorter than a clip under the `drop` policy are Skipped(kind="short"): counted and
   summarised in one warning per epoch, not per file.
 
-Cost: one pickled clip crosses a pipe per sample (~0.5 MB for 16×128×171×3), well under the
+Cost (decoding): one pickled clip crosses a pipe per sample (~0.5 MB for 16×128×171×3), well under the
 decode time; the child keeps one reader open, so the 10 clips of a video in eval open it once.
 Workers are persistent, so workers and decode children start once per loader, not per epoch.
 Determinism: the temporal jitter and the crop/flip of item i in epoch e come from
