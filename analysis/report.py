@@ -323,6 +323,11 @@ def _efficiency(doc: Document, trials: pd.DataFrame) -> None:
                 "achieved GFLOP/s": table["achieved_gflops_per_s"].map(lambda v: f"{v:.3g}"),
                 "peak GFLOP/s": table["peak_gflops_per_s"].map(lambda v: f"{v:.3g}"),
                 "efficiency": table["efficiency"].map(lambda v: f"{v:.1%}"),
+                **{
+                    c.removeprefix("phase_").removesuffix("_share"): table[c].map(_percent)
+                    for c in table.columns
+                    if c.startswith("phase_")
+                },
             }
         )
     )
@@ -331,6 +336,20 @@ def _efficiency(doc: Document, trials: pd.DataFrame) -> None:
         "clips/s, data loading included. Peak: the FLOP/s of a dense matmul each trial measured on its own "
         "device and threads (fp32 on a CPU, the autocast dtype on a GPU). Medians over each architecture's trials."
     )
+    if any(c.startswith("phase_") for c in table.columns):
+        doc.para(
+            "Where the time went, as a share of each trial's wall time (its epochs, from its start to its last "
+            "record): setup (model, loaders, peak probe), data (waiting for the next batch), h2d (the batch onto "
+            "the device), forward, backward, optimizer (the network's step), eval (clip@1 and video@1), report "
+            "(reporting and checkpointing each epoch, Ray's report included), other (the loop's bookkeeping). "
+            "On a GPU, data is the time the GPU waited for a batch. Medians over each architecture's trials."
+        )
+
+
+def _percent(value: float) -> str:
+    if pd.isna(value):
+        return "—"
+    return "<1%" if 0 < value < 0.005 else f"{value:.0%}"
 
 
 def _configuration(doc: Document, runs: Sequence[Run]) -> None:

@@ -369,6 +369,8 @@ def read_trial(
         ),
         # the training pass's achieved FLOP/s (6 × MACs × clips/s) and ÷ the trial's measured matmul peak, median over epochs
         **_efficiency(records),
+        # where the trial's time went: each phase's share of its epochs' wall time (trainers.phases)
+        **phase_shares(records),
         "seed": seed,
         "repeat": repeat,
         "budget": params.get("budget"),
@@ -385,6 +387,29 @@ def _efficiency(records: list[dict[str, Any]]) -> dict[str, float]:
         return statistics.median(values) if values else math.nan
 
     return {key: median(key) for key in ("achieved_gflops_per_s", "peak_gflops_per_s", "efficiency")}
+
+
+PHASE_FIELD = re.compile(r"^phase_(\w+)_s$")  # the trainer's per-epoch phase seconds (trainers.phases)
+
+
+def phase_shares(records: list[dict[str, Any]]) -> dict[str, float]:
+    """`phase_<name>_share`: the seconds of each phase summed over the trial's epochs ÷ their summed
+    `epoch_wall_s`, in the order the records name the phases, and `phase_other_share` for the rest
+    (loop bookkeeping); {} for trials recorded before phases were."""
+    seconds: dict[str, float] = {}
+    wall = 0.0
+    for r in records:
+        if not isinstance(r.get("epoch_wall_s"), (int, float)):
+            continue
+        wall += r["epoch_wall_s"]
+        for key, value in r.items():
+            match = PHASE_FIELD.match(key)
+            if match and isinstance(value, (int, float)):
+                seconds[match.group(1)] = seconds.get(match.group(1), 0.0) + value
+    if wall <= 0 or not seconds:
+        return {}
+    shares = {f"phase_{name}_share": value / wall for name, value in seconds.items()}
+    return {**shares, "phase_other_share": max(0.0, 1.0 - sum(shares.values()))}
 
 
 def _epoch_rows(row: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:

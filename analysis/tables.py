@@ -102,7 +102,9 @@ def summarize(trials: pd.DataFrame, metric: str = "video@1") -> pd.DataFrame:
 def efficiency(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, architecture), most efficient first: GFLOPs per clip (MACs), the
     training pass's achieved GFLOP/s (6 × MACs × clips/s, trainers.device.training_flops) and its
-    fraction of the trial's measured matmul peak; medians over the trials that recorded them."""
+    fraction of the trial's measured matmul peak; medians over the trials that recorded them. With
+    per-phase times (trials of issue 25 on), also `phase_<name>_share` per phase of
+    analysis.results.phase_shares: where the trials' time went."""
     columns = [
         "dataset",
         "architecture",
@@ -115,6 +117,7 @@ def efficiency(trials: pd.DataFrame) -> pd.DataFrame:
     if "efficiency" not in trials or not trials["efficiency"].notna().any():
         return pd.DataFrame(columns=columns)
     t = trials[trials["efficiency"].notna()]
+    phases = [c for c in t.columns if c.startswith("phase_") and c.endswith("_share") and t[c].notna().any()]
     rows = [
         {
             "dataset": dataset,
@@ -124,10 +127,12 @@ def efficiency(trials: pd.DataFrame) -> pd.DataFrame:
             "achieved_gflops_per_s": group["achieved_gflops_per_s"].median(),
             "peak_gflops_per_s": group["peak_gflops_per_s"].median(),
             "efficiency": group["efficiency"].median(),
+            **{c: group[c].median() for c in phases},
         }
         for (dataset, label), group in t.groupby(["dataset", "label"], sort=False, dropna=False)
     ]
-    return pd.DataFrame(rows, columns=columns).sort_values("efficiency", ascending=False, ignore_index=True)
+    table = pd.DataFrame(rows, columns=columns + phases)
+    return table.sort_values("efficiency", ascending=False, ignore_index=True)
 
 
 def ranking(trials: pd.DataFrame, metric: str = "video@1") -> pd.DataFrame:

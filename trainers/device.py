@@ -141,10 +141,11 @@ class Runtime:
         return model
 
     def to_device(self, clips: torch.Tensor) -> torch.Tensor:
-        clips = clips.to(self.device, non_blocking=True)  # (B, C, T, H, W)
-        if self.channels_last:
-            clips = clips.contiguous(memory_format=torch.channels_last_3d)
-        return clips
+        """(B, C, T, H, W) on the device in the model's memory format, in one copy (none when the
+        batch is already there: the loader's batches are channels-last, on the CPU). Non-blocking:
+        from page-locked memory (the loader's `pin_memory` on CUDA) the copy overlaps the step."""
+        fmt = torch.channels_last_3d if self.channels_last else torch.contiguous_format
+        return clips.to(self.device, memory_format=fmt, non_blocking=True)
 
     def peak_flops(self, seconds: float = 0.2, size: int | None = None, probes: int = 5) -> float:
         """The dense-matmul FLOP/s this runtime reaches on its device and threads: the machine's limit.

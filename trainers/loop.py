@@ -28,7 +28,6 @@ import logging
 import math
 import time
 import warnings
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -40,6 +39,8 @@ from torch.nn.parallel import DistributedDataParallel
 from trainers import checkpoint
 from trainers.data.datasets import not_a_video_file
 from trainers.device import Runtime
+from trainers.phases import PHASES, PhaseTimer, record_key
+from trainers.prefetch import prefetch
 from trainers.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,9 @@ def resume_scheduler(scheduler, state: dict[str, Any]) -> None:
                 scheduler.step()
 
 
+LOSS_CHECK_STEPS = 16  # the running loss is read (a host sync on a GPU) every this many steps, and at the end
+
+
 def train_one_epoch(
     model,
     loader: Iterable[dict],
@@ -157,33 +161,46 @@ def train_one_epoch(
     *,
     progress: Callable[[Iterable], Iterable] | None = None,
     distributed: Distributed = Distributed(),
+    timer: PhaseTimer | None = None,
 ) -> dict[str, float]:
-    """One pass over this rank's shard; the returned numbers are over all ranks."""
+    """One pass over this rank's shard; the returned numbers are over all ranks.
+
+    The loss and the hits are summed on the device and read every LOSS_CHECK_STEPS steps (and at
+    the end), not per step: a non-finite loss stops the epoch within that many steps (every rank
+    checks at the same steps). `timer` gets the data, h2d, forward, backward and optimizer laps."""
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    timer = timer or PhaseTimer(runtime.device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=runtime.device)
+    hits = torch.zeros((), dtype=torch.long, device=runtime.device)
+    seen = checked = steps = 0
     start = time.perf_counter()
-    batches = iter(progress(loader) if progress else loader)
+    batches = iter(prefetch(progress(loader) if progress else loader, runtime))
+    timer.restart()
     while True:
         batch = next(batches, None)
         # all ranks step together: stop when any rank has run out (only possible when skipped
         # bad videos shortened its shard; those ranks' last batches are then not trained on)
         if distributed.reduce([batch is None], "max", runtime.device)[0]:
             break
+        timer.lap("data")
         clips = runtime.to_device(batch["video"])  # (B, C, T, H, W)
-        labels = batch["label"].to(runtime.device)
+        labels = batch["label"].to(runtime.device, non_blocking=True)
+        timer.lap("h2d")
         with runtime.autocast():
             logits = model(clips)  # (B, classes)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=recipe.label_smoothing)
-        value = loss.item()
-        if distributed.reduce([not math.isfinite(value)], "max", runtime.device)[0]:
-            where = f"loss became {value}" if not math.isfinite(value) else "the loss of another rank became non-finite"
-            raise Diverged(f"{where} after {seen} clips")
+        n = len(labels)
+        loss_sum += loss.detach().double() * n
+        hits += (logits.detach().argmax(1) == labels).sum()
+        seen, steps = seen + n, steps + 1
+        timer.lap("forward")
         optimizer.zero_grad(set_to_none=True)
         if runtime.scaler is not None:
             runtime.scaler.scale(loss).backward()
             runtime.scaler.unscale_(optimizer)
         else:
             loss.backward()
+        timer.lap("backward")
         if recipe.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
         if runtime.scaler is not None:
@@ -191,13 +208,15 @@ def train_one_epoch(
             runtime.scaler.update()
         else:
             optimizer.step()
-        n = len(labels)
-        total_loss += value * n
-        correct += (logits.argmax(1) == labels).sum().item()
-        seen += n
+        if steps % LOSS_CHECK_STEPS == 0:
+            _check_finite(loss_sum, checked, seen, runtime, distributed)
+            checked = seen
+        timer.lap("optimizer")
     if hasattr(batches, "close"):
         batches.close()  # a rank stopped early leaves its loader's generator unfinished
-    total_loss, correct, seen = distributed.reduce([total_loss, correct, seen], "sum", runtime.device)
+    if seen > checked:
+        _check_finite(loss_sum, checked, seen, runtime, distributed)
+    total_loss, correct, seen = distributed.reduce([loss_sum.item(), hits.item(), seen], "sum", runtime.device)
     elapsed = distributed.reduce([time.perf_counter() - start], "max", runtime.device)[0]
     if seen == 0:
         raise _no_clip(loader, "the training loader")
@@ -210,20 +229,31 @@ def train_one_epoch(
     }
 
 
+def _check_finite(loss_sum: torch.Tensor, checked: int, seen: int, runtime: Runtime, distributed: Distributed) -> None:
+    """Raise Diverged on every rank if any rank's running loss is not finite (a collective)."""
+    value = loss_sum.item()
+    if distributed.reduce([not math.isfinite(value)], "max", runtime.device)[0]:
+        where = f"loss became {value}" if not math.isfinite(value) else "the loss of another rank became non-finite"
+        raise Diverged(f"{where} between clip {checked} and clip {seen} of the epoch")
+
+
 @torch.no_grad()
 def evaluate_clips(
     model, loader: Iterable[dict], runtime: Runtime, distributed: Distributed = Distributed()
 ) -> dict[str, float]:
-    """clip@1 and test loss over one clip per video (sums over all ranks' shards)."""
+    """clip@1 and test loss over one clip per video (sums over all ranks' shards), summed on the
+    device and read once."""
     model.eval()
-    loss, correct, seen = 0.0, 0, 0
-    for batch in loader:
-        labels = batch["label"].to(runtime.device)
+    sums = torch.zeros(2, dtype=torch.float64, device=runtime.device)  # loss, hits
+    seen = 0
+    for batch in prefetch(loader, runtime):
+        labels = batch["label"].to(runtime.device, non_blocking=True)
         with runtime.autocast():
             logits = model(runtime.to_device(batch["video"])).float()
-        loss += F.cross_entropy(logits, labels, reduction="sum").item()
-        correct += (logits.argmax(1) == labels).sum().item()
+        sums[0] += F.cross_entropy(logits, labels, reduction="sum").double()
+        sums[1] += (logits.argmax(1) == labels).sum()
         seen += len(labels)
+    loss, correct = sums.tolist()
     loss, correct, seen = distributed.reduce([loss, correct, seen], "sum", runtime.device)
     if seen == 0:
         raise _no_clip(loader, "the clip@1 loader")
@@ -235,29 +265,50 @@ def evaluate_videos(
     model, loader: Iterable[dict], runtime: Runtime, distributed: Distributed = Distributed()
 ) -> dict[str, float]:
     """video@1 and video@5: softmax averaged over each video's clips. A video's clips are all in
-    one rank's shard, so each rank scores whole videos and the hit counts are summed."""
+    one rank's shard, so each rank scores whole videos and the hit counts are summed.
+
+    The softmax sums, clip counts and labels are kept on the device, indexed by video id (a batch
+    may hold clips of several videos), and read once at the end."""
     model.eval()
-    prob_sum: dict[int, torch.Tensor] = {}
-    counts: dict[int, int] = defaultdict(int)
-    labels: dict[int, int] = {}
-    for batch in loader:
+    device = runtime.device
+    sums = counts = targets = None  # (videos, classes), (videos,), (videos,), grown as ids appear
+    for batch in prefetch(loader, runtime):
+        vids = batch["video_id"].to(device, non_blocking=True)
+        labels = batch["label"].to(device, non_blocking=True)
         with runtime.autocast():
-            probs = model(runtime.to_device(batch["video"])).float().softmax(1).cpu()
-        for p, vid, y in zip(probs, batch["video_id"].tolist(), batch["label"].tolist()):
-            prob_sum[vid] = prob_sum[vid] + p if vid in prob_sum else p.clone()
-            counts[vid] += 1
-            labels[vid] = y
-    hits1 = hits5 = 0
-    if prob_sum:  # a rank's shard may hold no video at all
-        vids = sorted(prob_sum)
-        mean = torch.stack([prob_sum[v] / counts[v] for v in vids])  # (V, classes)
-        target = torch.tensor([labels[v] for v in vids])
+            probs = model(runtime.to_device(batch["video"])).float().softmax(1)  # (B, classes)
+        need = int(batch["video_id"].max()) + 1  # the host's copy: no device sync
+        if sums is None or need > len(sums):
+            size = need if sums is None else max(need, 2 * len(sums))
+            sums, counts, targets = (
+                _grown(sums, size, probs),
+                _grown(counts, size, probs[:, 0]),
+                _grown(targets, size, labels),
+            )
+        sums.index_add_(0, vids, probs)
+        counts.index_add_(0, vids, torch.ones_like(vids, dtype=counts.dtype))
+        targets[vids] = labels
+    hits1 = hits5 = videos = 0
+    if sums is not None:  # a rank's shard may hold no video at all
+        scored = counts > 0
+        mean = sums[scored] / counts[scored, None]  # (V, classes), in order of video id
+        target = targets[scored]
         top = mean.topk(min(5, mean.shape[1]), dim=1).indices  # (V, k)
-        hits1, hits5 = (top[:, 0] == target).sum().item(), (top == target[:, None]).any(1).sum().item()
-    hits1, hits5, videos = distributed.reduce([hits1, hits5, len(prob_sum)], "sum", runtime.device)
+        hits1, hits5, videos = torch.stack(
+            [(top[:, 0] == target).sum(), (top == target[:, None]).any(1).sum(), scored.sum()]
+        ).tolist()
+    hits1, hits5, videos = distributed.reduce([hits1, hits5, videos], "sum", runtime.device)
     if videos == 0:
         raise _no_clip(loader, "the video@1 loader")
     return {"video@1": hits1 / videos, "video@5": hits5 / videos, "test_videos": int(videos)}
+
+
+def _grown(old: torch.Tensor | None, size: int, like: torch.Tensor) -> torch.Tensor:
+    """Zeros of `size` rows shaped and typed as `like`'s rows, with `old` copied into the first ones."""
+    new = like.new_zeros((size, *like.shape[1:]))
+    if old is not None:
+        new[: len(old)] = old
+    return new
 
 
 def fit(
@@ -274,6 +325,7 @@ def fit(
     progress: Callable[[Iterable], Iterable] | None = None,
     metric: str = "video@1",
     distributed: Distributed | None = None,  # None: Distributed.current()
+    setup_started: float | None = None,  # time.perf_counter() when the trial began (its "setup" phase)
 ) -> dict[str, Any]:
     distributed = distributed or Distributed.current()
     model = runtime.prepare_model(model)
@@ -297,6 +349,7 @@ def fit(
     train_model = torch.compile(train_model) if recipe.compile else train_model
     loaders = [train_loader, *eval_loaders.values()]
     record: dict[str, Any] = {}
+    mark = time.perf_counter() if setup_started is None else setup_started  # end of the last phase timed
     for epoch in range(start_epoch, recipe.epochs):
         lr = optimizer.param_groups[0]["lr"]  # set by the scheduler (one group: make_optimizer)
         train_loader.set_epoch(epoch)
@@ -307,20 +360,31 @@ def fit(
             "precision": runtime.precision,
             "workers": distributed.world_size,
         }
+        timer = PhaseTimer(runtime.device)
+        timer.host("setup" if epoch == start_epoch else "report", time.perf_counter() - mark)
         try:
             record = {
                 **base,
                 **train_one_epoch(
-                    train_model, train_loader, optimizer, recipe, runtime, progress=progress, distributed=distributed
+                    train_model,
+                    train_loader,
+                    optimizer,
+                    recipe,
+                    runtime,
+                    progress=progress,
+                    distributed=distributed,
+                    timer=timer,
                 ),
             }
             distributed.sync_buffers(model)
             if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
+                evaluating = time.perf_counter()
                 for name, loader in eval_loaders.items():
                     loader.set_epoch(0)  # evaluation clips are the same every time
                     evaluate = evaluate_clips if name == "clip" else evaluate_videos
                     record.update(evaluate(model, loader, runtime, distributed))
                 record["eval_protocol"] = protocol
+                timer.host("eval", time.perf_counter() - evaluating)
         except Diverged as exc:  # raised on every rank at the same step
             _share_data_stats(loaders, distributed)
             record = {**base, "status": "diverged", "reason": str(exc), **_data_stats(train_loader, eval_loaders)}
@@ -353,7 +417,9 @@ def fit(
             status="running" if epoch + 1 < recipe.epochs else "completed",
             best=best,
             **_data_stats(train_loader, eval_loaders),
+            **_phase_fields(timer, time.perf_counter() - mark, distributed, runtime.device),
         )
+        mark = time.perf_counter()  # this epoch's report, checkpoint and LR step go to the next epoch's "report"
         if not distributed.is_main:
             report(record, {})  # the same record; rank 0 alone writes the checkpoint
             continue
@@ -374,6 +440,16 @@ def fit(
             },
         )
     return record
+
+
+def _phase_fields(timer: PhaseTimer, wall: float, distributed: Distributed, device: torch.device) -> dict[str, float]:
+    """Every phase of trainers.phases.PHASES as `phase_<name>_s` (0.0 when it did not run this epoch)
+    and `epoch_wall_s`, the time they divide: from the end of the previous epoch's record (the
+    trial's start for the first) to this one. With W ranks, each the slowest rank's (a collective),
+    so every rank reports the same record."""
+    seconds = timer.seconds()
+    values = distributed.reduce([seconds.get(p, 0.0) for p in PHASES] + [wall], "max", device)
+    return {**{record_key(p): v for p, v in zip(PHASES, values)}, "epoch_wall_s": values[-1]}
 
 
 def _share_data_stats(loaders: list, distributed: Distributed) -> None:

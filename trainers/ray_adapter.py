@@ -29,12 +29,14 @@ store), not through the config; a data-parallel driver passes them on to its wor
 
 from __future__ import annotations
 
+import math
 import tempfile
 from typing import Any, Callable
 
 import ray
 import ray.train
 import ray.train.torch
+import torch
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -68,11 +70,24 @@ def _report(record: dict[str, Any], state: dict[str, Any]) -> None:
         tune.report(record, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
+def use_assigned_cpus() -> int:
+    """Torch's intra-op threads = the CPUs Ray assigned to this process (floor, at least 1), and
+    that number. Ray sets OMP_NUM_THREADS so only where the variable is unset and before torch
+    reads it; set here, a trial never computes on more cores than it holds, whatever the
+    environment or an earlier trial of a reused actor left. Measured on 2 cores: two one-thread
+    trials side by side, not one two-thread trial (docs/benchmarks.md)."""
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    threads = max(1, math.floor(cpus)) if cpus else torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
 def trainable(
     config: dict[str, Any], indexes: dict[str, VideoIndex] | None = None, gpu_usable_gb: float | None = None
 ) -> None:
     """The single-process trial (W = 1): the loop runs inside the Tune trial's actor; on a share
     of a GPU it holds itself to that share of `gpu_usable_gb` (Runtime.limit_memory)."""
+    use_assigned_cpus()
     cfg = resolve(config)
     state = _load(tune.get_checkpoint())
     resumed_from = state["epoch"] if state else 0
@@ -103,6 +118,7 @@ def _train_report(record: dict[str, Any], state: dict[str, Any]) -> None:
 
 def _train_worker(loop_config: dict[str, Any]) -> None:
     """One Ray Train worker: the trial loop on this rank's shard, on the device Ray gave it."""
+    use_assigned_cpus()
     context = ray.train.get_context()
     distributed = Distributed(rank=context.get_world_rank(), world_size=context.get_world_size())
     state = _load(ray.train.get_checkpoint())

@@ -83,6 +83,7 @@ def run_trial(
     gpu_share: float = 1.0,  # the fraction of a GPU Ray gave this trial (< 1: the GPU is shared)
     gpu_usable_gb: float | None = None,  # the GPU memory the shares divide (search.gpu_packing)
 ) -> dict[str, Any]:
+    setup_started = time.perf_counter()
     distributed = distributed or Distributed.current()
     indexes = indexes or {}
     train_index = indexes.get("train") or build_index(cfg.data, "train")
@@ -109,6 +110,7 @@ def run_trial(
         **_predicted_memory(arch, data.batch_size, runtime),
         "precision_reason": runtime.reason,
         "hostname": socket.gethostname(),
+        "torch_threads": torch.get_num_threads(),  # intra-op threads (a Ray trial: its CPUs, ray_adapter)
         "started_at": time.time(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "arch_name": arch.name,
@@ -122,7 +124,11 @@ def run_trial(
     }
     runtime.release()  # the probe's buffers go back to the GPU; its peak is not the trial's
     runtime.reset_memory_peaks()
-    shard = {"rank": distributed.rank, "world_size": distributed.world_size}
+    shard = {
+        "rank": distributed.rank,
+        "world_size": distributed.world_size,
+        "pin_memory": runtime.device.type == "cuda",
+    }
     loaders = {
         "train": make_loader(data, "train", seed=seed, index=train_index, **shard),
         "clip": make_loader(data, "test", seed=seed, index=test_index, eval_mode="clip", **shard),
@@ -169,6 +175,7 @@ def run_trial(
                 protocol=protocol_text(data),
                 progress=progress,
                 distributed=distributed,
+                setup_started=setup_started,
             )
             if len(retrying) == tried:
                 return result
@@ -176,6 +183,7 @@ def run_trial(
             log.warning("out of memory on a shared GPU; retry %d of %d from the last checkpoint", tried + 1, retries)
             runtime.release()
             time.sleep(SHARED_OOM_WAIT_S * (tried + 1))
+            setup_started = time.perf_counter()  # the retry's set-up phase starts here
             if resume_from is None:  # no checkpoint yet: the trial's own start, same seed
                 model = make_model()[0]
     finally:

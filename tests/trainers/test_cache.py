@@ -107,3 +107,25 @@ def test_auto_cache_rule(folder_root, tmp_path, monkeypatch):
     assert make_loader(spec, "train", cache_dir=tmp_path).dataset.cache is None
     use, why = should_cache(10 * 2**30, tmp_path)
     assert not use and "GiB" in why
+
+
+def test_a_process_keeps_recent_entries_mapped_and_does_not_pickle_them(tmp_path, monkeypatch):
+    import pickle
+
+    import trainers.data.cache as cache_module
+
+    videos = [write_video(tmp_path / f"v{i}.mp4", frames=12) for i in range(3)]
+    cache = FrameCache(tmp_path / "c", resize=None)
+    for video in videos:
+        cache.build(video)
+    opened = []
+    plain = np.load
+    monkeypatch.setattr(cache_module.np, "load", lambda *a, **k: opened.append(a[0]) or plain(*a, **k))
+    monkeypatch.setattr(cache_module, "OPEN_ENTRIES", 2)
+    first = cache.load(videos[0])
+    assert cache.load(videos[0]) is first and len(opened) == 1  # the second clip: a slice of the mapped entry
+    cache.load(videos[1])
+    cache.load(videos[2])  # the least recently used (videos[0]) is unmapped
+    assert cache.load(videos[0]) is not first and len(opened) == 4
+    assert np.array_equal(cache.load(videos[0]), first)
+    assert pickle.loads(pickle.dumps(cache))._open == {}  # a DataLoader worker maps its own

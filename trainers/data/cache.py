@@ -29,6 +29,7 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ import numpy as np
 from trainers.data.video import DEFAULT_DECODER, open_video
 
 CACHE_VERSION = 1
+OPEN_ENTRIES = 512  # entries a process keeps mapped (each holds a file descriptor)
 DEFAULT_AUTO_LIMIT_GB = 4.0
 
 
@@ -70,6 +72,10 @@ class FrameCache:
         self.root = Path(root).expanduser() if root else default_cache_dir()
         self.resize = tuple(resize) if resize is not None else None
         self.decoder = decoder  # backends scale differently: their frames are not interchangeable
+        self._open: OrderedDict[str, np.ndarray] = OrderedDict()  # video path → its entry, mapped (LRU)
+
+    def __getstate__(self):  # a DataLoader worker maps its own entries
+        return {**self.__dict__, "_open": OrderedDict()}
 
     def key(self, video_path: str | os.PathLike) -> str:
         path = os.path.abspath(video_path)
@@ -82,12 +88,25 @@ class FrameCache:
         return self.root / key[:2] / f"{key}.npy"
 
     def load(self, video_path: str | os.PathLike) -> np.ndarray | None:
-        """The cached (N, H, W, 3) uint8 frames as a read-only memmap, or None if not cached."""
+        """The cached (N, H, W, 3) uint8 frames as a read-only memmap, or None if not cached.
+
+        The last OPEN_ENTRIES entries stay mapped in this process, so a clip of a video read
+        before costs a slice, not a stat, a hash, an open and a header parse (issue 25: those were
+        half of a cached clip's CPU time). A video replaced while it is mapped is seen again once
+        its entry leaves the list; within one trial the videos do not change."""
+        key = str(video_path)
+        frames = self._open.get(key)
+        if frames is not None:
+            self._open.move_to_end(key)
+            return frames
         try:
-            entry = self.entry_path(video_path)
-            return np.load(entry, mmap_mode="r")
+            frames = np.load(self.entry_path(video_path), mmap_mode="r")
         except (FileNotFoundError, ValueError, OSError):
             return None
+        self._open[key] = frames
+        if len(self._open) > OPEN_ENTRIES:
+            self._open.popitem(last=False)
+        return frames
 
     def build(self, video_path: str | os.PathLike, *, chunk: int = 32) -> Path:
         """Decode the whole video into its entry (idempotent; temp file + atomic rename).

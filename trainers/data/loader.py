@@ -5,7 +5,7 @@ bad videos.
     make_loader(spec, "test")            spec.eval_clips evenly spaced clips per video (video@1)
     make_loader(spec, "test", eval_mode="clip")   the centre clip of each video (clip@1)
 
-    for batch in loader:                 batch["video"]    float (B, C, T, H, W)
+    for batch in loader:                 batch["video"]    float (B, C, T, H, W), channels-last in memory
         ...                              batch["label"], batch["video_id"], batch["clip_id"]  (B,)
     loader.stats()                       bad videos (file → decoder's reason), dropped short videos
 
@@ -32,7 +32,7 @@ Bad-data design (decord's failure modes: #25 a corrupt H.264 stream aborts the p
 - Videos shorter than a clip under the `drop` policy are Skipped(kind="short"): counted and
   summarised in one warning per epoch, not per file.
 
-Cost: one pickled clip crosses a pipe per sample (~0.5 MB for 16×128×171×3), well under the
+Cost (decoding): one pickled clip crosses a pipe per sample (~0.5 MB for 16×128×171×3), well under the
 decode time; the child keeps one reader open, so the 10 clips of a video in eval open it once.
 Workers are persistent, so workers and decode children start once per loader, not per epoch.
 Determinism: the temporal jitter and the crop/flip of item i in epoch e come from
@@ -53,7 +53,7 @@ from typing import Iterator, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from trainers.data.cache import FrameCache, should_cache
 from trainers.data.clips import clip_span, clips_per_video, pick_clip
@@ -203,16 +203,24 @@ class ClipDataset(Dataset):
 
 
 def collate_clips(items: list[dict | Skipped]) -> dict:
-    """Stack the good samples; failed ones go to batch['skipped'] (video is None if none is left)."""
+    """Stack the good samples; failed ones go to batch['skipped'] (video is None if none is left).
+
+    batch['video'] is (B, C, T, H, W) laid out as channels_last_3d (channels innermost, the frames'
+    own order: `to_tensor` permutes (T, H, W, 3) without copying), so a channels-last model takes
+    it as it is and a contiguous one converts it once, in the copy to its device
+    (`Runtime.to_device`). In a DataLoader worker torch's default_collate stacks the clips
+    straight into shared memory, and the labels and ids are numpy arrays (pickled with the batch) that `ClipLoader` turns into
+    tensors: one shared tensor crosses to the main process per batch, not four."""
     good = [x for x in items if not isinstance(x, Skipped)]
     skipped = [x for x in items if isinstance(x, Skipped)]
     if not good:
         return {"video": None, "label": None, "video_id": None, "clip_id": None, "skipped": skipped}
+    frames = default_collate([x["video"].permute(1, 2, 3, 0) for x in good])  # (B, T, H, W, C): a copy, no permute
     return {
-        "video": torch.stack([x["video"] for x in good]),  # (B, C, T, H, W)
-        "label": torch.tensor([x["label"] for x in good], dtype=torch.long),
-        "video_id": torch.tensor([x["video_id"] for x in good], dtype=torch.long),
-        "clip_id": torch.tensor([x["clip_id"] for x in good], dtype=torch.long),
+        "video": frames.permute(0, 4, 1, 2, 3),  # (B, C, T, H, W), channels-last
+        "label": np.array([x["label"] for x in good], dtype=np.int64),
+        "video_id": np.array([x["video_id"] for x in good], dtype=np.int64),
+        "clip_id": np.array([x["clip_id"] for x in good], dtype=np.int64),
         "skipped": skipped,
     }
 
@@ -282,6 +290,7 @@ class ClipLoader:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        pin_memory: bool = False,
     ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
@@ -289,6 +298,7 @@ class ClipLoader:
         self.batch_size, self.num_workers = batch_size, num_workers
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.rank, self.world_size = rank, world_size
+        self.pin_memory = pin_memory  # page-locked batches, for non-blocking copies to a GPU
         self.epoch = 0  # the epoch the next iteration uses; advances by one per iteration
         self.bad_videos: dict[str, str] = {}  # path → decoder's reason
         self.short_videos: dict[str, int] = {}  # path → number of frames (dropped)
@@ -337,6 +347,7 @@ class ClipLoader:
                 worker_init_fn=_WorkerInit(self.seed) if workers else None,
                 persistent_workers=workers > 0,
                 prefetch_factor=2 if workers else None,
+                pin_memory=self.pin_memory,
             )
         new_short = 0
         for batch in self._loader:
@@ -344,6 +355,10 @@ class ClipLoader:
             if batch["video"] is None:
                 continue
             self.yielded_samples += len(batch["video"])
+            for key in ("label", "video_id", "clip_id"):  # numpy from collate_clips
+                batch[key] = torch.from_numpy(batch[key])
+                if self.pin_memory:
+                    batch[key] = batch[key].pin_memory()
             yield batch
         if new_short:
             log.warning(
@@ -429,11 +444,13 @@ def make_loader(
     shuffle: bool | None = None,
     rank: int = 0,
     world_size: int = 1,
+    pin_memory: bool = False,
 ) -> ClipLoader:
     """The loader of one subset (default spec.subset): train → one jittered, flipped random crop
     per video, shuffled; test → `eval_mode` 'video' (spec.eval_clips clips per video, for video@1)
     or 'clip' (the centre clip, clip@1), centre crops, in order. With world_size > 1 it reads only
-    shard `rank` of each epoch (see `shard_order`)."""
+    shard `rank` of each epoch (see `shard_order`). pin_memory: batches in page-locked memory (only
+    where they go to a CUDA device)."""
     subset = subset or spec.subset
     index = index if index is not None else build_index(spec, subset)
     train = subset == "train"
@@ -466,6 +483,7 @@ def make_loader(
         seed=seed,
         rank=rank,
         world_size=world_size,
+        pin_memory=pin_memory,
     )
 
 
