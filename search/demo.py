@@ -61,7 +61,7 @@ def default_data_dir() -> Path:
 
 
 # the benchmark the demo trains on (trainers.data.synth.write_synthetic_dataset's arguments)
-DEMO_DATA = dict(classes=8, videos_per_class=200, frames=48, size=(32, 44), seed=0)
+DEMO_DATA = dict(classes=8, videos_per_class=200, frames=48, size=(32, 44), seed=0, level=2)
 QUICK = {
     "space.network": ["f-r2d", "r3d_18", "r2plus1d_18"],
     "schedule.epochs": 3,
