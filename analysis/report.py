@@ -521,7 +521,8 @@ def write_report(
         out,
         "accuracy_vs_flops",
         formats,
-        f"{metric} vs GFLOPs per clip (log scale), one panel per dataset; dashed: Pareto front.",
+        f"{metric} vs GFLOPs per clip (log scale), one panel per dataset; bars: ± one seed std, clipped to 0–100 %; "
+        "dashed: Pareto front.",
         lambda: figures.accuracy_vs_flops(trials, metric),
     )
     for axis in figures.sweep_axes(trials):

@@ -75,7 +75,8 @@ VERSION = 3  # bump when the frames or the encoding change: old caches then refu
 #    in every seed instead of "late and all at once" (issue 10)
 # 3: classes are direction x speed *profile* (speeding up, slowing down, ...), every sprite moves on
 #    its own, a per-video share of them (the coherence) carries the class and the others move like
-#    other classes; `level` sets the share and the speed contrast (issue 22: V2 had no ceiling left)
+#    other classes; each video draws its own speed gap (0: faster and slower look the same); `level`
+#    sets the ranges of both (issue 22: on V2 every temporal network reached the ceiling)
 METADATA_FILE = "starch_dataset.json"
 _PARTIAL_FILE = ".starch_dataset.partial"  # exists while a write is under way (or was killed)
 
@@ -86,44 +87,51 @@ DIRECTIONS: dict[str, tuple[int, int]] = {
     "up": (0, -1),
     "down": (0, 1),
 }
-# How the speed along the direction changes over the video, u = t / (T - 1) in [0, 1], between the
-# level's speeds (lo, hi) px/frame. Used in this order for 4, 8, 12 and 16 classes: 8 classes ask
-# for the order of two speeds within a clip (faster vs slower: the same speeds, the other order).
-#   faster   lo -> hi linearly              slower   hi -> lo linearly
-#   steady   (lo + hi) / 2 throughout        pulsing  (lo + hi) / 2 +- (hi - lo) / 2, period 8 frames
+# How the speed along the direction changes over the video, u = t / (T - 1) in [0, 1], around
+# MEAN_SPEED px/frame with the video's speed gap g (drawn per video in the level's range). Used in
+# this order for 4, 8, 12 and 16 classes: 8 classes ask for the order of two speeds within a clip
+# (faster vs slower: the same speeds, the other order; at g = 0 they are the same motion).
+#   faster   MEAN - g/2 -> MEAN + g/2 linearly      slower   MEAN + g/2 -> MEAN - g/2 linearly
+#   steady   MEAN throughout                        pulsing  MEAN +- g/2, a sine of period 8 frames
 PROFILES: tuple[str, ...] = ("faster", "slower", "steady", "pulsing")
+MEAN_SPEED = 2.0  # px/frame: 4 px between the frames of a clip at the demo's sampling rate 2
 PULSE_PERIOD = 8  # frames: 4 sampled frames per period at the demo's sampling rate 2
 VALID_CLASSES: tuple[int, ...] = tuple(4 * n for n in range(1, len(PROFILES) + 1))
 
 
 @dataclass(frozen=True)
 class Level:
-    """What a difficulty level sets (LEVELS): two things, each a step of the knob changes one."""
+    """What a difficulty level sets (LEVELS): two per-video ranges, each step of the knob changes one.
+    Both are drawn per video, uniformly, so every level mixes easy and hard videos: accuracy grows
+    by degrees rather than all at once, and the hardest videos of a level stay ambiguous."""
 
-    coherence: tuple[float, float]  # per-video share of the moving sprites that carry the class motion,
-    #                                 uniform in [lo, hi]; the others move like a class drawn at random
-    speed: tuple[float, float]  # (lo, hi) px/frame of the profiles: the smaller the gap, the subtler
-    #                             the difference between speeding up and slowing down
+    coherence: tuple[float, float]  # share of the moving sprites that carry the class motion; the
+    #                                 others move like a class drawn at random
+    gap: tuple[float, float]  # px/frame between the slow and the fast end of a profile: the smaller,
+    #                           the subtler the difference between speeding up and slowing down
 
     def to_dict(self) -> dict[str, list[float]]:
-        return {"coherence": list(self.coherence), "speed": list(self.speed)}
+        return {"coherence": list(self.coherence), "gap": list(self.gap)}
 
 
-# 1 -> 2 lowers the coherence, 2 -> 3 narrows the speeds, 3 -> 4 lowers the coherence again.
+# 1 -> 2 lowers the coherence, 2 -> 3 narrows the gaps, 3 -> 4 lowers the coherence again.
 LEVELS: dict[int, Level] = {
-    1: Level(coherence=(0.5, 1.0), speed=(0.5, 3.5)),
-    2: Level(coherence=(0.2, 1.0), speed=(0.5, 3.5)),
-    3: Level(coherence=(0.2, 1.0), speed=(1.0, 3.0)),
-    4: Level(coherence=(0.05, 1.0), speed=(1.0, 3.0)),
+    1: Level(coherence=(1.0, 1.0), gap=(0.0, 3.0)),
+    2: Level(coherence=(0.6, 1.0), gap=(0.0, 3.0)),
+    3: Level(coherence=(0.6, 1.0), gap=(0.0, 2.0)),
+    4: Level(coherence=(0.3, 1.0), gap=(0.0, 2.0)),
 }
-DEFAULT_LEVEL = 2
+DEFAULT_LEVEL = (
+    1  # the demo's (search.demo.DEMO_DATA): the one level where a network learnt by epoch 6 (docs/benchmark)
+)
 
 
 def describe_levels() -> list[str]:
     """One line per level: what it sets (for `starch data synth --help` and the docs)."""
     return [
         f"{n}: {lv.coherence[0]:.0%}-{lv.coherence[1]:.0%} of the moving sprites carry the class motion, "
-        f"speeds {lv.speed[0]:g}-{lv.speed[1]:g} px/frame" + (" (default)" if n == DEFAULT_LEVEL else "")
+        f"speed gap {lv.gap[0]:g}-{lv.gap[1]:g} px/frame around {MEAN_SPEED:g}"
+        + (" (default)" if n == DEFAULT_LEVEL else "")
         for n, lv in LEVELS.items()
     ]
 
@@ -186,11 +194,12 @@ def _level(level: int | Level) -> Level:
     return LEVELS[int(level)]
 
 
-def displacement(profile: str, level: int | Level, frames: int) -> np.ndarray:
-    """(frames,) int: px travelled along the direction from frame 0 to frame t (rounded)."""
+def displacement(profile: str, gap: float, frames: int) -> np.ndarray:
+    """(frames,) int: px travelled along the direction from frame 0 to frame t (rounded), with the
+    speed gap `gap` px/frame (PROFILES)."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
-    lo, hi = _level(level).speed
+    lo, hi = MEAN_SPEED - gap / 2, MEAN_SPEED + gap / 2
     t = np.arange(frames, dtype=np.float64)
     u = t / max(1, frames - 1)
     speed = {
@@ -281,8 +290,8 @@ def generate_video(
     the same order for every class), so two calls with equally seeded generators give the same
     first frame for every class, and frame t of any class is the same sprites at uniformly random
     places: a single frame carries no class information. Sprite i is at its start position plus
-    displacement(profile_i, level, frames)[t] * DIRECTIONS[direction_i] in frame t, wrapping at the
-    edges; sprites drawn later pass in front.
+    displacement(profile_i, gap, frames)[t] * DIRECTIONS[direction_i] in frame t (one gap per video,
+    drawn in the level's range), wrapping at the edges; sprites drawn later pass in front.
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
@@ -320,8 +329,9 @@ def generate_video(
     n_moving = count(_N_MOVING)
     sprites = [_sprite(rng, scale) for _ in range(n_moving)]
     starts = [(int(rng.integers(0, height)), int(rng.integers(0, width))) for _ in range(n_moving)]
+    gap = rng.uniform(*level.gap)
     motions, _ = draw_motions(rng, motion=(direction, profile), level=level, count=n_moving, classes=classes)
-    travel = {p: displacement(p, level, frames) for p in {p for _, p in motions}}
+    travel = {p: displacement(p, gap, frames) for p in {p for _, p in motions}}
 
     noise = rng.integers(-_NOISE_AMPLITUDE, _NOISE_AMPLITUDE + 1, size=(frames, height, width, 1))
 
@@ -498,8 +508,8 @@ def write_synthetic_dataset(
     frames            frames per video (25 fps)
     size              (H, W), both even (yuv420p), at least 16
     seed              the same seed gives the same frames
-    level             1-4, the difficulty (LEVELS: the share of sprites that carry the class
-                      motion, and the gap between the slow and the fast speed)
+    level             1-4, the difficulty (LEVELS: the ranges of the share of sprites that carry
+                      the class motion and of the gap between the slow and the fast speed)
     test_fraction     share of each class in testlist01 (whole groups, as in UCF101)
     workers           processes encoding in parallel; does not change the output
     overwrite         replace a dataset written here before with other parameters
