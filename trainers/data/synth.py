@@ -1,17 +1,22 @@
 """Synthetic motion benchmark: the embedded default dataset, written as real H.264 mp4 files.
 
-Every class is a *motion*: a direction (left, right, up, down) times a speed in pixels per frame
-(`Left1`, `Right3`, ...). Everything that a single frame shows is drawn independently of the class,
-so a per-frame 2D network stays at chance while 3D and (2+1)D networks learn the task, and classes
-that differ only in speed make the temporal sampling rate matter.
+Every class is a *motion*: a direction (left, right, up, down) times a speed profile (`DownFaster`,
+`LeftSlower`, ...: PROFILES). With 8 classes the profiles are speeding up and slowing down, the same
+speeds in the other order, so a network must see the order of a clip's frames, not only that
+something moves one way. Everything that a single frame shows is drawn independently of the class,
+so a per-frame 2D network stays at chance at every level.
 
 One video (`generate_video`), drawn from a per-video random generator::
 
-    background (static)                          moving layer (wraps at the frame edges)
-    ├─ colour gradient between two colours       └─ 24 textured sprites, 4-8 px, moving together
-    ├─ ~20 flat rectangles                          by (dx, dy) = speed * direction per frame
-    └─ 1 look-alike sprite (same textures, never moving)
+    background (static)                          moving sprites (wrap at the frame edges)
+    ├─ colour gradient between two colours       └─ 24 textured sprites, 4-8 px, each moving by
+    ├─ ~20 flat rectangles                          displacement(profile, gap)[t] * direction:
+    └─ 1 look-alike sprite (same textures,          a share (the coherence) with the class's
+      never moving)                                 motion, the others like random classes'
     + grey pixel noise, fresh in every frame
+
+The video's coherence and speed gap are drawn in the ranges of its difficulty level (LEVELS,
+`--level`): easy and hard videos in every level, and at gap 0 faster and slower are the same motion.
 
 Sprite textures (checker, stripes, binary noise) alternate a dark and a bright colour, so they live
 in luminance: x264's yuv420p halves the colour resolution but keeps the luma, and the motion stays
@@ -20,20 +25,20 @@ visible at 32x44. Counts scale with the frame area and sprite sizes with min(H, 
 The dataset on disk (`write_synthetic_dataset`) has the UCF101 layout, so the reader for real data
 reads it unchanged::
 
-    out/UCF-101/Left1/v_Left1_g08_c01.mp4            class folder, group gXX, clip cYY
-    out/ucfTrainTestlist/classInd.txt                "1 Down1" ... (alphabetical, like UCF101)
-    out/ucfTrainTestlist/trainlist01.txt             "Left1/v_Left1_g08_c01.mp4 3"
-    out/ucfTrainTestlist/testlist01.txt              "Left1/v_Left1_g01_c01.mp4"
+    out/UCF-101/LeftFaster/v_LeftFaster_g08_c01.mp4  class folder, group gXX, clip cYY
+    out/ucfTrainTestlist/classInd.txt                "1 DownFaster" ... (alphabetical, like UCF101)
+    out/ucfTrainTestlist/trainlist01.txt             "LeftFaster/v_LeftFaster_g08_c01.mp4 3"
+    out/ucfTrainTestlist/testlist01.txt              "LeftFaster/v_LeftFaster_g01_c01.mp4"
     out/starch_dataset.json                          written last: its presence means complete
 
 As in UCF101 split 1, the first groups (g01...) are the test set and the later ones the train set;
 the test set holds videos_per_class * test_fraction videos of every class (rounded; at least one,
 and at least one left for training).
 
-Measured (VERSION 2; in-memory frames, 8 classes, clips of 8 frames at sampling rate 2, random
-32x32 crops, the demo's 900 updates of batch 16, one thread): R(2+1)D, MC3 and rMC3 reach 100 % in
-the seeds tried and the per-frame f-R2D stays at chance (13.5 %); with 50 videos per class every
-model memorises the backgrounds (VERSION 1). The experiments: docs/benchmark/README.md.
+Measured: on VERSION 2 (one coherent layer, 4 directions x 2 constant speeds) every temporal network
+reached 100 % and the benchmark ranked nothing but 2D against 3D; VERSION 3's experiments (moving
+distractors delay learning past the demo's 900 updates; level 1 takes off by epoch 6) are in
+docs/benchmark/README.md.
 """
 
 from __future__ import annotations
