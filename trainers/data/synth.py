@@ -100,6 +100,9 @@ DIRECTIONS: dict[str, tuple[int, int]] = {
 #   steady   MEAN throughout                        pulsing  MEAN +- g/2, a sine of period 8 frames
 PROFILES: tuple[str, ...] = ("faster", "slower", "steady", "pulsing")
 MEAN_SPEED = 2.0  # px/frame: 4 px between the frames of a clip at the demo's sampling rate 2
+# the time scale of faster and slower: None, one ramp over the whole video; N, a ramp every N frames
+# (the speed jumps back at the end of each), so a clip of about N frames sees the whole change
+_RAMP_FRAMES: int | None = None
 PULSE_PERIOD = 8  # frames: 4 sampled frames per period at the demo's sampling rate 2
 VALID_CLASSES: tuple[int, ...] = tuple(4 * n for n in range(1, len(PROFILES) + 1))
 
@@ -206,7 +209,7 @@ def displacement(profile: str, gap: float, frames: int) -> np.ndarray:
         raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
     lo, hi = MEAN_SPEED - gap / 2, MEAN_SPEED + gap / 2
     t = np.arange(frames, dtype=np.float64)
-    u = t / max(1, frames - 1)
+    u = t / max(1, frames - 1) if not _RAMP_FRAMES else (t % _RAMP_FRAMES) / max(1, _RAMP_FRAMES - 1)
     speed = {
         "faster": lo + (hi - lo) * u,
         "slower": hi - (hi - lo) * u,
