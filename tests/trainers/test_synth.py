@@ -352,7 +352,7 @@ def test_single_frame_has_no_class_information_but_motion_does(level):
     motions = class_motions(8)
     features, matched, labels = [], [], []
     for label, (name, (direction, profile)) in enumerate(motions.items()):
-        for i in range(12):
+        for i in range(8):
             rng = np.random.default_rng([99, label, i])
             video = generate_video(rng, direction=direction, profile=profile, level=level, frames=16)
             features.append(_frame_features(video[int(np.random.default_rng(i).integers(16))]))
