@@ -59,6 +59,14 @@ def main() -> int:
     runs = read_runs(a.runs[:1])
     trials, _ = combine(runs)
     table = finals(trials, metric)
+    if table.shape[1] < 2 or a.per_frame not in table.index:
+        print(
+            f"targets.py: {a.runs[0]} has {table.shape[1]} completed seed(s) per network and networks "
+            f"{', '.join(table.index)}; the targets need >= 2 seeds (the demo runs 3) and the per-frame "
+            f"network {a.per_frame!r} (--per-frame)",
+            file=sys.stderr,
+        )
+        return 2
     temporal = table.drop(index=a.per_frame)
     classes = trials["num_classes"].dropna().iloc[0]
     chance = 100 * tables.chance(metric, classes)
