@@ -191,7 +191,7 @@ def accuracy_vs_flops(
             ax.errorbar(
                 g["gflops"],
                 g["mean"] * 100,
-                yerr=(g["std"] * 100).fillna(0),
+                yerr=clipped_error(g["mean"], g["std"]),
                 fmt=style["marker"],
                 color=style["color"],
                 ms=7,
@@ -207,7 +207,7 @@ def accuracy_vs_flops(
         ys = list(front["mean"] * 100) + [front["mean"].iloc[-1] * 100]
         ax.plot(xs, ys, ls="--", color="0.45", lw=1, drawstyle="steps-post", zorder=2)
         ax.scatter(front["gflops"], front["mean"] * 100, s=170, facecolors="none", edgecolors="0.45", lw=1, zorder=2)
-        _pad_y(ax, d["mean"] * 100, d["std"].fillna(0) * 100)
+        _pad_y(ax, d["mean"], d["std"])
         ax.set_title(str(dataset))
         ax.set_xlabel("GFLOPs per clip (log scale)")
         ax.set_ylabel(f"{metric} (%)")
@@ -232,9 +232,21 @@ def _merge_coincident(points: pd.DataFrame) -> pd.DataFrame:
     return merged.reset_index(drop=True)
 
 
+def clipped_error(means: pd.Series, stds: pd.Series) -> list[list[float]]:
+    """matplotlib's yerr, in percent, for accuracies (fractions) as mean ± std: the bar stops at 0 and
+    100 %, the range an accuracy can take (a seed std of 23 points at a mean of 86 % would reach 109 %)."""
+    means, stds = pd.Series(means, dtype=float), pd.Series(stds, dtype=float).fillna(0)
+    below = [min(s, m) * 100 for m, s in zip(means, stds)]
+    above = [min(s, max(0.0, 1 - m)) * 100 for m, s in zip(means, stds)]
+    return [below, above]
+
+
 def _pad_y(ax, means: pd.Series, stds: pd.Series) -> None:
-    """Room for labels above and below the points, without running far past 0 or 100 %."""
-    lo, hi = float((means - stds).min()), float((means + stds).max())
+    """Room for labels above and below the points (fractions in, percent drawn), without running far
+    past 0 or 100 %."""
+    below, above = clipped_error(means, stds)
+    percent = pd.Series(means, dtype=float).to_numpy() * 100
+    lo, hi = float((percent - below).min()), float((percent + above).max())
     span = max(hi - lo, 2.0)
     ax.set_ylim(max(lo - 0.25 * span, min(lo, 0) - 4), min(hi + 0.3 * span, max(hi, 100) + 12))
 
@@ -281,7 +293,7 @@ def accuracy_vs_axis(trials: pd.DataFrame, axis: str, metric: str = "video@1") -
             ax.errorbar(
                 [position[v] for v in g[axis]],
                 g["mean"] * 100,
-                yerr=(g["std"] * 100).fillna(0),
+                yerr=clipped_error(g["mean"], g["std"]),
                 marker=style["marker"],
                 color=style["color"],
                 capsize=3,
@@ -291,7 +303,7 @@ def accuracy_vs_axis(trials: pd.DataFrame, axis: str, metric: str = "video@1") -
             )
         ax.set_xticks(range(len(values)), [str(v) for v in values])
         ax.set_xlim(-0.5, len(values) - 0.5)
-        _pad_y(ax, d["mean"] * 100, d["std"].fillna(0) * 100)
+        _pad_y(ax, d["mean"], d["std"])
         ax.set_xlabel(SWEEP_AXES[axis])
         ax.set_ylabel(f"{metric} (%)")
         ax.set_title(str(dataset))

@@ -161,6 +161,8 @@ def _accounting(doc: Document, runs: Sequence[Run], trials: pd.DataFrame) -> Non
     doc.heading("Trials")
     counts = pd.DataFrame([_counts(r) for r in runs])
     empty = [s for s in STATUSES if s in counts and counts[s].sum() == 0]
+    if (counts["GPU-hours"] == "—").all():  # a CPU run: the column would say nothing
+        empty.append("GPU-hours")
     doc.table(counts.drop(columns=empty))
     doc.para(
         "Bad, short (dropped) and missing videos are the largest counts any one trial reported (every "
@@ -228,7 +230,7 @@ def _demo_plan(doc: Document, runs: Sequence[Run], metric: str) -> None:
         if missing:
             doc.para(
                 f"**{len(missing)} of {len(planned)} planned trials never reported {metric}** (the time "
-                "budget stopped the search, or they failed); the ranking below leaves them out:"
+                "budget stopped the search, or they failed); the ranking leaves them out:"
             )
             doc.bullets(missing)
         elif planned:
@@ -278,32 +280,70 @@ def _cost(doc: Document, runs: Sequence[Run], trials: pd.DataFrame) -> None:
         doc.table(pd.DataFrame(rows))
 
 
-def _memory(doc: Document, trials: pd.DataFrame) -> None:
-    """Predicted peak memory of a training step beside torch's measured peak (CUDA trials only)."""
+def memory_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """Predicted and measured peak memory, one row per run × architecture whose trials (seeds) give
+    the same numbers (at the shown precision), naming the trials; the measured column only when some
+    trial measured it (CUDA: allocated and reserved). Empty when no trial predicted its memory."""
     if "predicted_memory_gb" not in trials or not trials["predicted_memory_gb"].notna().any():
-        return
+        return pd.DataFrame()
     t = trials[trials["predicted_memory_gb"].notna()]
-    doc.heading("Memory", 3)
     nan = pd.Series(float("nan"), index=t.index)
     measured = t["measured_memory_gb"] if "measured_memory_gb" in t else nan
     reserved = t["measured_reserved_gb"] if "measured_reserved_gb" in t else nan
-    doc.table(
-        pd.DataFrame(
-            {
-                "run": t["run"],
-                "trial": t["trial_id"],
-                "architecture": t["label"],
-                "predicted peak (GiB)": t["predicted_memory_gb"].map(lambda v: f"{v:.3f}"),
-                "measured peak (GiB)": measured.map(lambda v: "—" if pd.isna(v) else f"{v:.3f}"),
-                "reserved peak (GiB)": reserved.map(lambda v: "—" if pd.isna(v) else f"{v:.3f}"),
-            }
-        )
+    rows = pd.DataFrame(
+        {
+            "run": t["run"],
+            "architecture": t["label"],
+            "trial": t["trial_id"],
+            "predicted peak (GiB)": t["predicted_memory_gb"].map(lambda v: f"{v:.3f}"),
+            "measured peak (GiB)": measured.map(lambda v: "—" if pd.isna(v) else f"{v:.3f}"),
+            "reserved peak (GiB)": reserved.map(lambda v: "—" if pd.isna(v) else f"{v:.3f}"),
+        }
     )
+    keys = ["run", "architecture", "predicted peak (GiB)", "measured peak (GiB)", "reserved peak (GiB)"]
+    table = rows.groupby(keys, sort=False, dropna=False)["trial"].agg(", ".join).reset_index()
+    table = table.rename(columns={"trial": "trials"})[["run", "architecture", "trials", *keys[2:]]]
+    for column in keys[3:]:  # measured by CUDA only: no column that is empty for the whole run
+        if (table[column] == "—").all():
+            table = table.drop(columns=[column])
+    return table
+
+
+def _missing_warning(doc: Document, runs: Sequence[Run], metric: str) -> None:
+    """One line at the top when `starch demo` planned trials that never reported (details: Plan)."""
+    missing = []
+    for run in runs:
+        try:
+            planned = json.loads((run.path / DEMO_FILE).read_text()).get("planned") or []
+        except (OSError, ValueError, AttributeError):
+            continue
+        missing += never_ran(planned, run.trials, metric)
+    if missing:
+        doc.para(
+            f"**{len(missing)} planned trial(s) never reported {metric} and are not ranked** "
+            f"({', '.join(missing)}): see Plan."
+        )
+
+
+def _memory(doc: Document, trials: pd.DataFrame) -> None:
+    """Predicted peak memory of a training step beside torch's measured peak (CUDA trials only)."""
+    table = memory_table(trials)
+    if table.empty:
+        return
+    doc.heading("Memory", 3)
+    doc.table(table)
+    measured = "measured peak (GiB)" in table
     doc.para(
         "Predicted: spaces.memory for the trial's batch and precision (what `gpus_per_trial: auto` packs "
-        "by). Measured: the largest epoch's peak of torch.cuda.max_memory_allocated (the peaks are reset "
-        "after the trial's matmul probe and after each epoch), and of max_memory_reserved, what the caching "
-        "allocator held (— for trials on the CPU)."
+        "by). "
+        + (
+            "Measured: the largest epoch's peak of torch.cuda.max_memory_allocated (the peaks are reset "
+            "after the trial's matmul probe and after each epoch), and of max_memory_reserved, what the caching "
+            "allocator held (— for trials on the CPU)."
+            if measured
+            else "Measured: not shown, no trial ran on a GPU (torch.cuda.max_memory_allocated measures CUDA only)."
+        )
+        + " Trials whose numbers agree share a row."
     )
 
 
@@ -609,21 +649,17 @@ def write_report(
         )
         return _finish(doc, out, runs, trials, epochs)
     rank = tables.ranking(trials, metric)
-    _demo_plan(doc, runs, metric)
-    _best(doc, trials, rank, metric)
-    _promotions(doc, out, runs, trials, metric, formats)
-    _accounting(doc, runs, trials)
-    _cost(doc, runs, trials)
-    _memory(doc, trials)
-    _efficiency(doc, trials)
+    _missing_warning(doc, runs, metric)
 
+    # what the reader came for first: the figure, the ranking and what it supports ...
     doc.heading("Accuracy vs computation")
     _figure(
         doc,
         out,
         "accuracy_vs_flops",
         formats,
-        f"{metric} vs GFLOPs per clip (log scale), one panel per dataset; dashed: Pareto front.",
+        f"{metric} vs GFLOPs per clip (log scale), one panel per dataset; bars: ± one seed std, clipped to 0–100 %; "
+        "dashed: Pareto front.",
         lambda: figures.accuracy_vs_flops(trials, metric),
     )
     for axis in figures.sweep_axes(trials):
@@ -636,12 +672,12 @@ def write_report(
             lambda axis=axis: figures.accuracy_vs_axis(trials, axis, metric),
         )
 
-    _expansions(doc, out, runs, formats)
-
     doc.heading("Ranking")
     display = tables.display_ranking(rank, metric)
     doc.table(display)
     _write_table(out, "ranking", rank, display, f"Ranking by {metric}")
+
+    _best(doc, trials, rank, metric)
 
     doc.heading("Sweep tables")
     shown = 0
@@ -669,6 +705,8 @@ def write_report(
         doc.table(tables.display_stats(agree))
         _write_table(out, "consistency", agree, tables.display_stats(agree), "Cross-dataset ranking consistency")
 
+    _expansions(doc, out, runs, formats)
+
     doc.heading("Training curves")
     chosen = figures.default_curve_trials(trials, metric)
     _figure(
@@ -691,6 +729,15 @@ def write_report(
         )
         doc.table(tables.display_stats(fid))
         _write_table(out, "fidelity", fid, tables.display_stats(fid), "Early-stopping fidelity")
+
+    _promotions(doc, out, runs, trials, metric, formats)
+
+    # ... then the diagnostics: how the run went
+    _demo_plan(doc, runs, metric)
+    _accounting(doc, runs, trials)
+    _cost(doc, runs, trials)
+    _memory(doc, trials)
+    _efficiency(doc, trials)
 
     return _finish(doc, out, runs, trials, epochs)
 

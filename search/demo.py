@@ -21,10 +21,13 @@ import os
 import time
 from pathlib import Path
 
+from trainers.data.synth import DEFAULT_LEVEL
+
 EXAMPLES = """examples:
   starch demo                          # writes ./starch-demo/{runs,report}
   starch demo --out /tmp/demo --budget-minutes 20
   starch demo --quick                  # 3 networks × 3 epochs on a small dataset (a smoke test)
+  starch demo --seed 10 --out demo-s10 # the same demo on seeds 10, 11, 12
 """
 
 
@@ -51,6 +54,13 @@ def add_parser(subparsers) -> None:
         help="the whole demo's time (default 15): each network's speed is measured first and every "
         "network × seed trains fewer epochs if the preset's would not fit; the search stops at the limit",
     )
+    p.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="the first training seed (default: the preset's schedule.seed, 0); the 3 seeds of each network "
+        "are N, N+1, N+2, so a second run with --seed 10 repeats the demo on other seeds",
+    )
     p.add_argument("--quick", action="store_true", help="a 1-minute smoke test instead of the full demo")
     p.set_defaults(func=run)
 
@@ -61,7 +71,7 @@ def default_data_dir() -> Path:
 
 
 # the benchmark the demo trains on (trainers.data.synth.write_synthetic_dataset's arguments)
-DEMO_DATA = dict(classes=8, videos_per_class=200, frames=48, size=(32, 44), seed=0)
+DEMO_DATA = dict(classes=8, videos_per_class=200, frames=48, size=(32, 44), seed=0, level=DEFAULT_LEVEL)
 QUICK = {
     "space.network": ["f-r2d", "r3d_18", "r2plus1d_18"],
     "schedule.epochs": 3,
@@ -92,7 +102,7 @@ def run(args) -> int:
         flush=True,
     )
     write_synthetic_dataset(data_dir, **synth)
-    overrides = {"data.root": str(data_dir), "cluster.storage": str(out / "runs"), **(QUICK if args.quick else {})}
+    overrides = demo_overrides(args, data_dir, out)
     exp = load_experiment("demo", overrides=overrides)
     quiet_ray_logs()
     exp, scaling = fit_to_machine(exp, overrides, start, args.budget_minutes * 60, batches=1 if args.quick else 2)
@@ -125,6 +135,14 @@ def run(args) -> int:
         )
     print(f"\nreport: {report}\nrun folder: {directory}\ntook {(time.time() - start) / 60:.1f} min")
     return 0
+
+
+def demo_overrides(args, data_dir: Path, out: Path) -> dict:
+    """The demo preset's overrides for these arguments (data, storage, --quick, --seed)."""
+    overrides = {"data.root": str(data_dir), "cluster.storage": str(out / "runs"), **(QUICK if args.quick else {})}
+    if args.seed is not None:
+        overrides["schedule.seed"] = args.seed
+    return overrides
 
 
 def fit_to_machine(exp, overrides: dict, start: float, budget_s: float, *, batches: int = 2):

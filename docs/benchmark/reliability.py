@@ -42,6 +42,8 @@ p.add_argument("--batch", type=int, default=16)
 p.add_argument("--tag", default="")
 p.add_argument("--cl", type=int, default=1)
 p.add_argument("--log", default="docs/benchmark/log.jsonl")
+p.add_argument("--level", type=int, default=synth.DEFAULT_LEVEL)  # VERSION 3: the difficulty level
+p.add_argument("--eval-every", type=int, default=2)
 p.add_argument("--cache-dir", default="/tmp")
 a = p.parse_args()
 torch.set_num_threads(1)
@@ -58,7 +60,9 @@ for k, v in syn.items():
         synth._texture = _tex
         continue
     setattr(synth, k, tuple(v) if isinstance(v, list) else v)
-key = hashlib.md5(json.dumps([syn, a.vpc, a.data_seed], sort_keys=True).encode()).hexdigest()[:10]
+key = hashlib.md5(
+    json.dumps([syn, a.vpc, a.data_seed, synth.VERSION, synth.LEVELS[a.level].to_dict()], sort_keys=True).encode()
+).hexdigest()[:10]
 cache = f"{a.cache_dir}/starch_reliability_{key}.npz"
 names = synth.class_names(8)
 motions = synth.class_motions(8)
@@ -69,9 +73,10 @@ else:
     X = np.empty((8 * a.vpc, 48, 32, 44, 3), np.uint8)
     Y = np.empty(8 * a.vpc, np.int64)
     i = 0
-    for label, (_name, (dr, sp)) in enumerate(motions.items()):
+    for label, (_name, (dr, pr)) in enumerate(motions.items()):
         for idx in range(a.vpc):
-            X[i] = synth.generate_video(synth._video_rng(a.data_seed, dr, sp, idx), direction=dr, speed=sp)
+            rng = synth._video_rng(a.data_seed, dr, pr, idx)
+            X[i] = synth.generate_video(rng, direction=dr, profile=pr, level=a.level, classes=8)
             Y[i] = label
             i += 1
     tmp = f"{cache}.{os.getpid()}.npz"
@@ -138,7 +143,7 @@ for epoch in range(recipe.epochs):
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    acc = evaluate() if (epoch % 2 == 1 or epoch == recipe.epochs - 1) else None
+    acc = evaluate() if ((epoch + 1) % a.eval_every == 0 or epoch == recipe.epochs - 1) else None
     hist.append((round(float(np.mean(losses)), 3), None if acc is None else round(100 * acc, 1)))
     scheduler.step()
 out = dict(
@@ -147,6 +152,9 @@ out = dict(
     width=a.width,
     seed=a.seed,
     synth=syn,
+    version=synth.VERSION,
+    level=a.level,
+    eval_every=a.eval_every,
     vpc=a.vpc,
     recipe=json.loads(a.recipe),
     zero_init=a.zero_init,

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -224,11 +225,102 @@ def test_report_shows_each_trials_predicted_memory(report, runs):
     trained = df[df["predicted_memory_gb"].notna()]
     assert len(trained) >= 10  # every trial that started (not the one whose spec could not be built)
     text = report.read_text()
-    assert "### Memory" in text and "| predicted peak (GiB) | measured peak (GiB) | reserved peak (GiB) |" in text
-    row = trained.iloc[0]
-    assert (
-        f"| {row['trial_id']} | {row['label']} | {row['predicted_memory_gb']:.3f} | — | — |" in text
-    )  # CPU: not measured
+    memory = text[text.index("### Memory") :].split("\n\n")[1]
+    # a CPU run: no measured column (it would be "—" on every row), and no GPU-hours in Trials
+    assert memory.splitlines()[0] == "| run | architecture | trials | predicted peak (GiB) |"
+    assert "measured peak" not in memory
+    for _, row in trained.iterrows():  # every trial is in the row of its architecture
+        line = next(x for x in memory.splitlines() if f" {row['trial_id']}" in x)
+        assert line.startswith(f"| {row['run']} | {row['label']} |") and f"| {row['predicted_memory_gb']:.3f} |" in line
+    # one row per architecture whose seeds predict the same: fewer rows than trials
+    groups = trained.groupby(["run", "label", trained["predicted_memory_gb"].round(3)]).ngroups
+    assert len(memory.splitlines()) - 2 == groups < len(trained)
+
+
+def test_a_cpu_run_has_no_gpu_hours_column():
+    import pandas as pd
+
+    from analysis.report import Document, _accounting
+
+    trials = pd.DataFrame(
+        {
+            "run": ["r", "r"],
+            "trial_id": ["a", "b"],
+            "label": ["MC3", "MC3"],
+            "status": ["completed", "completed"],
+            "reason": [None, None],
+            "wall_time_s": [60.0, 60.0],
+            "gpu_hours": [float("nan")] * 2,
+            "bad_videos": [0, 0],
+            "short_videos_dropped": [0, 0],
+            "missing_videos": [0, 0],
+        }
+    )
+    run = SimpleNamespace(name="r", dataset="synthetic-motion", trials=trials)
+    doc = Document("t")
+    _accounting(doc, [run], trials)
+    assert "| wall time (h) |\n" in doc.markdown() and "GPU-hours |" not in doc.markdown()
+    doc = Document("t")
+    _accounting(doc, [SimpleNamespace(name="r", dataset="d", trials=trials.assign(gpu_hours=0.5))], trials)
+    assert "| GPU-hours |" in doc.markdown()
+
+
+def test_memory_table_keeps_apart_what_differs_and_shows_what_was_measured():
+    import pandas as pd
+
+    from analysis.report import memory_table
+
+    trials = pd.DataFrame(
+        {
+            "run": ["r"] * 4,
+            "label": ["MC3", "MC3", "MC3", "R3D-18"],
+            "trial_id": ["a", "b", "c", "d"],
+            "predicted_memory_gb": [1.0, 1.0, 1.0, 2.0],
+            "measured_memory_gb": [0.5, 0.5, 0.7, float("nan")],
+        }
+    )
+    table = memory_table(trials)
+    assert table.to_dict("records") == [
+        {
+            "run": "r",
+            "architecture": "MC3",
+            "trials": "a, b",
+            "predicted peak (GiB)": "1.000",
+            "measured peak (GiB)": "0.500",
+        },
+        {
+            "run": "r",
+            "architecture": "MC3",
+            "trials": "c",
+            "predicted peak (GiB)": "1.000",
+            "measured peak (GiB)": "0.700",
+        },
+        {
+            "run": "r",
+            "architecture": "R3D-18",
+            "trials": "d",
+            "predicted peak (GiB)": "2.000",
+            "measured peak (GiB)": "—",
+        },
+    ]
+    assert "measured peak (GiB)" not in memory_table(trials.assign(measured_memory_gb=float("nan")))
+
+
+def test_the_report_leads_with_the_figure_the_ranking_and_the_verdict(report):
+    """What the reader came for first, diagnostics after (in report.md and in report.html alike)."""
+    lead = ["Accuracy vs computation", "Ranking", "Best architecture"]
+    results = ["Sweep tables", "Cross-dataset consistency", "Training curves", "Fidelity of early stopping"]
+    diagnostics = ["Trials", "Memory", "Efficiency", "Search configuration", "What was skipped or inferred"]
+    text = report.read_text()
+    html = (report.parent / "report.html").read_text()
+    for document, before, after in ((text, "\n#{2,3} ", "\n"), (html, "<h[23]>", "</h[23]>")):
+        places = [re.search(before + re.escape(h) + after, document) for h in lead + results + diagnostics]
+        assert all(places), [h for h, p in zip(lead + results + diagnostics, places) if not p]
+        starts = [p.start() for p in places]
+        assert starts == sorted(starts)
+    # nothing but the title and the one-line summary of the runs before the figure
+    head = text[: text.index("## Accuracy vs computation")]
+    assert head.count("\n#") == 0 and len(head.strip().splitlines()) == 3
 
 
 def test_a_report_names_the_planned_trials_that_never_ran(runs, tmp_path):

@@ -40,3 +40,24 @@ def test_the_demo_names_the_trials_a_budget_stop_left_out():
     missing = never_ran(planned, trials, "video@1")
     assert len(missing) == networks * seeds - 2
     assert "MC3 seed 0" in missing and "f-R2D seed 0" not in missing and "R3D k/2 seed 2" not in missing
+
+
+def test_the_demo_can_run_on_other_seeds(tmp_path):
+    """`starch demo --seed 10` trains every network on seeds 10, 11, 12 (a second, independent run)."""
+    import argparse
+
+    from search.config import load_experiment
+    from search.demo import add_parser, demo_overrides, planned_trials
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["demo", "--seed", "10"])
+    exp = load_experiment("demo", overrides=demo_overrides(args, tmp_path / "data", tmp_path))
+    assert {p["seed"] for p in planned_trials(exp)} == {10, 11, 12}
+    default = parser.parse_args(["demo"])
+    assert "schedule.seed" not in demo_overrides(default, tmp_path / "data", tmp_path)
+    assert {p["seed"] for p in planned_trials(load_experiment("demo", overrides={"data.root": "/nowhere"}))} == {
+        0,
+        1,
+        2,
+    }

@@ -91,10 +91,13 @@ def test_synth_passes_its_arguments(monkeypatch, tmp_path, capsys):
             "24x32",
             "--seed",
             "7",
+            "--level",
+            "3",
         ]
     )
     assert code == 0
-    assert calls == [(str(tmp_path / "s"), dict(classes=4, videos_per_class=3, frames=16, size=(24, 32), seed=7))]
+    expected = dict(classes=4, videos_per_class=3, frames=16, size=(24, 32), seed=7, level=3)
+    assert calls == [(str(tmp_path / "s"), expected)]
     assert "Left1, Right1" in capsys.readouterr().out
     assert cli.main(["data", "synth", str(tmp_path / "s"), "--size", "big"]) == 2
 

@@ -106,7 +106,7 @@ def test_missing_videos_skip_trains_on_the_present_ones_and_counts_the_rest(synt
     ann = tmp_path / "ann"
     shutil.copytree(synth_root / "ucfTrainTestlist", ann)
     with open(ann / "trainlist01.txt", "a") as f:
-        f.write("Left1/v_Left1_g99_c01.mp4 2\n")  # listed, never downloaded
+        f.write("LeftFaster/v_LeftFaster_g99_c01.mp4 2\n")  # listed, never downloaded
     spec = DataSpec(
         format="ucf101",
         root=str(synth_root),
@@ -119,7 +119,7 @@ def test_missing_videos_skip_trains_on_the_present_ones_and_counts_the_rest(synt
     )
     with caplog.at_level("WARNING", logger="trainers.data.datasets"):
         index = build_index(spec, "train")
-    assert index.missing == (str(synth_root / "UCF-101" / "Left1" / "v_Left1_g99_c01.mp4"),)
+    assert index.missing == (str(synth_root / "UCF-101" / "LeftFaster" / "v_LeftFaster_g99_c01.mp4"),)
     assert "1 of" in caplog.text and "skipped (missing_videos: skip)" in caplog.text
     torch.manual_seed(0)
     records = []

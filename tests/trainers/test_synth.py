@@ -1,7 +1,8 @@
 """Tests for the synthetic motion benchmark (trainers/data/synth.py).
 
 The content checks assert the property the benchmark exists for: a single frame carries no class
-information, while the motion (direction and speed) is recoverable, also after x264 and decord.
+information, while the motion (direction and speed profile) is recoverable, also after x264 and
+decord; and the difficulty levels change what they say they change.
 """
 
 from __future__ import annotations
@@ -15,16 +16,22 @@ import numpy as np
 import pytest
 
 from trainers.data.synth import (
+    DEFAULT_LEVEL,
     DIRECTIONS,
+    LEVELS,
+    MEAN_SPEED,
     METADATA_FILE,
+    Level,
     class_motions,
     class_names,
+    displacement,
+    draw_motions,
     encode_mp4,
     generate_video,
     write_synthetic_dataset,
 )
 
-# small but complete: both speeds; 1 test + 2 train videos per class
+# small but complete: both profiles; 1 test + 2 train videos per class
 SMALL = dict(classes=8, videos_per_class=3, frames=16, size=(32, 44), seed=3)
 
 
@@ -37,30 +44,26 @@ def _luma(frames: np.ndarray) -> np.ndarray:
     return frames.astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # (T, H, W)
 
 
-def estimate_motion(frames: np.ndarray) -> tuple[int, int]:
-    """Per-clip displacement (dx, dy) in px/frame by phase correlation of consecutive frames.
-
-    The temporal mean is removed (it is mostly the static background), the normalised
-    cross-power spectra of all consecutive pairs are summed, and the zero shift (whatever is left
-    of the background) is excluded; the peak is the shift of the moving layer.
-    """
+def matched_class(frames: np.ndarray, motions: dict[str, tuple[str, str]], level: int | Level) -> str:
+    """The class whose motion best explains the video: an observer that knows every class's
+    trajectory. For each class and speed gap of the level, frame 0 shifted along the trajectory is
+    correlated with every later frame (temporal mean removed: that is mostly the static background);
+    the class of the highest sum wins. The sprites that carry the class motion are the largest group
+    moving one way, so the true class should win unless the video's gap is too small to tell."""
     y = _luma(frames)
     y = y - y.mean(axis=0, keepdims=True)
-    spectra = np.fft.fft2(y)  # over the last two axes: (T, H, W)
-    cross = spectra[1:] * np.conj(spectra[:-1])
-    cross /= np.abs(cross) + 1e-9
-    surface = np.real(np.fft.ifft2(cross)).sum(axis=0)  # (H, W)
-    surface[0, 0] = -np.inf
-    iy, ix = np.unravel_index(np.argmax(surface), surface.shape)
-    height, width = surface.shape
-    dy = int(iy) if iy <= height // 2 else int(iy) - height
-    dx = int(ix) if ix <= width // 2 else int(ix) - width
-    return dx, dy
-
-
-def _expected(direction: str, speed: int) -> tuple[int, int]:
-    ux, uy = DIRECTIONS[direction]
-    return ux * speed, uy * speed
+    lo, hi = (LEVELS[level] if isinstance(level, int) else level).gap
+    scores = {}
+    for name, (direction, profile) in motions.items():
+        dx, dy = DIRECTIONS[direction]
+        for gap in np.linspace(lo, hi, 7):
+            travel = displacement(profile, gap, len(y))
+            score = sum(
+                float((y[t] * np.roll(y[0], (dy * travel[t], dx * travel[t]), axis=(0, 1))).sum())
+                for t in range(1, len(y))
+            )
+            scores[name] = max(scores.get(name, -np.inf), score)
+    return max(scores, key=scores.get)
 
 
 def _frame_features(frame: np.ndarray) -> np.ndarray:
@@ -95,11 +98,20 @@ def small(tmp_path_factory) -> tuple[Path, dict]:
 # --------------------------------------------------------------------------- classes
 
 
-def test_class_names_and_speeds():
-    assert class_names(4) == ["Down1", "Left1", "Right1", "Up1"]
-    assert class_names(8) == ["Down1", "Down3", "Left1", "Left3", "Right1", "Right3", "Up1", "Up3"]
-    assert len(class_names(16)) == 16 and "Right4" in class_names(16) and "Up2" in class_names(12)
-    assert class_motions(8)["Left3"] == ("left", 3)
+def test_class_names_and_profiles():
+    assert class_names(4) == ["DownFaster", "LeftFaster", "RightFaster", "UpFaster"]
+    assert class_names(8) == [
+        "DownFaster",
+        "DownSlower",
+        "LeftFaster",
+        "LeftSlower",
+        "RightFaster",
+        "RightSlower",
+        "UpFaster",
+        "UpSlower",
+    ]
+    assert len(class_names(16)) == 16 and "RightPulsing" in class_names(16) and "UpSteady" in class_names(12)
+    assert class_motions(8)["LeftSlower"] == ("left", "slower")
 
 
 # --------------------------------------------------------------------------- layout
@@ -139,15 +151,18 @@ def test_layout_split_files_and_metadata(small):
     assert saved["name"] == "starch-synthetic-motion"
     assert saved["flip_preserves_label"] is False
     assert saved["classes"] == names
-    assert saved["version"] == 2 and saved["label"] == "synthetic-motion"
+    assert saved["version"] == 3 and saved["label"] == "synthetic-motion"
     assert saved["params"] == {
         "classes": 8,
         "videos_per_class": 3,
         "frames": 16,
         "size": [32, 44],
         "seed": 3,
+        "level": DEFAULT_LEVEL,
         "test_fraction": 0.25,
     }
+    assert saved["level"] == LEVELS[DEFAULT_LEVEL].to_dict()
+    assert saved["motion"]["UpSlower"] == {"direction": "up", "profile": "slower"}
 
 
 def test_every_file_decodes_with_decord(small):
@@ -182,7 +197,7 @@ def test_default_split_is_ucf_like():
 
 def test_generate_video_is_deterministic_per_seed():
     def digest(seed: int) -> str:
-        video = generate_video(np.random.default_rng(seed), direction="up", speed=3, frames=16)
+        video = generate_video(np.random.default_rng(seed), direction="up", profile="slower", frames=16)
         assert video.dtype == np.uint8 and video.shape == (16, 32, 44, 3)
         return hashlib.sha256(video.tobytes()).hexdigest()
 
@@ -202,7 +217,7 @@ def test_dataset_is_deterministic_across_runs_and_workers(small, tmp_path):
 
     other = tmp_path / "other"
     write_synthetic_dataset(other, **{**SMALL, "seed": 4}, workers=1)
-    for rel in ["Left3/v_Left3_g01_c01.mp4", "Up1/v_Up1_g03_c01.mp4"]:
+    for rel in ["LeftSlower/v_LeftSlower_g01_c01.mp4", "UpFaster/v_UpFaster_g03_c01.mp4"]:
         first = _decode(out / "UCF-101" / rel)
         assert np.abs(first.astype(int) - _decode(other / "UCF-101" / rel)).mean() > 20
 
@@ -210,10 +225,10 @@ def test_dataset_is_deterministic_across_runs_and_workers(small, tmp_path):
 def test_encoding_is_byte_identical_when_repeated(tmp_path):
     """Regression: with mbtree, x264 read uninitialised memory and the bytes varied run to run."""
     rng = np.random.default_rng
-    video = generate_video(rng(1), direction="left", speed=3, frames=24)
+    video = generate_video(rng(1), direction="left", profile="slower", frames=24)
     digests = set()
     for i in range(6):
-        other = generate_video(rng(100 + i), direction="up", speed=1, frames=24)
+        other = generate_video(rng(100 + i), direction="up", profile="faster", frames=24)
         encode_mp4(other, tmp_path / "other.mp4")  # leaves different memory behind
         encode_mp4(video, tmp_path / "video.mp4")
         digests.add(hashlib.sha256((tmp_path / "video.mp4").read_bytes()).hexdigest())
@@ -237,11 +252,27 @@ def test_second_call_is_cached_and_mismatch_refused(tmp_path):
     assert len(decord.VideoReader(str(next(out.rglob("*.mp4"))))) == 6
 
 
+def test_an_older_version_is_rewritten_not_refused(tmp_path):
+    """A cache of an older VERSION (e.g. the demo's ~/.cache from before an upgrade) is rebuilt."""
+    out = tmp_path / "ds"
+    kw = dict(classes=4, videos_per_class=2, frames=4, seed=1, workers=1)
+    write_synthetic_dataset(out, **kw)
+    meta_path = out / METADATA_FILE
+    old = json.loads(meta_path.read_text())
+    old["version"] = 2
+    old["params"].pop("level")
+    meta_path.write_text(json.dumps(old))
+    (out / "UCF-101" / "Down1").mkdir()  # a VERSION 2 class folder
+    meta = write_synthetic_dataset(out, **kw)
+    assert meta["version"] == 3 and json.loads(meta_path.read_text())["version"] == 3
+    assert sorted(p.name for p in (out / "UCF-101").iterdir()) == class_names(4)
+
+
 def test_incomplete_or_interrupted_dataset_is_rewritten(tmp_path):
     out = tmp_path / "ds"
     kw = dict(classes=4, videos_per_class=2, frames=4, seed=1, workers=1)
     write_synthetic_dataset(out, **kw)
-    victim = out / "UCF-101" / "Down1" / "v_Down1_g01_c01.mp4"
+    victim = out / "UCF-101" / "DownFaster" / "v_DownFaster_g01_c01.mp4"
     victim.unlink()
     write_synthetic_dataset(out, **kw)
     assert victim.is_file()
@@ -305,38 +336,88 @@ def test_foreign_ucf_folder_is_never_touched(tmp_path):
 def test_first_frame_is_identical_for_every_class():
     """The random draws ignore the class: equal generators give an equal first frame."""
     videos = {
-        name: generate_video(np.random.default_rng(11), direction=d, speed=s, frames=4)
-        for name, (d, s) in class_motions(16).items()
+        name: generate_video(np.random.default_rng(11), direction=d, profile=p, classes=16, frames=4)
+        for name, (d, p) in class_motions(16).items()
     }
-    first = videos["Left1"]
+    first = videos["LeftFaster"]
     for name, video in videos.items():
         np.testing.assert_array_equal(video[0], first[0], err_msg=name)
-    assert not np.array_equal(videos["Left1"][1], videos["Right1"][1])
-    assert not np.array_equal(videos["Left1"][1], videos["Left3"][1])
+    assert not np.array_equal(videos["LeftFaster"][1], videos["RightFaster"][1])
+    assert not np.array_equal(videos["LeftFaster"][1], videos["LeftSlower"][1])  # the last frames meet again
 
 
-def test_single_frame_has_no_class_information_but_motion_does():
+@pytest.mark.parametrize("level", sorted(LEVELS))
+def test_single_frame_has_no_class_information_but_motion_does(level):
+    """At every level: a per-frame statistic stays at chance, the class's motion explains the video."""
     motions = class_motions(8)
-    features, motion_ok, labels = [], [], []
-    for label, (direction, speed) in enumerate(motions.values()):
-        for i in range(25):
-            video = generate_video(np.random.default_rng([99, label, i]), direction=direction, speed=speed, frames=16)
+    features, matched, labels = [], [], []
+    for label, (name, (direction, profile)) in enumerate(motions.items()):
+        for i in range(8):
+            rng = np.random.default_rng([99, label, i])
+            video = generate_video(rng, direction=direction, profile=profile, level=level, frames=16)
             features.append(_frame_features(video[int(np.random.default_rng(i).integers(16))]))
-            motion_ok.append(estimate_motion(video) == _expected(direction, speed))
+            matched.append(matched_class(video, motions, level) == name)
             labels.append(label)
     single_frame = _nearest_centroid_loo(np.array(features), np.array(labels))
     assert single_frame < 0.25  # chance is 1/8; a separable statistic would be far above
-    assert np.mean(motion_ok) >= 0.95
+    assert np.mean(matched) >= 0.8, np.mean(matched)
+
+
+def test_levels_change_what_they_say():
+    """Each step of the knob changes one thing, towards harder: 1->2 and 3->4 the share of sprites
+    that carry the class motion, 2->3 the speed gaps; and the videos follow the parameters."""
+    steps = [(LEVELS[n], LEVELS[n + 1]) for n in sorted(LEVELS)[:-1]]
+    changed = [
+        ("coherence" if a.coherence != b.coherence else "") + ("gap" if a.gap != b.gap else "") for a, b in steps
+    ]
+    assert changed == ["coherence", "gap", "coherence"]
+    for a, b in steps:
+        assert b.coherence[0] <= a.coherence[0] and b.gap[1] <= a.gap[1]
+
+    for n, level in LEVELS.items():
+        # the drawn share of carriers stays in the level's range and fills it
+        shares = []
+        for i in range(300):
+            drawn, signal = draw_motions(np.random.default_rng([n, i]), motion=("up", "faster"), level=n, count=24)
+            assert sum(m == ("up", "faster") for m in drawn) >= signal
+            shares.append(signal / 24)
+        lo, hi = level.coherence
+        assert lo - 1 / 48 <= min(shares) < lo + 0.1 and hi - 0.1 < max(shares) <= hi + 1 / 48, (n, shares)
+
+    # speeds: faster goes MEAN - g/2 -> MEAN + g/2, slower back, the same distance in the same time
+    for gap in (0.0, 1.0, 3.0):
+        faster, slower = (np.diff(displacement(p, gap, 48)) for p in ("faster", "slower"))
+        assert faster[:6].mean() == pytest.approx(MEAN_SPEED - gap / 2 * (1 - 6 / 47), abs=0.5)
+        assert faster[-6:].mean() == pytest.approx(MEAN_SPEED + gap / 2 * (1 - 6 / 47), abs=0.5)
+        assert slower[:6].mean() == pytest.approx(MEAN_SPEED + gap / 2 * (1 - 6 / 47), abs=0.5)
+        assert abs(int(faster.sum()) - int(slower.sum())) <= 1
+        assert np.diff(displacement("steady", gap, 48)).mean() == pytest.approx(MEAN_SPEED, abs=0.1)
+        assert 0 <= displacement("pulsing", gap, 48).min()  # pulsing never runs backwards
+    np.testing.assert_array_equal(displacement("faster", 0.0, 48), displacement("slower", 0.0, 48))
+
+    # a harder level really is harder for the observer that knows the trajectories
+    def observed(level: int) -> float:
+        motions, hits = class_motions(8), []
+        for label, (name, (d, p)) in enumerate(motions.items()):
+            for i in range(6):
+                video = generate_video(
+                    np.random.default_rng([7, label, i]), direction=d, profile=p, level=level, frames=16
+                )
+                hits.append(matched_class(video, motions, level) == name)
+        return float(np.mean(hits))
+
+    assert observed(1) >= observed(4)
 
 
 def test_motion_survives_x264(small):
-    """The mp4 files keep the motion: direction and speed recovered from decoded frames."""
+    """The mp4 files keep the motion: the class's trajectory explains the decoded frames."""
     out, meta = small
-    hits = []
-    for path in sorted((out / "UCF-101").rglob("*.mp4")):
-        motion = meta["motion"][path.parent.name]
-        hits.append(estimate_motion(_decode(path)) == _expected(motion["direction"], motion["speed"]))
-    assert np.mean(hits) >= 0.9, hits
+    motions = {n: (m["direction"], m["profile"]) for n, m in meta["motion"].items()}
+    hits = [
+        matched_class(_decode(path), motions, meta["params"]["level"]) == path.parent.name
+        for path in sorted((out / "UCF-101").rglob("*.mp4"))
+    ]
+    assert np.mean(hits) >= 0.8, hits
 
 
 def test_x264_keeps_the_luma_texture(tmp_path):
@@ -345,8 +426,10 @@ def test_x264_keeps_the_luma_texture(tmp_path):
     write_synthetic_dataset(out, classes=4, videos_per_class=2, frames=8, seed=5, workers=1)
     from trainers.data.synth import _video_rng
 
-    path = out / "UCF-101" / "Right1" / "v_Right1_g01_c01.mp4"  # index 0 of Right1
-    source = generate_video(_video_rng(5, "right", 1, 0), direction="right", speed=1, frames=8)
+    path = out / "UCF-101" / "RightFaster" / "v_RightFaster_g01_c01.mp4"  # index 0 of RightFaster
+    source = generate_video(
+        _video_rng(5, "right", "faster", 0), direction="right", profile="faster", classes=4, frames=8
+    )
     error = _luma(_decode(path)) - _luma(source)
     psnr = 10 * np.log10(255**2 / np.mean(error**2))
     assert psnr > 28, psnr
@@ -368,6 +451,8 @@ def test_x264_keeps_the_luma_texture(tmp_path):
         ({"test_fraction": 0.0}, "test_fraction"),
         ({"test_fraction": 1.0}, "test_fraction"),
         ({"seed": -1}, "seed"),
+        ({"level": 0}, r"level must be one of \[1, 2, 3, 4\]"),
+        ({"level": 2.0}, "level"),
         ({"workers": 0}, "workers"),
     ],
 )
@@ -381,8 +466,10 @@ def test_invalid_arguments_name_the_field(tmp_path, override, field):
 def test_generate_video_validates():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="direction"):
-        generate_video(rng, direction="north", speed=1)
-    with pytest.raises(ValueError, match="speed"):
-        generate_video(rng, direction="up", speed=-1)
+        generate_video(rng, direction="north", profile="faster")
+    with pytest.raises(ValueError, match="profile"):
+        generate_video(rng, direction="up", profile="sideways")
     with pytest.raises(ValueError, match="frames"):
-        generate_video(rng, direction="up", speed=1, frames=0)
+        generate_video(rng, direction="up", profile="faster", frames=0)
+    with pytest.raises(ValueError, match="level"):
+        generate_video(rng, direction="up", profile="faster", level=5)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from trainers.data.clips import clip_span
 from trainers.data.datasets import FORMATS, DataSpec, build_index, not_a_video_file
+from trainers.data.synth import DEFAULT_LEVEL, LEVELS, describe_levels
 from trainers.data.video import DECODERS, DEFAULT_DECODER
 
 CHECK_EPILOG = """\
@@ -91,9 +92,10 @@ def add_parser(subparsers) -> None:
     synth = sub.add_parser(
         "synth",
         help="write the synthetic motion dataset (real mp4 files, UCF101 layout)",
-        description="Write the synthetic motion dataset: every class is a direction x speed of "
-        "moving sprites, so only a network that sees time can solve it.",
-        epilog=SYNTH_EPILOG,
+        description="Write the synthetic motion dataset: every class is a direction x speed profile "
+        "(speeding up, slowing down, ...) of moving sprites among sprites that move like other classes, "
+        "so only a network that sees time can solve it; --level sets how hard.",
+        epilog=SYNTH_EPILOG + "\nlevels:\n" + "\n".join(f"  {line}" for line in describe_levels()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     synth.add_argument("out", metavar="OUT", help="output folder")
@@ -102,6 +104,13 @@ def add_parser(subparsers) -> None:
     synth.add_argument("--frames", type=int, default=48, help="frames per video (default 48)")
     synth.add_argument("--size", default="32x44", help="HxW (default 32x44)")
     synth.add_argument("--seed", type=int, default=0, help="default 0")
+    synth.add_argument(
+        "--level",
+        type=int,
+        default=DEFAULT_LEVEL,
+        choices=sorted(LEVELS),
+        help=f"difficulty (default {DEFAULT_LEVEL}; what each level sets: below)",
+    )
     synth.set_defaults(func=run_synth)
 
 
@@ -239,10 +248,11 @@ def run_synth(args) -> int:
         frames=args.frames,
         size=size,
         seed=args.seed,
+        level=args.level,
     )
     print(
         f"synthetic dataset in {args.out}: {args.classes} classes x {args.videos_per_class} videos, "
-        f"{args.frames} frames of {size[0]}x{size[1]}"
+        f"{args.frames} frames of {size[0]}x{size[1]}, level {args.level}"
     )
     if isinstance(meta, dict) and meta.get("classes"):
         names = meta["classes"]

@@ -1,17 +1,22 @@
 """Synthetic motion benchmark: the embedded default dataset, written as real H.264 mp4 files.
 
-Every class is a *motion*: a direction (left, right, up, down) times a speed in pixels per frame
-(`Left1`, `Right3`, ...). Everything that a single frame shows is drawn independently of the class,
-so a per-frame 2D network stays at chance while 3D and (2+1)D networks learn the task, and classes
-that differ only in speed make the temporal sampling rate matter.
+Every class is a *motion*: a direction (left, right, up, down) times a speed profile (`DownFaster`,
+`LeftSlower`, ...: PROFILES). With 8 classes the profiles are speeding up and slowing down, the same
+speeds in the other order, so a network must see the order of a clip's frames, not only that
+something moves one way. Everything that a single frame shows is drawn independently of the class,
+so a per-frame 2D network stays at chance at every level.
 
 One video (`generate_video`), drawn from a per-video random generator::
 
-    background (static)                          moving layer (wraps at the frame edges)
-    ├─ colour gradient between two colours       └─ 24 textured sprites, 4-8 px, moving together
-    ├─ ~20 flat rectangles                          by (dx, dy) = speed * direction per frame
-    └─ 1 look-alike sprite (same textures, never moving)
+    background (static)                          moving sprites (wrap at the frame edges)
+    ├─ colour gradient between two colours       └─ 24 textured sprites, 4-8 px, each moving by
+    ├─ ~20 flat rectangles                          displacement(profile, gap)[t] * direction:
+    └─ 1 look-alike sprite (same textures,          a share (the coherence) with the class's
+      never moving)                                 motion, the others like random classes'
     + grey pixel noise, fresh in every frame
+
+The video's coherence and speed gap are drawn in the ranges of its difficulty level (LEVELS,
+`--level`): easy and hard videos in every level, and at gap 0 faster and slower are the same motion.
 
 Sprite textures (checker, stripes, binary noise) alternate a dark and a bright colour, so they live
 in luminance: x264's yuv420p halves the colour resolution but keeps the luma, and the motion stays
@@ -20,20 +25,20 @@ visible at 32x44. Counts scale with the frame area and sprite sizes with min(H, 
 The dataset on disk (`write_synthetic_dataset`) has the UCF101 layout, so the reader for real data
 reads it unchanged::
 
-    out/UCF-101/Left1/v_Left1_g08_c01.mp4            class folder, group gXX, clip cYY
-    out/ucfTrainTestlist/classInd.txt                "1 Down1" ... (alphabetical, like UCF101)
-    out/ucfTrainTestlist/trainlist01.txt             "Left1/v_Left1_g08_c01.mp4 3"
-    out/ucfTrainTestlist/testlist01.txt              "Left1/v_Left1_g01_c01.mp4"
+    out/UCF-101/LeftFaster/v_LeftFaster_g08_c01.mp4  class folder, group gXX, clip cYY
+    out/ucfTrainTestlist/classInd.txt                "1 DownFaster" ... (alphabetical, like UCF101)
+    out/ucfTrainTestlist/trainlist01.txt             "LeftFaster/v_LeftFaster_g08_c01.mp4 3"
+    out/ucfTrainTestlist/testlist01.txt              "LeftFaster/v_LeftFaster_g01_c01.mp4"
     out/starch_dataset.json                          written last: its presence means complete
 
 As in UCF101 split 1, the first groups (g01...) are the test set and the later ones the train set;
 the test set holds videos_per_class * test_fraction videos of every class (rounded; at least one,
 and at least one left for training).
 
-Measured (VERSION 2; in-memory frames, 8 classes, clips of 8 frames at sampling rate 2, random
-32x32 crops, the demo's 900 updates of batch 16, one thread): R(2+1)D, MC3 and rMC3 reach 100 % in
-the seeds tried and the per-frame f-R2D stays at chance (13.5 %); with 50 videos per class every
-model memorises the backgrounds (VERSION 1). The experiments: docs/benchmark/README.md.
+Measured: on VERSION 2 (one coherent layer, 4 directions x 2 constant speeds) every temporal network
+reached 100 % and the benchmark ranked nothing but 2D against 3D; VERSION 3's experiments (moving
+distractors delay learning past the demo's 900 updates; level 1 takes off by epoch 6) are in
+docs/benchmark/README.md.
 """
 
 from __future__ import annotations
@@ -51,12 +56,18 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "DEFAULT_LEVEL",
     "DIRECTIONS",
+    "LEVELS",
     "METADATA_FILE",
-    "SPEEDS",
+    "PROFILES",
     "VALID_CLASSES",
-    "class_names",
+    "Level",
     "class_motions",
+    "class_names",
+    "describe_levels",
+    "displacement",
+    "draw_motions",
     "encode_mp4",
     "generate_video",
     "write_synthetic_dataset",
@@ -64,9 +75,13 @@ __all__ = [
 
 NAME = "starch-synthetic-motion"
 LABEL = "synthetic-motion"
-VERSION = 2  # bump when the frames or the encoding change: old caches then refuse to be reused
+VERSION = 3  # bump when the frames or the encoding change: old caches then refuse to be reused
 # 2: a dense moving layer (24 sprites, 1 static look-alike, 20 rectangles): learning starts early
 #    in every seed instead of "late and all at once" (issue 10)
+# 3: classes are direction x speed *profile* (speeding up, slowing down, ...), every sprite moves on
+#    its own, a per-video share of them (the coherence) carries the class and the others move like
+#    other classes; each video draws its own speed gap (0: faster and slower look the same); `level`
+#    sets the ranges of both (issue 22: on V2 every temporal network reached the ceiling)
 METADATA_FILE = "starch_dataset.json"
 _PARTIAL_FILE = ".starch_dataset.partial"  # exists while a write is under way (or was killed)
 
@@ -77,10 +92,57 @@ DIRECTIONS: dict[str, tuple[int, int]] = {
     "up": (0, -1),
     "down": (0, 1),
 }
-# speeds (px/frame) used for 4, 8, 12 and 16 classes: 1 and 3 first, so that 8 classes have two
-# clearly different speeds; 2 and 4 fill in for larger class counts.
-SPEEDS: tuple[int, ...] = (1, 3, 2, 4)
-VALID_CLASSES: tuple[int, ...] = tuple(4 * n for n in range(1, len(SPEEDS) + 1))
+# How the speed along the direction changes over the video, u = t / (T - 1) in [0, 1], around
+# MEAN_SPEED px/frame with the video's speed gap g (drawn per video in the level's range). Used in
+# this order for 4, 8, 12 and 16 classes: 8 classes ask for the order of two speeds within a clip
+# (faster vs slower: the same speeds, the other order; at g = 0 they are the same motion).
+#   faster   MEAN - g/2 -> MEAN + g/2 linearly      slower   MEAN + g/2 -> MEAN - g/2 linearly
+#   steady   MEAN throughout                        pulsing  MEAN +- g/2, a sine of period 8 frames
+PROFILES: tuple[str, ...] = ("faster", "slower", "steady", "pulsing")
+MEAN_SPEED = 2.0  # px/frame: 4 px between the frames of a clip at the demo's sampling rate 2
+# the time scale of faster and slower: None, one ramp over the whole video; N, a ramp every N frames
+# (the speed jumps back at the end of each), so a clip of about N frames sees the whole change
+_RAMP_FRAMES: int | None = None
+PULSE_PERIOD = 8  # frames: 4 sampled frames per period at the demo's sampling rate 2
+VALID_CLASSES: tuple[int, ...] = tuple(4 * n for n in range(1, len(PROFILES) + 1))
+
+
+@dataclass(frozen=True)
+class Level:
+    """What a difficulty level sets (LEVELS): two per-video ranges, each step of the knob changes one.
+    Both are drawn per video, uniformly, so every level mixes easy and hard videos: accuracy grows
+    by degrees rather than all at once, and the hardest videos of a level stay ambiguous."""
+
+    coherence: tuple[float, float]  # share of the moving sprites that carry the class motion; the
+    #                                 others move like a class drawn at random
+    gap: tuple[float, float]  # px/frame between the slow and the fast end of a profile: the smaller,
+    #                           the subtler the difference between speeding up and slowing down
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"coherence": list(self.coherence), "gap": list(self.gap)}
+
+
+# 1 -> 2 lowers the coherence, 2 -> 3 narrows the gaps, 3 -> 4 lowers the coherence again.
+LEVELS: dict[int, Level] = {
+    1: Level(coherence=(1.0, 1.0), gap=(0.0, 3.0)),
+    2: Level(coherence=(0.6, 1.0), gap=(0.0, 3.0)),
+    3: Level(coherence=(0.6, 1.0), gap=(0.0, 2.0)),
+    4: Level(coherence=(0.3, 1.0), gap=(0.0, 2.0)),
+}
+DEFAULT_LEVEL = (
+    1  # the demo's (search.demo.DEMO_DATA): the one level where a network learnt by epoch 6 (docs/benchmark)
+)
+
+
+def describe_levels() -> list[str]:
+    """One line per level: what it sets (for `starch data synth --help` and the docs)."""
+    return [
+        f"{n}: {lv.coherence[0]:.0%}-{lv.coherence[1]:.0%} of the moving sprites carry the class motion, "
+        f"speed gap {lv.gap[0]:g}-{lv.gap[1]:g} px/frame around {MEAN_SPEED:g}"
+        + (" (default)" if n == DEFAULT_LEVEL else "")
+        for n, lv in LEVELS.items()
+    ]
+
 
 # H.264 settings. CRF 16 (without mbtree) keeps luma PSNR near 31 dB at 32x44, ~19 kB per
 # 48-frame video; tests/trainers/test_synth.py recovers the motion from the decoded files.
@@ -112,24 +174,70 @@ _NOISE_AMPLITUDE = 8  # grey noise, uniform in [-a, a], fresh per frame
 # --------------------------------------------------------------------------- classes
 
 
-def _speeds_for(classes: int) -> tuple[int, ...]:
-    return SPEEDS[: classes // len(DIRECTIONS)]
+def _profiles_for(classes: int) -> tuple[str, ...]:
+    return PROFILES[: classes // len(DIRECTIONS)]
 
 
-def class_motions(classes: int = 8) -> dict[str, tuple[str, int]]:
-    """Class name -> (direction, speed), in classInd order (alphabetical, like UCF101)."""
+def class_motions(classes: int = 8) -> dict[str, tuple[str, str]]:
+    """Class name -> (direction, profile), in classInd order (alphabetical, like UCF101)."""
     _check_classes(classes)
     motions = {
-        f"{direction.capitalize()}{speed}": (direction, speed)
+        f"{direction.capitalize()}{profile.capitalize()}": (direction, profile)
         for direction in DIRECTIONS
-        for speed in _speeds_for(classes)
+        for profile in _profiles_for(classes)
     }
     return dict(sorted(motions.items()))
 
 
 def class_names(classes: int = 8) -> list[str]:
-    """The class names, in classInd order: e.g. `Down1, Down3, Left1, Left3, Right1, ...`."""
+    """The class names, in classInd order: e.g. `DownFaster, DownSlower, LeftFaster, ...`."""
     return list(class_motions(classes))
+
+
+def _level(level: int | Level) -> Level:
+    if isinstance(level, Level):
+        return level
+    if not _is_int(level) or level not in LEVELS:
+        raise ValueError(f"level must be one of {sorted(LEVELS)} (1 easiest), got {level!r}")
+    return LEVELS[int(level)]
+
+
+def displacement(profile: str, gap: float, frames: int) -> np.ndarray:
+    """(frames,) int: px travelled along the direction from frame 0 to frame t (rounded), with the
+    speed gap `gap` px/frame (PROFILES)."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
+    lo, hi = MEAN_SPEED - gap / 2, MEAN_SPEED + gap / 2
+    t = np.arange(frames, dtype=np.float64)
+    u = t / max(1, frames - 1) if not _RAMP_FRAMES else (t % _RAMP_FRAMES) / max(1, _RAMP_FRAMES - 1)
+    speed = {
+        "faster": lo + (hi - lo) * u,
+        "slower": hi - (hi - lo) * u,
+        "steady": np.full(frames, (lo + hi) / 2),
+        "pulsing": (lo + hi) / 2 + (hi - lo) / 2 * np.sin(2 * np.pi * t / PULSE_PERIOD),
+    }[profile]
+    # the speed between frames t and t+1 is the speed at t + 1/2 (the trapezoid of the two)
+    steps = (speed[:-1] + speed[1:]) / 2
+    return np.rint(np.concatenate([[0.0], np.cumsum(steps)])).astype(np.int64)
+
+
+def draw_motions(
+    rng: np.random.Generator, *, motion: tuple[str, str], level: int | Level, count: int, classes: int = 8
+) -> tuple[list[tuple[str, str]], int]:
+    """Each moving sprite's (direction, profile) and how many carry `motion` (the class's).
+
+    The coherence c is drawn uniform in the level's range; round(c * count) sprites, chosen at
+    random, move like the class, every other one like a class of `classes` drawn at random (the
+    class's own included). The draws do not depend on `motion`."""
+    lo, hi = _level(level).coherence
+    coherence = rng.uniform(lo, hi)
+    others = list(class_motions(classes).values())
+    drawn = [others[int(i)] for i in rng.integers(0, len(others), size=count)]
+    signal = int(round(coherence * count))
+    carriers = rng.permutation(count)[:signal]
+    for i in carriers:
+        drawn[int(i)] = motion
+    return drawn, signal
 
 
 # --------------------------------------------------------------------------- frames
@@ -177,23 +285,29 @@ def generate_video(
     rng: np.random.Generator,
     *,
     direction: str,
-    speed: int,
+    profile: str,
+    level: int | Level = DEFAULT_LEVEL,
+    classes: int = 8,
     frames: int = 48,
     size: tuple[int, int] = (32, 44),
 ) -> np.ndarray:
     """Draw one synthetic motion video: uint8 array (T, H, W, 3), RGB.
 
-    The random draws do not depend on `direction` or `speed` (they are consumed in the same order
-    for every class), so two calls with equally seeded generators give the same first frame for
-    every class: a single frame carries no class information. Frame t shows the moving layer
-    shifted by t * speed * DIRECTIONS[direction], wrapping at the edges.
+    The class is (direction, profile); `classes` names the class set whose motions the distractor
+    sprites take (draw_motions). The random draws do not depend on the class (they are consumed in
+    the same order for every class), so two calls with equally seeded generators give the same
+    first frame for every class, and frame t of any class is the same sprites at uniformly random
+    places: a single frame carries no class information. Sprite i is at its start position plus
+    displacement(profile_i, gap, frames)[t] * DIRECTIONS[direction_i] in frame t (one gap per video,
+    drawn in the level's range), wrapping at the edges; sprites drawn later pass in front.
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
-    if not _is_int(speed) or speed < 0:
-        raise ValueError(f"speed must be a non-negative integer (px/frame), got {speed!r}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
     _check_frames(frames)
     height, width = _check_size(size, minimum=8)
+    level = _level(level)
     scale = min(height, width) / 32
     area = height * width / _REF_AREA
 
@@ -220,22 +334,23 @@ def generate_video(
     for _ in range(count(_N_STATIC_SPRITES)):
         sprite = _sprite(rng, scale)
         _paste(background, None, sprite, int(rng.integers(0, height)), int(rng.integers(0, width)))
-    layer = np.zeros((height, width, 3))
-    alpha = np.zeros((height, width), dtype=bool)
-    for _ in range(count(_N_MOVING)):
-        sprite = _sprite(rng, scale)
-        _paste(layer, alpha, sprite, int(rng.integers(0, height)), int(rng.integers(0, width)))
+    n_moving = count(_N_MOVING)
+    sprites = [_sprite(rng, scale) for _ in range(n_moving)]
+    starts = [(int(rng.integers(0, height)), int(rng.integers(0, width))) for _ in range(n_moving)]
+    gap = rng.uniform(*level.gap)
+    motions, _ = draw_motions(rng, motion=(direction, profile), level=level, count=n_moving, classes=classes)
+    travel = {p: displacement(p, gap, frames) for p in {p for _, p in motions}}
 
     noise = rng.integers(-_NOISE_AMPLITUDE, _NOISE_AMPLITUDE + 1, size=(frames, height, width, 1))
 
-    dx, dy = DIRECTIONS[direction]
     out = np.empty((frames, height, width, 3), dtype=np.uint8)
     for t in range(frames):
-        shift = (t * speed * dy, t * speed * dx)
-        moved = np.roll(layer, shift, axis=(0, 1))
-        moved_alpha = np.roll(alpha, shift, axis=(0, 1))
-        frame = np.where(moved_alpha[..., None], moved, background) + noise[t]
-        out[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+        frame = background.copy()
+        for sprite, (y0, x0), (d, p) in zip(sprites, starts, motions):
+            dx, dy = DIRECTIONS[d]
+            step = int(travel[p][t])
+            _paste(frame, None, sprite, y0 + dy * step, x0 + dx * step)
+        out[t] = np.clip(np.rint(frame + noise[t]), 0, 255).astype(np.uint8)
     return out
 
 
@@ -289,22 +404,32 @@ def encode_mp4(frames: np.ndarray, path: str | os.PathLike, *, fps: int | None =
 class _Job:
     path: str
     direction: str
-    speed: int
+    profile: str
     index: int  # video index within its class: part of the seed
     seed: int
+    level: int
+    classes: int  # the class set the distractors move like
     frames: int
     size: tuple[int, int]
 
 
-def _video_rng(seed: int, direction: str, speed: int, index: int) -> np.random.Generator:
-    # keyed by (direction, speed), not by the class index: Left1's videos are the same whatever
-    # the number of classes
-    return np.random.default_rng([seed, list(DIRECTIONS).index(direction), speed, index])
+def _video_rng(seed: int, direction: str, profile: str, index: int) -> np.random.Generator:
+    # keyed by (direction, profile), not by the class index: a class's draws are the same whatever
+    # the number of classes (its distractors' motions are drawn from that number's classes)
+    return np.random.default_rng([seed, list(DIRECTIONS).index(direction), PROFILES.index(profile), index])
 
 
 def _run_job(job: _Job) -> str:
-    rng = _video_rng(job.seed, job.direction, job.speed, job.index)
-    frames = generate_video(rng, direction=job.direction, speed=job.speed, frames=job.frames, size=job.size)
+    rng = _video_rng(job.seed, job.direction, job.profile, job.index)
+    frames = generate_video(
+        rng,
+        direction=job.direction,
+        profile=job.profile,
+        level=job.level,
+        classes=job.classes,
+        frames=job.frames,
+        size=job.size,
+    )
     encode_mp4(frames, job.path)
     return job.path
 
@@ -338,7 +463,7 @@ def _layout(out: Path, params: dict[str, Any]) -> tuple[list[_Job], dict[str, li
     names = list(motions)
     splits: dict[str, list[str]] = {"train": [], "test": []}
     jobs: list[_Job] = []
-    for label, (name, (direction, speed)) in enumerate(motions.items(), start=1):
+    for label, (name, (direction, profile)) in enumerate(motions.items(), start=1):
         for index, (split, group, clip) in enumerate(_split(params["videos_per_class"], params["test_fraction"])):
             rel = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.mp4"
             splits[split].append(f"{rel} {label}" if split == "train" else rel)
@@ -346,9 +471,11 @@ def _layout(out: Path, params: dict[str, Any]) -> tuple[list[_Job], dict[str, li
                 _Job(
                     path=str(out / "UCF-101" / rel),
                     direction=direction,
-                    speed=speed,
+                    profile=profile,
                     index=index,
                     seed=params["seed"],
+                    level=params["level"],
+                    classes=params["classes"],
                     frames=params["frames"],
                     size=tuple(params["size"]),
                 )
@@ -372,6 +499,7 @@ def write_synthetic_dataset(
     frames: int = 48,
     size: tuple[int, int] = (32, 44),
     seed: int = 0,
+    level: int = DEFAULT_LEVEL,
     test_fraction: float = 0.25,
     workers: int = 2,
     overwrite: bool = False,
@@ -379,16 +507,17 @@ def write_synthetic_dataset(
     """Write the synthetic motion dataset to `out` in the UCF101 layout; return its metadata.
 
     Command line: `starch data synth OUT [--classes 8] [--videos-per-class 200] [--frames 48]
-    [--size 32x44] [--seed 0]`; then train on it as format `ucf101`, root OUT. The default
-    (8 x 200 videos of 48 frames) takes about 15-20 s with 2 workers and ~31 MB.
+    [--size 32x44] [--seed 0] [--level 2]`; then train on it as format `ucf101`, root OUT.
 
-    classes           4, 8, 12 or 16: the four directions times the first classes/4 of SPEEDS
-                      (1, 3, 2, 4 px/frame); 8 gives Left1, Left3, Right1, ...
+    classes           4, 8, 12 or 16: the four directions times the first classes/4 of PROFILES
+                      (faster, slower, steady, pulsing); 8 gives DownFaster, DownSlower, ...
     videos_per_class  at least 2 (one test, one train); 200 is what the 2D-vs-3D gap needs
                       (with 50 every model memorises the backgrounds)
     frames            frames per video (25 fps)
     size              (H, W), both even (yuv420p), at least 16
     seed              the same seed gives the same frames
+    level             1-4, the difficulty (LEVELS: the ranges of the share of sprites that carry
+                      the class motion and of the gap between the slow and the fast speed)
     test_fraction     share of each class in testlist01 (whole groups, as in UCF101)
     workers           processes encoding in parallel; does not change the output
     overwrite         replace a dataset written here before with other parameters
@@ -403,6 +532,7 @@ def write_synthetic_dataset(
         frames=frames,
         size=size,
         seed=seed,
+        level=level,
         test_fraction=test_fraction,
     )
     if not _is_int(workers) or workers < 1:
@@ -417,7 +547,8 @@ def write_synthetic_dataset(
         "classes": names,
         "params": params,
         "version": VERSION,
-        "motion": {n: {"direction": d, "speed": s} for n, (d, s) in class_motions(classes).items()},
+        "motion": {n: {"direction": d, "profile": p} for n, (d, p) in class_motions(classes).items()},
+        "level": LEVELS[params["level"]].to_dict(),
         "videos": {"train": len(splits["train"]), "test": len(splits["test"])},
         "encoding": {
             "codec": CODEC,
@@ -439,10 +570,12 @@ def write_synthetic_dataset(
                 f"{meta_path} describes {existing.get('name')!r}, not a dataset written by "
                 "write_synthetic_dataset; pick an empty folder"
             )
-        same = all(existing.get(k) == metadata[k] for k in ("version", "params", "encoding"))
+        same = all(existing.get(k) == metadata[k] for k in ("version", "params", "level", "encoding"))
         if same and _is_complete(out, jobs):
             return existing
-        if not same and not overwrite:
+        # an older VERSION is a stale cache of the same parameters: rewritten, never reused
+        outdated = existing.get("version") != VERSION
+        if not same and not overwrite and not outdated:
             difference = _describe_difference(existing, params, metadata["encoding"])
             raise ValueError(
                 f"{out} holds a synthetic dataset with other parameters ({difference}); "
@@ -508,8 +641,8 @@ def _is_int(value: Any) -> bool:
 def _check_classes(classes: Any) -> None:
     if not _is_int(classes) or classes not in VALID_CLASSES:
         raise ValueError(
-            f"classes must be one of {list(VALID_CLASSES)} (4 directions x 1-{len(SPEEDS)} "
-            f"speeds from {list(SPEEDS)} px/frame), got {classes!r}"
+            f"classes must be one of {list(VALID_CLASSES)} (4 directions x the first 1-{len(PROFILES)} "
+            f"speed profiles of {list(PROFILES)}), got {classes!r}"
         )
 
 
@@ -540,6 +673,7 @@ def _check_params(**kw: Any) -> dict[str, Any]:
         raise ValueError(f"size must be even in H and W for yuv420p H.264, got {kw['size']!r}")
     if not _is_int(kw["seed"]) or kw["seed"] < 0:
         raise ValueError(f"seed must be a non-negative integer, got {kw['seed']!r}")
+    _level(kw["level"])
     tf = kw["test_fraction"]
     if not isinstance(tf, (int, float)) or isinstance(tf, bool) or not 0 < tf < 1:
         raise ValueError(f"test_fraction must be a number in (0, 1), got {tf!r}")
@@ -549,5 +683,6 @@ def _check_params(**kw: Any) -> dict[str, Any]:
         "frames": int(kw["frames"]),
         "size": [height, width],
         "seed": int(kw["seed"]),
+        "level": int(kw["level"]),
         "test_fraction": float(tf),
     }
