@@ -50,7 +50,9 @@ def _build(args):
 def test_concurrent_builders_agree(tmp_path):
     videos = [write_video(tmp_path / f"v{i}.mp4", frames=30) for i in range(3)]
     jobs = [(str(tmp_path / "c"), str(v)) for v in videos for _ in range(4)]
-    with multiprocessing.get_context("fork").Pool(2) as pool:
+    # spawn, not fork: the test process runs threads by now (the session's Ray, tqdm's monitor), and a
+    # child forked while one of them held a lock hung this test until its timeout (once, in the suite)
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
         entries = pool.map(_build, jobs)
     assert len(set(entries)) == 3
     cache = FrameCache(tmp_path / "c", resize=(24, 32))
