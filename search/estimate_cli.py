@@ -209,20 +209,18 @@ def print_estimate(est: Estimate, note: str | None = None) -> None:
     print("\n".join(est.lines() + ([f"  ({note})"] if note else [])), flush=True)
 
 
-def dry_run(exp, indexes: dict | None, tflops: float | None, achieved=None) -> Estimate:
-    """The estimate a dry run prints: measured here on a local run, not on a cluster (nothing starts)."""
+def _estimate_and_print(exp, indexes, tflops, achieved, *, measure: str | None, total) -> Estimate:
+    """The estimate of `exp`'s candidates, printed (with the note on how they were chosen)."""
     candidates, note = candidates_for(exp)
-    est = estimate(
-        exp,
-        candidates,
-        indexes,
-        tflops=tflops,
-        achieved=achieved,
-        measure=None if exp.cluster.address else "local",
-        total=local_total(exp),
-    )
+    est = estimate(exp, candidates, indexes, tflops=tflops, achieved=achieved, measure=measure, total=total)
     print_estimate(est, note)
     return est
+
+
+def dry_run(exp, indexes: dict | None, tflops: float | None, achieved=None) -> Estimate:
+    """The estimate a dry run prints: measured here on a local run, not on a cluster (nothing starts)."""
+    measure = None if exp.cluster.address else "local"
+    return _estimate_and_print(exp, indexes, tflops, achieved, measure=measure, total=local_total(exp))
 
 
 def announcer(tflops: float | None = None, achieved=None):
@@ -234,19 +232,9 @@ def announcer(tflops: float | None = None, achieved=None):
             return
         import ray
 
-        local = not exp.cluster.address
+        measure = "ray" if exp.cluster.address else "local"
         total = {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
-        candidates, note = candidates_for(exp)
-        est = estimate(
-            exp,
-            candidates,
-            indexes,
-            tflops=tflops,
-            achieved=achieved,
-            measure="local" if local else "ray",
-            total=total,
-        )
-        print_estimate(est, note)
+        est = _estimate_and_print(exp, indexes, tflops, achieved, measure=measure, total=total)
         write_text(directory, ESTIMATE_FILE, json.dumps({**est.to_dict(), "written": time.time()}, indent=1))
 
     return announce
